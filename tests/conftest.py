@@ -1,0 +1,43 @@
+"""Shared fixtures: a small synthetic-faces cache reused by every test in a session."""
+
+import pytest
+import torch
+
+from trainables.config import build_config
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def dataset_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.fixture
+def tiny_config(dataset_cache):
+    """A config that trains in about a second: 48 px grey faces, a narrow small CNN."""
+
+    def make(*overrides: str, **sections):
+        tree = {
+            "data": {
+                "cache_dir": str(dataset_cache),
+                "image_size": 48,
+                "batch_size": 64,
+                "synthetic": {"num_samples": 640, "num_identities": 40},
+            },
+            "model": {"width": 8},
+            "schedule": {"epochs": 2, "warmup_epochs": 0.5},
+            "runtime": {"seed": 0},
+        }
+        for section, values in sections.items():
+            tree.setdefault(section, {}).update(values)
+        return build_config(tree, list(overrides))
+
+    return make

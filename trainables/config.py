@@ -1,0 +1,239 @@
+"""`TrainConfig`: the one validated configuration of a training run.
+
+Parsed once at the boundary (a YAML file plus `--set key.sub=value` overrides) and
+passed down as typed objects. Every section forbids unknown keys, so a typo is an
+error that names the key and the valid ones instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one line fit to show a user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class SyntheticConfig(_Section):
+    """Synthetic faces generated (and cached) when `data.source` is `synthetic`."""
+
+    num_samples: int = Field(10_000, ge=64, le=2_000_000)
+    seed: int = Field(0, ge=0)
+    num_identities: int = Field(200, ge=2)
+
+
+class DataConfig(_Section):
+    source: str = "synthetic"
+    """`synthetic`, or a folder holding a prepared dataset (`card.json` + Parquet shards)."""
+    cache_dir: str = "hmtl-runs/datasets"
+    """Where synthetic datasets are written on first use and found again by fingerprint."""
+    synthetic: SyntheticConfig = SyntheticConfig()
+    image_size: int = Field(64, ge=48, le=224)
+    channels: Literal[1, 3] = 1
+    classes: Literal[7, 8] = 8
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    label_fraction: Fraction = 1.0
+    """Share of the training split that keeps its labels (stratified, seeded)."""
+    split_seed: int = Field(0, ge=0)
+    batch_size: int = Field(128, ge=1, le=8192)
+    eval_batch_size: int = Field(512, ge=1, le=16384)
+
+
+class ModelConfig(_Section):
+    backbone: Literal["small_cnn", "resnet18", "resnet50"] = "small_cnn"
+    pretrained: str | None = None
+    """Path of a state dict (torchvision key names) to start from; never fetched from a hub."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    width: int = Field(32, ge=4, le=256)
+    """small_cnn's first-stage width (the stages double it); ignored by the ResNets."""
+
+
+class ExpressionConfig(_Section):
+    weight: float = Field(1.0, gt=0.0)
+    class_weights: Literal["none", "inverse_frequency"] = "none"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class MainTasksConfig(_Section):
+    expression: ExpressionConfig | None = ExpressionConfig()
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> MainTasksConfig:
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            raise ValueError("at least one main task must be enabled")
+        return self
+
+
+class LossWeightsConfig(_Section):
+    """Weights of the self-supervised auxiliary tasks (none registered yet)."""
+
+
+class TasksConfig(_Section):
+    main: MainTasksConfig = MainTasksConfig()
+    loss_weights: LossWeightsConfig = LossWeightsConfig()
+
+
+class AugmentationConfig(_Section):
+    level: Literal["none", "weak", "strong", "eval"] = "weak"
+    magnitude: float = Field(1.0, ge=0.0, le=1.0)
+    """Scales the strong level's ranges, so a search can treat strength as continuous."""
+
+
+class OptimConfig(_Section):
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.05, ge=0.0, le=1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    grad_clip: float | None = Field(1.0, gt=0.0)
+
+
+class ScheduleConfig(_Section):
+    epochs: int = Field(10, ge=1, le=10_000)
+    kind: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.5, ge=0.0)
+    step_size: int = Field(10, ge=1)
+    """Epochs between decays for the `step` schedule."""
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> ScheduleConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs})"
+            )
+        return self
+
+
+class RuntimeConfig(_Section):
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """`auto`: bf16 autocast on CUDA, fp32 on CPU."""
+    num_threads: int | None = Field(None, ge=1)
+    checkpoint_every: int = Field(1, ge=1)
+
+
+class TrainConfig(_Section):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    tasks: TasksConfig = TasksConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    def flat(self) -> dict[str, Any]:
+        """The resolved config as flat dotted keys (for params tables and search spaces)."""
+        return flatten(self.model_dump())
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def describe_error(err: ValidationError, source: str = "config") -> str:
+    """Turn pydantic's first error into one line that names the key and the problem."""
+    first = err.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    key = ".".join(loc) or "<root>"
+    if first["type"] == "extra_forbidden":
+        section = _section_at(loc[:-1])
+        valid = ", ".join(sorted(section.model_fields)) if section else "?"
+        return f"{source}: unknown key '{key}' (valid keys here: {valid})"
+    return f"{source}: {key}: {first['msg']} (got {first.get('input')!r})"
+
+
+def _section_at(path: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = TrainConfig
+    for part in path:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set `a.b.c = value` in a nested dict, creating the sections on the way."""
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key.sub=value` -> (key, value), the value read as YAML (so 3 is int, null is None)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def build_config(
+    tree: dict[str, Any] | None = None, overrides: Sequence[str] = (), source: str = "config"
+) -> TrainConfig:
+    """Validate a nested dict plus `key=value` overrides into a TrainConfig or raise ConfigError."""
+    tree = dict(tree or {})
+    for text in overrides:
+        set_dotted(tree, *parse_override(text))
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(describe_error(err, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML file (or nothing, for the defaults) and apply `--set` overrides."""
+    tree: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where} not valid YAML") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(
+                f"{path}: expected a mapping of sections, got {type(loaded).__name__}"
+            )
+        tree = loaded or {}
+    return build_config(tree, overrides, source)

@@ -1,0 +1,237 @@
+"""Image backbones in plain torch (torchvision does not import with our torch).
+
+Every backbone exposes ``feature_dim``, ``forward_features(x)`` -> the last feature map
+``(N, feature_dim, h, w)`` (the in-painting decoder reads it) and ``forward(x)`` -> the
+globally average-pooled features ``(N, feature_dim)``. Heads live in the task files.
+
+The ResNets copy torchvision's v1.5 architecture and state-dict key names (minus ``fc``), so
+torchvision ImageNet checkpoints saved to a local file load with :func:`load_pretrained`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+BACKBONES: tuple[str, ...] = ("small_cnn", "resnet18", "resnet50")
+
+
+def _conv_bn_relu(in_ch: int, out_ch: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_ch),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def _init_weights(model: nn.Module) -> None:
+    """torchvision's ResNet init: Kaiming-normal convs (fan_out), BN weight 1 and bias 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity (or 1x1-projected) shortcut; ResNet-18/34."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        out_ch = width * self.expansion
+        self.conv1 = nn.Conv2d(in_ch, width, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _downsample(in_ch, out_ch, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (carrying the stride, as in torchvision v1.5), 1x1 expand; ResNet-50+."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        out_ch = width * self.expansion
+        self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _downsample(in_ch, out_ch, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+def _downsample(in_ch: int, out_ch: int, stride: int) -> nn.Sequential | None:
+    """The projection shortcut, only where the shape changes (torchvision's rule)."""
+    if stride == 1 and in_ch == out_ch:
+        return None
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+
+
+class ResNet(nn.Module):
+    """torchvision's ResNet without ``avgpool``/``fc``; attribute names match its state dict."""
+
+    def __init__(
+        self, block: type[BasicBlock | Bottleneck], layers: list[int], in_channels: int = 3
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.in_ch = 64  # running width while the stages are built
+        self.layer1 = self._make_layer(block, 64, layers[0], stride=1)
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.feature_dim = self.in_ch
+        _init_weights(self)
+
+    def _make_layer(
+        self, block: type[BasicBlock | Bottleneck], width: int, blocks: int, stride: int
+    ) -> nn.Sequential:
+        """One stage; only its first block strides and projects, as in torchvision."""
+        stage = [block(self.in_ch, width, stride)]
+        self.in_ch = width * block.expansion
+        stage += [block(self.in_ch, width) for _ in range(blocks - 1)]
+        return nn.Sequential(*stage)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
+
+
+class SmallCNN(nn.Module):
+    """Four stages of (conv3x3-BN-ReLU) x2 with a 2x2 max-pool between stages.
+
+    Sized for 48-64 px face crops on a CPU: the first conv has stride 2, which cuts the cost of
+    the widest-resolution stage by 4 (about 30 M multiply-adds per 48 px image instead of
+    120 M); the last map is 3x3 at 48 px, 4x4 at 64 px and 14x14 at 224 px.
+    """
+
+    def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (32, 64, 128, 256)) -> None:
+        super().__init__()
+        stages, in_ch = [], in_channels
+        for i, width in enumerate(widths):
+            pool = [nn.MaxPool2d(2)] if i > 0 else []
+            stem_stride = 2 if i == 0 else 1
+            stages.append(
+                nn.Sequential(
+                    *pool, *_conv_bn_relu(in_ch, width, stem_stride), *_conv_bn_relu(width, width)
+                )
+            )
+            in_ch = width
+        self.stages = nn.Sequential(*stages)
+        self.feature_dim = in_ch
+        _init_weights(self)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.stages(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
+
+
+def build_backbone(name: str, in_channels: int = 3, width: int = 32) -> nn.Module:
+    """Return a freshly initialised backbone ``name`` (one of :data:`BACKBONES`).
+
+    ``width`` is small_cnn's first-stage width (stages double it); ResNets ignore it.
+    """
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+    if name == "small_cnn":
+        return SmallCNN(in_channels, tuple(width * 2**i for i in range(4)))
+    if name == "resnet18":
+        return ResNet(BasicBlock, [2, 2, 2, 2], in_channels)
+    if name == "resnet50":
+        return ResNet(Bottleneck, [3, 4, 6, 3], in_channels)
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+
+
+def _names(keys: list[str], limit: int = 5) -> str:
+    more = f", ... ({len(keys)} in all)" if len(keys) > limit else f" ({len(keys)} in all)"
+    return ", ".join(keys[:limit]) + more
+
+
+def load_pretrained(backbone: nn.Module, path: str | os.PathLike) -> None:
+    """Load a local ``torch.save``-d state dict into ``backbone`` in place; never downloads.
+
+    Accepts a plain state dict or one under "state_dict"/"model"; strips "module."/"backbone."
+    prefixes, drops ``fc.*`` (torchvision's ImageNet head) and adapts a stem conv between 3 and
+    1 input channels (sum for RGB -> grey, repeat / 3 for grey -> RGB). Raises FileNotFoundError
+    or a one-line ValueError naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such pretrained-weights file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for a bad file; all mean the same
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path}: not a loadable torch file ({reason})") from exc
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a state dict (expected a mapping of names to tensors)")
+
+    state: dict[str, Tensor] = {}
+    for key, value in obj.items():
+        while key.startswith(("module.", "backbone.")):
+            key = key.split(".", 1)[1]
+        if not key.startswith("fc."):
+            state[key] = value
+
+    own = backbone.state_dict()
+    for key, value in own.items():
+        if key.endswith("num_batches_tracked"):  # absent from pre-0.4.1 files; harmless
+            state.setdefault(key, value)
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ValueError(f"{path}: missing keys {_names(missing)}")
+    unexpected = [k for k in state if k not in own]
+    if unexpected:
+        raise ValueError(f"{path}: unexpected keys {_names(unexpected)}")
+
+    for key, want in own.items():
+        got = state[key]
+        # Only a stem conv has 1 or 3 input channels, so this cannot mask a real mismatch.
+        if got.dim() == 4 and got.shape[0] == want.shape[0] and got.shape[2:] == want.shape[2:]:
+            if got.shape[1] == 3 and want.shape[1] == 1:
+                got = got.sum(dim=1, keepdim=True)
+            elif got.shape[1] == 1 and want.shape[1] == 3:
+                got = got.repeat(1, 3, 1, 1) / 3
+        if got.shape != want.shape:
+            raise ValueError(
+                f"{path}: shape mismatch for {key}: file has {tuple(got.shape)}, "
+                f"model has {tuple(want.shape)}"
+            )
+        state[key] = got
+    backbone.load_state_dict(state, strict=True)

@@ -1,0 +1,84 @@
+"""Task registry: every task (main or auxiliary) is one file here, registered by name.
+
+A task is an `nn.Module` holding its head(s). Main tasks read the pooled features of
+the clean (augmented) batch; each returns named, *unweighted* losses, and `combine`
+applies the configured weights in one place. The registry names are the keys of
+`tasks.main`, `tasks.loss_weights`, search-space entries and tracked metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from trainables.config import TrainConfig
+from trainables.data.dataset import DatasetInfo
+
+TaskBuilder = Callable[[TrainConfig, DatasetInfo, int], nn.Module]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: Literal["main", "aux"]
+    build: TaskBuilder
+
+
+REGISTRY: dict[str, TaskSpec] = {}
+
+
+def register(name: str, kind: Literal["main", "aux"]) -> Callable[[TaskBuilder], TaskBuilder]:
+    """Decorator for a builder `(cfg, dataset_info, feature_dim) -> task module`."""
+
+    def wrap(build: TaskBuilder) -> TaskBuilder:
+        if name in REGISTRY:
+            raise ValueError(f"task '{name}' registered twice")
+        REGISTRY[name] = TaskSpec(name, kind, build)
+        return build
+
+    return wrap
+
+
+def task_weights(cfg: TrainConfig) -> dict[str, float]:
+    """Weight of every enabled task: main tasks by their `weight`, auxiliaries when > 0."""
+    weights = {
+        name: float(section.weight) for name, section in cfg.tasks.main if section is not None
+    }
+    weights.update({name: float(w) for name, w in cfg.tasks.loss_weights if w > 0})
+    return weights
+
+
+def build_tasks(cfg: TrainConfig, info: DatasetInfo, feature_dim: int) -> nn.ModuleDict:
+    """Instantiate the enabled tasks in a fixed order (registry order) for reproducibility."""
+    enabled = task_weights(cfg)
+    unknown = sorted(set(enabled) - set(REGISTRY))
+    if unknown:
+        raise ValueError(f"tasks not registered: {', '.join(unknown)}")
+    return nn.ModuleDict(
+        {
+            name: spec.build(cfg, info, feature_dim)
+            for name, spec in REGISTRY.items()
+            if name in enabled
+        }
+    )
+
+
+def combine(
+    losses: dict[str, torch.Tensor], weights: dict[str, float]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total = sum of weight[task] * loss[task part]. Parts are named `<task>` or `<task>/<x>`."""
+    total = None
+    for part, value in losses.items():
+        term = weights[part.split("/", 1)[0]] * value
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("no task produced a loss")
+    return total, losses
+
+
+# Importing the task files registers them.
+from trainables.tasks import expression  # noqa: E402, F401

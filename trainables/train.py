@@ -1,0 +1,243 @@
+"""`train(cfg, session)`: the plain PyTorch training loop, read top to bottom.
+
+Data, model, loss, optimizer step, evaluation, checkpoint -- in that order. The loop
+knows nothing about Ray or MLflow: it reports each epoch through the `Session` and
+resumes from whatever checkpoint the session hands it.
+
+Determinism: every epoch draws its shuffling and augmentation from generators seeded
+by (seed, epoch, rank), and the global RNGs are reseeded the same way, so a run
+resumed after epoch k replays epochs k+1.. exactly as an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from trainables.augment import augment, normalize
+from trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from trainables.config import TrainConfig
+from trainables.data.dataset import FaceData, load_splits
+from trainables.models import build_backbone, load_pretrained
+from trainables.network import FaceModel
+from trainables.optim import make_optimizer, make_scheduler
+from trainables.session import Session
+from trainables.tasks import build_tasks, combine, task_weights
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    metrics: dict[str, Any]
+    """The last epoch's report (train, val and test metrics)."""
+    checkpoint: str | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(cfg: TrainConfig, session: Session) -> TrainResult:
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(cfg.runtime.num_threads)
+    device = session.device or pick_device(cfg.runtime.device)
+    use_bf16 = cfg.runtime.precision == "bf16" or (
+        cfg.runtime.precision == "auto" and device.type == "cuda"
+    )
+    channels_last = device.type == "cuda"
+
+    # Data: decoded once, resident on the training device.
+    splits = load_splits(cfg.data)
+    train_data, val_data, test_data = (
+        d.to(device) for d in (splits.train, splits.val, splits.test)
+    )
+
+    # Model: a shared backbone plus one module per enabled task.
+    torch.manual_seed(cfg.runtime.seed)
+    backbone = build_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.width)
+    if cfg.model.pretrained:
+        load_pretrained(backbone, cfg.model.pretrained)
+    model = FaceModel(backbone, build_tasks(cfg, splits.info, backbone.feature_dim)).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    weights = task_weights(cfg)
+    wrapped = session.prepare_model(model)
+
+    # Optimizer and schedule.
+    per_rank = len(train_data) // session.world_size
+    if per_rank == 0:
+        raise ValueError(
+            f"{cfg.data.source}: {len(train_data)} training rows cannot feed "
+            f"{session.world_size} workers"
+        )
+    batch_size = min(cfg.data.batch_size, per_rank)
+    steps_per_epoch = per_rank // batch_size
+    optimizer = make_optimizer(cfg.optim, model)
+    scheduler = make_scheduler(cfg.schedule, optimizer, steps_per_epoch)
+
+    # Resume.
+    start_epoch, history, last = 1, [], {}
+    resume = session.latest_checkpoint()
+    if resume:
+        state = load_checkpoint(resume)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start_epoch = state["epoch"] + 1
+        history = list(state.get("history", []))
+        last = state.get("metrics", {})
+
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    for epoch in range(start_epoch, cfg.schedule.epochs + 1):
+        seed_epoch(cfg.runtime.seed, epoch, session.rank)
+        order = torch.Generator().manual_seed(derive_seed(cfg.runtime.seed, epoch))
+        jitter = torch.Generator().manual_seed(derive_seed(cfg.runtime.seed, epoch, session.rank))
+        perm = torch.randperm(len(train_data), generator=order)
+        mine = perm[session.rank : per_rank * session.world_size : session.world_size]
+
+        # Train one epoch.
+        wrapped.train()
+        sums: dict[str, torch.Tensor] = {}
+        start = time.perf_counter()
+        for step in range(steps_per_epoch):
+            index = mine[step * batch_size : (step + 1) * batch_size].to(device)
+            batch = train_data.batch(index)
+            images = augment(
+                batch["image"],
+                cfg.augmentation.level,
+                magnitude=cfg.augmentation.magnitude,
+                out_size=cfg.data.image_size,
+                generator=jitter,
+            )
+            images = normalize(images)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                losses = wrapped(images, batch)
+            loss, parts = combine(losses, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            for name, value in {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().float()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+
+        # Evaluate on clean validation images.
+        metrics: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        metrics.update({f"train/{k}": float(v) / steps_per_epoch for k, v in sums.items()})
+        metrics["train/images_per_sec"] = (
+            steps_per_epoch * batch_size * session.world_size / elapsed
+        )
+        metrics.update(prefixed("val", evaluate(model, val_data, cfg, session, autocast)))
+        if epoch == cfg.schedule.epochs:
+            metrics.update(prefixed("test", evaluate(model, test_data, cfg, session, autocast)))
+        history.append({k: v for k, v in metrics.items() if not isinstance(v, list)})
+
+        # Checkpoint and report.
+        due = epoch % cfg.runtime.checkpoint_every == 0 or epoch == cfg.schedule.epochs
+        folder = tempfile.mkdtemp(prefix="hmtl-ckpt-") if due and session.rank == 0 else None
+        if folder:
+            save_checkpoint(
+                folder,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "rng": rng_state(),
+                    "config": cfg.model_dump(),
+                    "metrics": metrics,
+                    "history": history,
+                    "dataset": splits.info.fingerprint,
+                },
+            )
+        try:
+            session.report(metrics, checkpoint_dir=folder)
+        finally:
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+        last = metrics
+
+    if "test/accuracy" not in last and start_epoch > cfg.schedule.epochs:
+        last = {**last, **prefixed("test", evaluate(model, test_data, cfg, session, autocast))}
+    return TrainResult(
+        epochs=cfg.schedule.epochs,
+        metrics=last,
+        checkpoint=session.latest_checkpoint(),
+        history=history,
+    )
+
+
+def evaluate(
+    model: FaceModel,
+    data: FaceData,
+    cfg: TrainConfig,
+    session: Session,
+    autocast: contextlib.AbstractContextManager,
+) -> dict[str, Any]:
+    """Main-task metrics on clean (`eval`-level) images; statistics summed over ranks."""
+    if len(data) == 0:
+        return {}
+    model.eval()
+    totals: dict[str, torch.Tensor] = {}
+    rows = torch.arange(session.rank, len(data), session.world_size, device=data.images.device)
+    for chunk in rows.split(cfg.data.eval_batch_size):
+        batch = data.batch(chunk)
+        images = normalize(augment(batch["image"], "eval", out_size=cfg.data.image_size))
+        if data.images.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            stats = model.eval_stats(images, batch)
+        for name, value in stats.items():
+            totals[name] = totals[name] + value if name in totals else value
+    if session.world_size > 1 and dist.is_available() and dist.is_initialized():
+        for value in totals.values():
+            dist.all_reduce(value)
+    out: dict[str, Any] = {}
+    for name, value in totals.items():
+        summary = model.tasks[name].summarize(value)
+        # The headline task (expression) reports unprefixed: val/accuracy, val/macro_f1, ...
+        out.update(
+            summary if name == "expression" else {f"{name}/{k}": v for k, v in summary.items()}
+        )
+    return out
+
+
+def prefixed(prefix: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}/{k}": v for k, v in metrics.items()}
+
+
+def derive_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (so epoch seeds don't overlap across runs)."""
+    return int(
+        np.random.SeedSequence(list(parts)).generate_state(2, np.uint32).view(np.uint64)[0]
+        >> np.uint64(1)
+    )
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Reseed the global RNGs (dropout, anything implicit) from (seed, epoch, rank)."""
+    s = derive_seed(seed, epoch, rank, 1)
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("runtime.device is 'cuda' but no CUDA device is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
