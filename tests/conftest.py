@@ -5,6 +5,10 @@ import torch
 
 from trainables.config import build_config
 
+# Tiny models on a 2-core machine run fastest on one intra-op thread, and tests that share
+# the machine (or run beside Ray workers) do not oversubscribe it.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

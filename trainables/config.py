@@ -67,8 +67,23 @@ class ExpressionConfig(_Section):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+class HeadPoseConfig(_Section):
+    """Yaw/pitch/roll regression (degrees); needs a dataset with pose labels."""
+
+    weight: float = Field(1.0, gt=0.0)
+    loss: Literal["smooth_l1", "l1", "mse"] = "smooth_l1"
+    scale_deg: float = Field(30.0, gt=0.0)
+    """Angles are divided by this before the loss, so it is O(1) next to cross-entropy."""
+
+
+class GenderConfig(_Section):
+    weight: float = Field(1.0, gt=0.0)
+
+
 class MainTasksConfig(_Section):
     expression: ExpressionConfig | None = ExpressionConfig()
+    head_pose: HeadPoseConfig | None = None
+    gender: GenderConfig | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> MainTasksConfig:
@@ -78,12 +93,58 @@ class MainTasksConfig(_Section):
 
 
 class LossWeightsConfig(_Section):
-    """Weights of the self-supervised auxiliary tasks (none registered yet)."""
+    """Weights of the self-supervised auxiliary tasks; 0 disables a task (and its compute)."""
+
+    jigsaw: float = Field(0.0, ge=0.0)
+    rotation: float = Field(0.0, ge=0.0)
+    inpainting: float = Field(0.0, ge=0.0)
+    contrastive: float = Field(0.0, ge=0.0)
+
+
+class JigsawConfig(_Section):
+    form: Literal["hmtl", "classic"] = "hmtl"
+    """hmtl: a head per grid position predicting its original tile; classic: one head over
+    a fixed set of `permutations` maximally distant permutations."""
+    grid: Literal[2, 3] = 3
+    permutations: int = Field(100, ge=2, le=1000)
+    seed: int = Field(0, ge=0)
+
+
+class RotationConfig(_Section):
+    form: Literal["whole", "tiles"] = "whole"
+    """whole: the image turned by k*90 degrees (RotNet); tiles: each grid tile turned alone."""
+    grid: Literal[2, 3] = 3
+
+
+class InpaintingConfig(_Section):
+    masks: Literal["rectangles", "regions", "both"] = "rectangles"
+    """rectangles: random boxes; regions: the eyes or the mouth of a centred face."""
+    mask_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    """Side of a random rectangle as a share of the image side (upper bound)."""
+    perceptual_weight: float = Field(0.0, ge=0.0)
+    """Weight of an optional perceptual term: distance under a frozen, seeded random conv stack."""
+
+
+class ContrastiveConfig(_Section):
+    temperature: float = Field(0.2, ge=0.01, le=1.0)
+    projection_dim: int = Field(128, ge=8, le=2048)
+    view_level: Literal["weak", "strong"] = "strong"
+    """Augmentation level that makes the two views."""
+
+
+class AuxTasksConfig(_Section):
+    """Settings of the auxiliary tasks; whether they run is `loss_weights`."""
+
+    jigsaw: JigsawConfig = JigsawConfig()
+    rotation: RotationConfig = RotationConfig()
+    inpainting: InpaintingConfig = InpaintingConfig()
+    contrastive: ContrastiveConfig = ContrastiveConfig()
 
 
 class TasksConfig(_Section):
     main: MainTasksConfig = MainTasksConfig()
     loss_weights: LossWeightsConfig = LossWeightsConfig()
+    aux: AuxTasksConfig = AuxTasksConfig()
 
 
 class AugmentationConfig(_Section):

@@ -2,38 +2,82 @@
 
 The losses are computed inside `forward`, so a data-parallel wrapper sees every
 head's parameters in its forward pass and all-reduces their gradients too.
+
+Auxiliary tasks make their own inputs (shuffled tiles, rotated or masked images, two
+views); by default all inputs of a step go through the backbone in one batched
+forward (`one_pass`), which `benchmarks/aux_cost.py` compares with separate passes.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from trainables.augment import normalize
+from trainables.tasks import AuxBatch
 
 
 class FaceModel(nn.Module):
-    def __init__(self, backbone: nn.Module, tasks: nn.ModuleDict) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tasks: nn.ModuleDict,
+        one_pass: bool = True,
+        channels_last: bool = False,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.tasks = tasks
+        self.one_pass = one_pass
+        self.channels_last = channels_last
+
+    def main_tasks(self) -> dict[str, nn.Module]:
+        return {name: task for name, task in self.tasks.items() if task.kind == "main"}
+
+    def aux_tasks(self) -> dict[str, nn.Module]:
+        return {name: task for name, task in self.tasks.items() if task.kind == "aux"}
 
     def forward(
-        self, images: torch.Tensor, batch: dict[str, torch.Tensor]
+        self, images: torch.Tensor, batch: dict[str, torch.Tensor], aux: AuxBatch | None = None
     ) -> dict[str, torch.Tensor]:
-        """Named, unweighted losses of every enabled task on this batch."""
-        features = self.backbone(images)
+        """Named, unweighted losses of every enabled task on this batch.
+
+        `images` are the augmented training images in [0, 1]; `aux` is required when
+        auxiliary tasks are enabled.
+        """
+        made = [task.make_input(aux) for task in self.aux_tasks().values()]
+        inputs = [self._prepare(images)] + [self._prepare(x) for x, _ in made]
+        maps = self._features(inputs)
+        pooled = [_pool(m) for m in maps]
         losses: dict[str, torch.Tensor] = {}
-        for task in self.tasks.values():
-            losses.update(task.loss(features, batch))
+        for task in self.main_tasks().values():
+            losses.update(task.loss(pooled[0], batch))
+        for task, (_, targets), x, f, m in zip(
+            self.aux_tasks().values(), made, inputs[1:], pooled[1:], maps[1:], strict=True
+        ):
+            losses.update(task.loss(f, m, targets, x))
         return losses
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        x = normalize(images)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _features(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Feature maps of every input: one batched backbone pass, or one pass each."""
+        if self.one_pass and len(inputs) > 1:
+            sizes = [len(x) for x in inputs]
+            return list(self.backbone.forward_features(torch.cat(inputs)).split(sizes))
+        return [self.backbone.forward_features(x) for x in inputs]
 
     @torch.no_grad()
     def eval_stats(
         self, images: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """Summable evaluation statistics of each main task on clean images."""
-        features = self.backbone(images)
-        return {
-            name: task.eval_stats(features, batch)
-            for name, task in self.tasks.items()
-            if task.kind == "main"
-        }
+        """Summable evaluation statistics of each main task on clean images in [0, 1]."""
+        features = _pool(self.backbone.forward_features(self._prepare(images)))
+        return {name: task.eval_stats(features, batch) for name, task in self.main_tasks().items()}
+
+
+def _pool(feature_map: torch.Tensor) -> torch.Tensor:
+    return torch.flatten(F.adaptive_avg_pool2d(feature_map, 1), 1)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trainables.augment import augment, normalize
+from trainables.augment import augment
 from trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from trainables.config import TrainConfig
 from trainables.data.dataset import FaceData, load_splits
@@ -31,7 +31,7 @@ from trainables.models import build_backbone, load_pretrained
 from trainables.network import FaceModel
 from trainables.optim import make_optimizer, make_scheduler
 from trainables.session import Session
-from trainables.tasks import build_tasks, combine, task_weights
+from trainables.tasks import AuxBatch, build_tasks, combine, task_weights
 
 
 @dataclass
@@ -63,7 +63,8 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
     backbone = build_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.width)
     if cfg.model.pretrained:
         load_pretrained(backbone, cfg.model.pretrained)
-    model = FaceModel(backbone, build_tasks(cfg, splits.info, backbone.feature_dim)).to(device)
+    tasks = build_tasks(cfg, splits.info, backbone.feature_dim)
+    model = FaceModel(backbone, tasks, channels_last=channels_last).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     weights = task_weights(cfg)
@@ -109,18 +110,20 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
         for step in range(steps_per_epoch):
             index = mine[step * batch_size : (step + 1) * batch_size].to(device)
             batch = train_data.batch(index)
-            images = augment(
+            images, geometry = augment(
                 batch["image"],
                 cfg.augmentation.level,
                 magnitude=cfg.augmentation.magnitude,
                 out_size=cfg.data.image_size,
                 generator=jitter,
+                return_geometry=True,
             )
-            images = normalize(images)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            batch.update(flipped=geometry.flipped, rotation_deg=geometry.rotation_deg)
+            aux = AuxBatch(
+                batch["image"], images, jitter, cfg.augmentation.magnitude, cfg.data.image_size
+            )
             with autocast:
-                losses = wrapped(images, batch)
+                losses = wrapped(images, batch, aux)
             loss, parts = combine(losses, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -195,9 +198,7 @@ def evaluate(
     rows = torch.arange(session.rank, len(data), session.world_size, device=data.images.device)
     for chunk in rows.split(cfg.data.eval_batch_size):
         batch = data.batch(chunk)
-        images = normalize(augment(batch["image"], "eval", out_size=cfg.data.image_size))
-        if data.images.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = augment(batch["image"], "eval", out_size=cfg.data.image_size)
         with autocast:
             stats = model.eval_stats(images, batch)
         for name, value in stats.items():

@@ -115,7 +115,7 @@ def load_splits(cfg: DataConfig) -> Splits:
     keep = prepared.labels["expression"] < cfg.classes
     split = assign_splits(prepared, cfg)
     images = _to_channels(torch.from_numpy(prepared.images).permute(0, 3, 1, 2), cfg.channels)
-    labels = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in prepared.labels.items()}
+    labels = {k: torch.from_numpy(np.array(v)) for k, v in prepared.labels.items()}
     labels["expression"] = labels["expression"].long()
 
     def take(name: str) -> FaceData:

@@ -1,9 +1,21 @@
 """Task registry: every task (main or auxiliary) is one file here, registered by name.
 
-A task is an `nn.Module` holding its head(s). Main tasks read the pooled features of
-the clean (augmented) batch; each returns named, *unweighted* losses, and `combine`
-applies the configured weights in one place. The registry names are the keys of
-`tasks.main`, `tasks.loss_weights`, search-space entries and tracked metrics.
+A task is an `nn.Module` holding its head(s); it returns named, *unweighted* losses
+(`{"jigsaw": ...}` or `{"inpainting/l1": ...}`), and `combine` applies the configured
+weights in one place. The registry names are the keys of `tasks.main`,
+`tasks.loss_weights`, search-space entries and tracked metrics.
+
+Main tasks (`kind = "main"`) read the backbone features of the training batch:
+    loss(features, batch) -> dict[str, Tensor]
+    eval_stats(features, batch) -> Tensor        # summable over batches and ranks
+    summarize(stats) -> dict[str, float | list]
+
+Auxiliary tasks (`kind = "aux"`) make their own input and labels from the batch:
+    make_input(aux: AuxBatch) -> (images in [0, 1] of shape (M, C, S, S), targets dict)
+    loss(features (M, D), feature_map (M, D, h, w), targets, images) -> dict[str, Tensor]
+`images` is the normalized input the task made (what went through the backbone).
+`FaceModel` normalizes every input and, when it can, passes all of them through the
+backbone in one batched forward.
 """
 
 from __future__ import annotations
@@ -17,6 +29,21 @@ from torch import nn
 
 from trainables.config import TrainConfig
 from trainables.data.dataset import DatasetInfo
+
+
+@dataclass(frozen=True)
+class AuxBatch:
+    """What an auxiliary task may build its input from, for one training step."""
+
+    raw: torch.Tensor
+    """The batch as stored: uint8 (N, C, H, W), for tasks that augment views themselves."""
+    clean: torch.Tensor
+    """The batch after the configured augmentation, float in [0, 1], (N, C, S, S)."""
+    generator: torch.Generator
+    """CPU generator of this step: draw every random choice from it (exact resume)."""
+    magnitude: float
+    out_size: int
+
 
 TaskBuilder = Callable[[TrainConfig, DatasetInfo, int], nn.Module]
 
@@ -81,4 +108,12 @@ def combine(
 
 
 # Importing the task files registers them.
-from trainables.tasks import expression  # noqa: E402, F401
+from trainables.tasks import (  # noqa: E402, F401
+    contrastive,
+    expression,
+    gender,
+    head_pose,
+    inpainting,
+    jigsaw,
+    rotation,
+)

@@ -1,0 +1,140 @@
+"""Contrastive (SimCLR): NT-Xent against the textbook formula, views, projection, training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainables.augment import normalize
+from trainables.config import build_config
+from trainables.data.dataset import DatasetInfo
+from trainables.data.synthetic import render_faces
+from trainables.models import build_backbone
+from trainables.tasks import REGISTRY, AuxBatch
+from trainables.tasks.contrastive import nt_xent
+
+INFO = DatasetInfo(
+    classes=("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
+    class_counts=(1,) * 8,
+    optional_labels=(),
+    fingerprint="x",
+    source="test",
+)
+
+
+def _task(feature_dim: int = 16, channels: int = 1, **settings):
+    tree = {
+        "data": {"image_size": 48, "channels": channels},
+        "tasks": {"aux": {"contrastive": settings}},
+    }
+    return REGISTRY["contrastive"].build(build_config(tree), INFO, feature_dim)
+
+
+def _aux(raw: torch.Tensor, seed: int, size: int = 48) -> AuxBatch:
+    clean = raw.float() / 255  # make_input ignores it: views come from the raw batch
+    return AuxBatch(raw, clean, torch.Generator().manual_seed(seed), 1.0, size)
+
+
+def _raw(n: int = 4, channels: int = 1, size: int = 56) -> torch.Tensor:
+    g = torch.Generator().manual_seed(7)
+    return torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=g)
+
+
+def _textbook(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:
+    """-log(exp(sim(i, pos) / tau) / sum_{k != i} exp(sim(i, k) / tau)), mean over 2N anchors."""
+    z = torch.cat([z1, z2]).double()
+    n2 = len(z)
+    sim = [[float(F.cosine_similarity(z[i], z[k], dim=0)) for k in range(n2)] for i in range(n2)]
+    total = 0.0
+    for i in range(n2):
+        pos = (i + n2 // 2) % n2
+        denom = sum(math.exp(sim[i][k] / tau) for k in range(n2) if k != i)
+        total += -math.log(math.exp(sim[i][pos] / tau) / denom)
+    return total / n2
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_nt_xent_equals_the_textbook_formula(tau):
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    assert float(nt_xent(z1, z2, tau)) == pytest.approx(_textbook(z1, z2, tau), abs=1e-6)
+
+
+def test_identical_views_at_low_temperature_reach_the_minimum():
+    z = torch.randn(8, 32, generator=torch.Generator().manual_seed(1))
+    assert float(nt_xent(z, z, 0.05)) < 1e-3
+    assert float(nt_xent(z, 3 * z, 0.05)) < 1e-3  # scale-free: embeddings are L2-normalised
+
+
+def test_loss_falls_as_positives_align():
+    g = torch.Generator().manual_seed(2)
+    z1, noise = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    losses = [float(nt_xent(z1, z1 + s * noise, 0.2)) for s in (4.0, 1.0, 0.5, 0.1)]
+    assert losses == sorted(losses, reverse=True) and losses[0] > losses[-1] + 1
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_views_are_two_augmentations_in_order(channels):
+    raw = _raw(channels=channels)
+    views, targets = _task(channels=channels).make_input(_aux(raw, seed=0))
+    assert views.shape == (8, channels, 48, 48) and targets == {}
+    assert views.dtype == torch.float32 and views.min() >= 0 and views.max() <= 1
+    assert not torch.equal(views[:4], views[4:])  # the two views of a sample differ
+
+
+def test_same_seed_same_views_and_different_seeds_differ():
+    raw, task = _raw(), _task(view_level="weak")
+    a, _ = task.make_input(_aux(raw, seed=3))
+    b, _ = task.make_input(_aux(raw, seed=3))
+    c, _ = task.make_input(_aux(raw, seed=4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_projection_shape_loss_and_top1():
+    task = _task(feature_dim=32)
+    z = task(torch.randn(10, 32))
+    assert z.shape == (10, 128) and z.dtype == torch.float32
+    assert set(task.loss(torch.randn(10, 32), None, {}, None)) == {"contrastive"}
+    task.eval()
+    same = torch.randn(5, 32).repeat(2, 1)  # views identical: each finds its partner
+    assert task.metrics(same, None, {}) == {"contrastive/top1": 1.0}
+
+
+def test_loss_falls_when_trained_alone():
+    faces = render_faces(32, size=48, channels=1, seed=0)
+    raw = torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
+    torch.manual_seed(0)
+    backbone = build_backbone("small_cnn", 1, width=8)
+    task = _task(feature_dim=backbone.feature_dim)
+    opt = torch.optim.AdamW([*backbone.parameters(), *task.parameters()], lr=3e-3)
+    gen, losses = torch.Generator().manual_seed(0), []
+    for _ in range(15):
+        views, targets = task.make_input(AuxBatch(raw, raw.float() / 255, gen, 1.0, 48))
+        fmap = backbone.forward_features(normalize(views))
+        pooled = F.adaptive_avg_pool2d(fmap, 1).flatten(1)
+        loss = task.loss(pooled, fmap, targets, views)["contrastive"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-4:]) / 4 < 0.9 * sum(losses[:4]) / 4, losses
+
+
+def test_loss_is_float32_under_bf16_autocast():
+    task = _task(feature_dim=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = task.loss(torch.randn(10, 32).to(torch.bfloat16), None, {}, None)["contrastive"]
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+@pytest.mark.gpu
+def test_runs_on_cuda():
+    raw, task = _raw().cuda(), _task(feature_dim=32).cuda()
+    views, _ = task.make_input(_aux(raw, seed=0))
+    assert views.is_cuda and views.shape == (8, 1, 48, 48)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = task.loss(torch.randn(8, 32, device="cuda"), None, {}, None)["contrastive"]
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
