@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hmtl train demo --out hmtl-runs/demo-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/hmtl sweep quickstart
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ the problem, and exit code 2, before any work starts; never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from importlib import resources
@@ -95,6 +96,93 @@ def train_command(
     except USER_ERRORS as err:
         fail(str(err))
     click.echo(summary(result.metrics, result.checkpoint))
+
+
+@main.command("sweep")
+@click.argument("space")
+@click.option("--name", default=None, help="Sweep name (default: the space's name).")
+@click.option(
+    "--storage", default=None, help="Local folder or s3://bucket/prefix (default: ./hmtl-runs)."
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI (default: sqlite:///<storage>/mlflow.db).",
+)
+@click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
+@click.option(
+    "--num-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of trials (default: the space's num_samples).",
+)
+@click.option(
+    "--smoke",
+    is_flag=True,
+    help="Synthetic data, 2 tiny trials of 2 epochs on CPU: checks the whole path.",
+)
+def sweep_command(
+    space: str,
+    name: str | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    address: str | None,
+    num_samples: int | None,
+    smoke: bool,
+) -> None:
+    """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
+    from orchestration.space import SpaceError, load_space
+    from orchestration.space import smoke as make_smoke
+
+    storage = storage or "hmtl-runs"
+    try:
+        spec = load_space(space)
+        if smoke:
+            scratch = Path(storage).resolve() / "smoke"
+            scratch.mkdir(parents=True, exist_ok=True)
+            spec = make_smoke(spec, scratch)
+        updates = {k: v for k, v in {"name": name, "num_samples": num_samples}.items() if v}
+        if updates:
+            spec = spec.model_copy(update=updates)
+    except (SpaceError, ConfigError) as err:
+        fail(str(err))
+    # Tune's classic progress table shows the metric and the searched values, a row a trial.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from orchestration.cluster import InfeasibleError
+    from orchestration.sweep import mlflow_ui_command, run_sweep
+    from orchestration.tracking import default_tracking_uri
+
+    tracking_uri = tracking_uri or default_tracking_uri(storage)
+    click.echo(
+        f"hmtl sweep {spec.name}: {spec.num_samples} trials, storage {storage}, "
+        f"tracking {tracking_uri}"
+    )
+    try:
+        result = run_sweep(spec, storage, tracking_uri, address=address)
+    except InfeasibleError as err:
+        fail(str(err))
+    click.echo(sweep_summary(result, spec.metrics[0]))
+    click.echo(f"\nMLflow UI: {mlflow_ui_command(tracking_uri)}")
+    if result.best_trial is None:
+        sys.exit(1)
+
+
+def sweep_summary(result, metric: str) -> str:
+    lines = [
+        "",
+        f"sweep {result.name}: {result.trials} trials, {result.errors} errored",
+        f"  stored at     {result.path}",
+    ]
+    if result.best_trial is None:
+        lines.append("  no trial reported the metric")
+        return "\n".join(lines)
+    lines.append(
+        f"  best trial    {result.best_trial}   {metric} = {result.best_metrics[metric]:.4f}"
+    )
+    for key, value in sorted(result.best_params.items()):
+        lines.append(f"    {key} = {value}")
+    lines.append(f"  checkpoint    {result.best_checkpoint}")
+    return "\n".join(lines)
 
 
 def summary(metrics: dict, checkpoint: str | None) -> str:

@@ -1,0 +1,146 @@
+"""Connecting to Ray and planning trial resources against what the cluster has.
+
+Local Ray starts with the dashboard bound to 127.0.0.1: Train V2 cleans up finished
+runs through the state API the dashboard serves, and without it a sweep hangs
+(STACK-NOTES.md). Resource plans are checked before anything starts, so a request
+that can never be placed is refused with a message instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# The trial driver of a multi-worker trial only builds a TorchTrainer and waits.
+DRIVER_CPUS = 0.05
+
+
+class InfeasibleError(ValueError):
+    """A resource request no node of the cluster can ever satisfy."""
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    """Resources of one node, existing or launchable (autoscaler node type)."""
+
+    name: str
+    cpus: float
+    gpus: float
+    max_count: int = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    max_concurrent: int
+    use_train: bool
+    """True: TorchTrainer per trial. False: one worker runs inside the Tune function."""
+
+    def trial_resources(self) -> dict[str, float]:
+        if self.use_train:
+            return {"CPU": DRIVER_CPUS}
+        return {"CPU": self.cpus_per_worker, "GPU": self.gpus_per_worker}
+
+
+def plan_resources(
+    workers: int, cpus: float, gpus: float, nodes: list[NodeShape], cap: int | None = None
+) -> Plan:
+    """How trials run and how many at once, or InfeasibleError naming what is missing."""
+    fits = [n for n in nodes if n.cpus >= cpus and n.gpus >= gpus]
+    if not fits:
+        biggest_gpu = max((n.gpus for n in nodes), default=0)
+        biggest_cpu = max((n.cpus for n in nodes), default=0)
+        missing = []
+        if gpus > biggest_gpu:
+            missing.append(f"{gpus:g} GPUs per worker but the largest node has {biggest_gpu:g}")
+        if cpus > biggest_cpu:
+            missing.append(f"{cpus:g} CPUs per worker but the largest node has {biggest_cpu:g}")
+        raise InfeasibleError("resources cannot be placed: " + "; ".join(missing))
+    slots = 0
+    for node in fits:
+        per_node = min(
+            math.floor(node.cpus / cpus + 1e-9) if cpus else math.inf,
+            math.floor(node.gpus / gpus + 1e-9) if gpus else math.inf,
+        )
+        slots += int(min(per_node, 1024)) * node.max_count
+    use_train = workers > 1
+    if use_train:
+        # Drivers' CPU share is taken from the same nodes; one slot keeps room for them.
+        total_cpu = sum(n.cpus * n.max_count for n in nodes)
+        if total_cpu - cpus * workers < DRIVER_CPUS:
+            slots -= 1
+    concurrent = slots // workers
+    if concurrent < 1:
+        raise InfeasibleError(
+            f"resources cannot be placed: {workers} workers x ({cpus:g} CPU, {gpus:g} GPU) "
+            f"need more than the cluster can hold ({slots} worker slots)"
+        )
+    if cap is not None:
+        concurrent = min(concurrent, cap)
+    return Plan(workers, cpus, gpus, concurrent, use_train)
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join a running cluster (`auto` or HOST:PORT) or start local Ray on 127.0.0.1."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        _node_ip_address="127.0.0.1",
+        log_to_driver=True,
+    )
+
+
+def cluster_nodes() -> list[NodeShape]:
+    """Node shapes the sweep may use: alive nodes, plus launchable autoscaler node types."""
+    import ray
+
+    shapes = [
+        NodeShape(
+            n["NodeManagerAddress"], n["Resources"].get("CPU", 0), n["Resources"].get("GPU", 0)
+        )
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
+    return shapes + autoscaler_node_types()
+
+
+def autoscaler_node_types(path: str | None = None) -> list[NodeShape]:
+    """Node types an autoscaling cluster can launch, from its bootstrap config.
+
+    On a `ray up` cluster the head holds `~/ray_bootstrap_config.yaml` (the cluster
+    YAML as launched); sweeps run on the head, so a cluster scaled to zero is judged by
+    what it can start. Local Ray has no such file: only alive nodes count.
+    """
+    import os
+
+    import yaml
+
+    path = path or os.environ.get(
+        "HMTL_BOOTSTRAP_CONFIG", os.path.expanduser("~/ray_bootstrap_config.yaml")
+    )
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    shapes = []
+    for name, node_type in (config.get("available_node_types") or {}).items():
+        resources = node_type.get("resources") or {}
+        count = int(node_type.get("max_workers", 0) or 0)
+        if count > 0:
+            shapes.append(
+                NodeShape(
+                    name, float(resources.get("CPU", 0)), float(resources.get("GPU", 0)), count
+                )
+            )
+    return shapes

@@ -1,0 +1,140 @@
+"""A sweep: Ray Tune with Optuna (and ASHA) over a search space, tracked in MLflow.
+
+    sweep (Tuner) -> trial (orchestration/trial.py) -> worker (orchestration/worker.py)
+
+Everything that can be refused is checked before Ray is asked for anything: the search
+space (validated when loaded), the storage location and the resource plan.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray.tune  # (1) Tuner, TuneConfig, RunConfig, with_resources
+
+from orchestration.cluster import Plan, cluster_nodes, init_ray, plan_resources
+from orchestration.search import make_scheduler, make_searcher
+from orchestration.space import SearchSpace
+from orchestration.tracking import MlflowCallback
+from orchestration.trial import make_trial, trial_dirname
+
+
+@dataclass
+class SweepResult:
+    name: str
+    path: str
+    best_trial: str | None
+    best_params: dict[str, Any]
+    best_metrics: dict[str, Any]
+    best_checkpoint: str | None
+    trials: int
+    errors: int
+
+
+def sweep_path(storage: str, name: str) -> str:
+    return f"{storage.rstrip('/')}/sweeps/{name}"
+
+
+def run_sweep(
+    space: SearchSpace,
+    storage: str,
+    tracking_uri: str,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    verbose: int = 1,
+) -> SweepResult:
+    """Run the sweep to the end and return its best trial."""
+    storage = os.path.abspath(storage) if "://" not in storage else storage
+    init_ray(address, num_cpus=num_cpus)
+    r = space.resources
+    plan = plan_resources(
+        r.workers_per_trial,
+        r.cpus_per_worker,
+        r.gpus_per_worker,
+        cluster_nodes(),
+        cap=space.max_concurrent_trials,
+    )
+    path = sweep_path(storage, space.name)
+    tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
+        ray.tune.with_resources(make_trial(space, plan, path), plan.trial_resources()),
+        tune_config=_tune_config(space, plan),
+        run_config=_run_config(space, storage, tracking_uri, verbose),
+    )
+    return summarize(space, tuner.fit(), path)
+
+
+def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
+    multi = len(space.metrics) > 1
+    return ray.tune.TuneConfig(
+        search_alg=make_searcher(space),
+        scheduler=make_scheduler(space),
+        metric=None if multi else space.metrics[0],
+        mode=None if multi else space.modes[0],
+        num_samples=space.num_samples,
+        max_concurrent_trials=plan.max_concurrent,
+        trial_dirname_creator=lambda trial: trial_dirname(trial.trial_id),
+        trial_name_creator=lambda trial: f"trial-{trial.trial_id}",
+    )
+
+
+def _run_config(
+    space: SearchSpace, storage: str, tracking_uri: str, verbose: int
+) -> ray.tune.RunConfig:
+    short = [key.rsplit(".", 1)[-1] for key in space.space]
+    columns = {
+        key: name if short.count(name) == 1 else key
+        for key, name in zip(space.space, short, strict=True)
+    }
+    reporter = ray.tune.CLIReporter(
+        parameter_columns=columns,
+        metric_columns=["epoch", *space.metrics],
+        max_report_frequency=30,
+        sort_by_metric=len(space.metrics) == 1,  # Tune passes the metric and mode on
+    )
+    return ray.tune.RunConfig(  # (3) where Tune keeps the sweep (what resume reads)
+        name=space.name,
+        storage_path=f"{storage}/sweeps",
+        callbacks=[MlflowCallback(tracking_uri, space)],
+        progress_reporter=reporter,
+        verbose=verbose,
+        failure_config=ray.tune.FailureConfig(max_failures=1),
+    )
+
+
+def summarize(space: SearchSpace, results, path: str) -> SweepResult:
+    errors = sum(1 for r in results if r.error is not None)
+    metric, mode = space.metrics[0], space.modes[0]
+    try:
+        best = results.get_best_result(metric=metric, mode=mode, scope="all")
+    except RuntimeError:
+        best = None
+    if best is None or best.metrics is None or metric not in best.metrics:
+        return SweepResult(space.name, path, None, {}, {}, None, len(results), errors)
+    # Single-worker trials checkpoint through Tune; TorchTrainer trials report the path.
+    checkpoint = best.checkpoint.path if best.checkpoint else best.metrics.get("checkpoint_path")
+    return SweepResult(
+        name=space.name,
+        path=path,
+        best_trial=best.metrics.get("trial_id"),
+        best_params=dict(best.config),
+        best_metrics=dict(best.metrics),
+        best_checkpoint=checkpoint,
+        trials=len(results),
+        errors=errors,
+    )
+
+
+def mlflow_ui_command(tracking_uri: str) -> str:
+    if tracking_uri.startswith("sqlite:///"):
+        return (
+            f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+            "   # then open http://127.0.0.1:5000"
+        )
+    return f"open {tracking_uri} in a browser (through an SSH tunnel on a cluster)"
+
+
+def local_storage_default() -> str:
+    return str(Path("hmtl-runs").resolve())

@@ -1,0 +1,49 @@
+"""The per-worker function of a Ray Train run: a short adapter around `trainables.train`.
+
+Every worker runs `train` with a `TrainSession`; Ray Train supplies rank, world size,
+device, the process group and the checkpoint to resume from. Only rank 0 hands over
+a checkpoint, but every rank reports (Train's report is a barrier).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray.train  # (1) Ray Train's worker-side API
+import ray.train.torch
+from torch import nn
+
+from trainables.config import TrainConfig
+from trainables.train import train
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What Tune and trackers get: numbers only (the confusion matrix travels in checkpoints)."""
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+class TrainSession:
+    def __init__(self) -> None:
+        context = ray.train.get_context()  # (2) rank and world size of this worker
+        self.rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self.device = ray.train.torch.get_device()  # (3) this worker's GPU, or the CPU
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(scalar_metrics(metrics), checkpoint=checkpoint)  # (4) barrier + upload
+
+    def latest_checkpoint(self) -> str | None:
+        checkpoint = ray.train.get_checkpoint()  # (5) set when this run resumes
+        return checkpoint.to_directory() if checkpoint else None
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        if self.world_size == 1:
+            return model
+        return ray.train.torch.prepare_model(model, move_to_device=False)  # (6) DDP
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    train(TrainConfig.model_validate(loop_config["cfg"]), TrainSession())

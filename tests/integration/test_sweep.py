@@ -1,0 +1,121 @@
+"""Sweeps on real local Ray: trials, checkpoints, ASHA pruning recorded in Optuna, refusal."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from orchestration.cli import main
+from orchestration.search import HmtlOptunaSearch
+from orchestration.space import validate_space
+from orchestration.sweep import run_sweep, sweep_path
+from orchestration.tracking import ROLE_TAG, default_tracking_uri
+from search_spaces import shipped
+
+pytestmark = pytest.mark.integration
+
+
+def _space(tmp_path, epochs=2, **overrides):
+    raw = {
+        "name": "it-sweep",
+        "num_samples": 3,
+        "scheduler": None,
+        "search": {"sampler": "random", "seed": 0},
+        "base": {
+            "data": {
+                "cache_dir": str(tmp_path / "datasets"),
+                "image_size": 48,
+                "batch_size": 64,
+                "synthetic": {"num_samples": 400},
+            },
+            "model": {"width": 8},
+            "schedule": {"epochs": epochs, "warmup_epochs": 0.5},
+            "runtime": {"device": "cpu", "num_threads": 1},
+        },
+        "space": {
+            "optim.lr": "loguniform(1e-4, 1e-2)",
+            "tasks.loss_weights.rotation": "uniform(0.0, 1.0)",
+        },
+    }
+    raw.update(overrides)
+    return validate_space(raw)
+
+
+def _trial_runs(tracking_uri, sweep):
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(sweep)
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'")
+    return client, runs
+
+
+def test_three_trials_two_epochs_with_checkpoints_and_runs(local_ray, tmp_path):
+    space = _space(tmp_path)
+    tracking = default_tracking_uri(str(tmp_path))
+    result = run_sweep(space, str(tmp_path), tracking)
+    assert result.trials == 3 and result.errors == 0
+    assert result.best_trial is not None and Path(result.best_checkpoint).is_dir()
+    trial_dirs = sorted(Path(sweep_path(str(tmp_path), "it-sweep")).glob("trial-*"))
+    assert len(trial_dirs) == 3
+    for trial_dir in trial_dirs:
+        assert len(list(trial_dir.glob("checkpoint_*/checkpoint.pt"))) == 2
+    client, runs = _trial_runs(tracking, "it-sweep")
+    assert len(runs) == 3
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "val/balanced_accuracy")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert run.data.params["schedule.epochs"] == "2"
+
+
+def test_asha_stop_is_recorded_as_pruned(local_ray, tmp_path):
+    # Trials run one at a time; the second carries a huge jigsaw weight, so its train/loss
+    # at the first rung is far worse than the first trial's and ASHA stops it there.
+    space = _space(
+        tmp_path,
+        epochs=3,
+        name="it-asha",
+        num_samples=2,
+        max_concurrent_trials=1,
+        metric="train/loss",
+        mode="min",
+        scheduler={"type": "asha", "max_epochs": 3, "grace_period": 1, "reduction_factor": 2},
+        search={
+            "sampler": "tpe",
+            "seed": 0,
+            "points_to_evaluate": [
+                {"tasks.loss_weights.jigsaw": 0},
+                {"tasks.loss_weights.jigsaw": 50},
+            ],
+        },
+        space={"tasks.loss_weights.jigsaw": "choice(0, 50)"},
+    )
+    result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)))
+    assert result.trials == 2
+    searcher = HmtlOptunaSearch(space, metric="train/loss", mode="min")
+    searcher.restore_from_dir(sweep_path(str(tmp_path), "it-asha"))
+    states = [t.state for t in searcher._ot_study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+    pruned = searcher._ot_study.trials[1]
+    assert pruned.params == {"tasks.loss_weights.jigsaw": 50}
+    assert list(pruned.intermediate_values) == [1]
+
+
+def test_infeasible_request_is_refused_before_anything_starts(local_ray, tmp_path):
+    path = tmp_path / "gpu.yaml"
+    path.write_text(
+        "name: too-big\nnum_samples: 1\nbase: demo\nresources: {gpus_per_worker: 2}\n"
+        "space:\n  optim.lr: loguniform(1e-4, 1e-2)\n"
+    )
+    result = CliRunner().invoke(main, ["sweep", str(path), "--storage", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "2 GPUs per worker but the largest node has 0" in result.output
+    assert not (tmp_path / "sweeps" / "too-big").exists()
+
+
+@pytest.mark.parametrize("name", sorted(shipped()))
+def test_every_shipped_space_runs_in_smoke_mode(local_ray, tmp_path, name):
+    result = CliRunner().invoke(main, ["sweep", name, "--smoke", "--storage", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"sweep {name}-smoke: 2 trials, 0 errored" in result.output
+    assert "best trial" in result.output
