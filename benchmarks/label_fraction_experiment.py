@@ -34,13 +34,20 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="hmtl-experiment-")
     base = [
-        f"data.synthetic.num_samples={args.samples}", "data.image_size=48",
-        f"data.label_fraction={args.fraction}", "data.batch_size=64", "model.width=16",
-        f"schedule.epochs={args.epochs}", "augmentation.level=weak", "optim.lr=0.003",
+        f"data.synthetic.num_samples={args.samples}",
+        "data.image_size=48",
+        f"data.label_fraction={args.fraction}",
+        "data.batch_size=64",
+        "model.width=16",
+        f"schedule.epochs={args.epochs}",
+        "augmentation.level=weak",
+        "optim.lr=0.003",
         "runtime.num_threads=1",
     ]
-    print(f"{args.fraction:.0%} of {args.samples} synthetic faces' training labels, "
-          f"{args.epochs} epochs, seeds 0..{args.seeds - 1}; test balanced accuracy")
+    print(
+        f"{args.fraction:.0%} of {args.samples} synthetic faces' training labels, "
+        f"{args.epochs} epochs, seeds 0..{args.seeds - 1}; test balanced accuracy"
+    )
     for name, extra in SETTINGS.items():
         scores = []
         for seed in range(args.seeds):
@@ -49,8 +56,11 @@ def main() -> None:
             result = train(cfg, LocalSession(folder, log=None, keep=1))
             scores.append(result.metrics["test/balanced_accuracy"])
         spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
-        print(f"  {name:<20} {statistics.mean(scores):.4f} +- {spread:.4f}   "
-              f"({', '.join(f'{s:.4f}' for s in scores)})", flush=True)
+        print(
+            f"  {name:<20} {statistics.mean(scores):.4f} +- {spread:.4f}   "
+            f"({', '.join(f'{s:.4f}' for s in scores)})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -131,8 +131,8 @@ def sweep_command(
     smoke: bool,
 ) -> None:
     """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
+    from orchestration.smoke import smoke as make_smoke
     from orchestration.space import SpaceError, load_space
-    from orchestration.space import smoke as make_smoke
 
     storage = storage or "hmtl-runs"
     try:

@@ -45,41 +45,49 @@ class Plan:
 
 
 def plan_resources(
-    workers: int, cpus: float, gpus: float, nodes: list[NodeShape], cap: int | None = None
+    workers: int,
+    cpus: float,
+    gpus: float,
+    nodes: list[NodeShape],
+    cap: int | None = None,
+    force_train: bool = False,
 ) -> Plan:
     """How trials run and how many at once, or InfeasibleError naming what is missing."""
     fits = [n for n in nodes if n.cpus >= cpus and n.gpus >= gpus]
     if not fits:
-        biggest_gpu = max((n.gpus for n in nodes), default=0)
-        biggest_cpu = max((n.cpus for n in nodes), default=0)
-        missing = []
-        if gpus > biggest_gpu:
-            missing.append(f"{gpus:g} GPUs per worker but the largest node has {biggest_gpu:g}")
-        if cpus > biggest_cpu:
-            missing.append(f"{cpus:g} CPUs per worker but the largest node has {biggest_cpu:g}")
-        raise InfeasibleError("resources cannot be placed: " + "; ".join(missing))
-    slots = 0
-    for node in fits:
-        per_node = min(
-            math.floor(node.cpus / cpus + 1e-9) if cpus else math.inf,
-            math.floor(node.gpus / gpus + 1e-9) if gpus else math.inf,
-        )
-        slots += int(min(per_node, 1024)) * node.max_count
-    use_train = workers > 1
-    if use_train:
-        # Drivers' CPU share is taken from the same nodes; one slot keeps room for them.
-        total_cpu = sum(n.cpus * n.max_count for n in nodes)
-        if total_cpu - cpus * workers < DRIVER_CPUS:
-            slots -= 1
+        raise InfeasibleError("resources cannot be placed: " + _missing(cpus, gpus, nodes))
+    slots = sum(_per_node(n, cpus, gpus) * n.max_count for n in fits)
+    use_train = workers > 1 or force_train
     concurrent = slots // workers
+    if use_train:
+        # Every trial also holds a driver's sliver of CPU beside its worker group.
+        total_cpus = sum(n.cpus * n.max_count for n in nodes)
+        concurrent = min(concurrent, math.floor(total_cpus / (workers * cpus + DRIVER_CPUS)))
     if concurrent < 1:
         raise InfeasibleError(
             f"resources cannot be placed: {workers} workers x ({cpus:g} CPU, {gpus:g} GPU) "
-            f"need more than the cluster can hold ({slots} worker slots)"
+            f"per trial, but the cluster holds {slots} such workers"
         )
     if cap is not None:
         concurrent = min(concurrent, cap)
     return Plan(workers, cpus, gpus, concurrent, use_train)
+
+
+def _per_node(node: NodeShape, cpus: float, gpus: float) -> int:
+    by_cpu = math.floor(node.cpus / cpus + 1e-9) if cpus else 1024
+    by_gpu = math.floor(node.gpus / gpus + 1e-9) if gpus else 1024
+    return min(by_cpu, by_gpu)
+
+
+def _missing(cpus: float, gpus: float, nodes: list[NodeShape]) -> str:
+    biggest_gpu = max((n.gpus for n in nodes), default=0)
+    biggest_cpu = max((n.cpus for n in nodes), default=0)
+    missing = []
+    if gpus > biggest_gpu:
+        missing.append(f"{gpus:g} GPUs per worker but the largest node has {biggest_gpu:g}")
+    if cpus > biggest_cpu:
+        missing.append(f"{cpus:g} CPUs per worker but the largest node has {biggest_cpu:g}")
+    return "; ".join(missing) or "no single node has both the CPUs and the GPUs per worker"
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:

@@ -4,7 +4,8 @@ A space file names the sweep and its metric(s), the Optuna sampler, the ASHA sch
 resources of one trial, a `base` TrainConfig and `space`: flat dotted TrainConfig keys mapped
 to distribution strings such as `loguniform(1e-4, 3e-3)`. Loading checks everything that can
 be checked before a cluster starts; a problem is one line naming the file, the key and what is
-wrong (`SpaceError`).
+wrong (`SpaceError`). Distribution strings are read by `orchestration.distributions`; the
+`--smoke` version of a space is made by `orchestration.smoke`.
 
 Rules worth knowing:
 - The extremes of every distribution (low, high, every choice; plus one interior value, which
@@ -24,8 +25,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import itertools
-import json
-import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -33,12 +32,7 @@ from typing import Any, Literal
 
 import optuna
 import yaml
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -50,167 +44,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from orchestration.distributions import FORMS, _contains, _probes, parse_distribution
 from search_spaces import find, shipped
 from trainables.config import TrainConfig
 
-FORMS = "uniform(a, b), loguniform(a, b), int(a, b), int(a, b, log), quniform(a, b, q), choice(...)"
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "nsga2")
 MULTI_OBJECTIVE = ("tpe", "random", "nsga2")
 
 
 class SpaceError(ValueError):
     """A search-space problem, phrased as one line fit to show a user."""
-
-
-# ---- distribution strings ------------------------------------------------------------------
-
-_CALL = re.compile(r"([A-Za-z_]\w*)\s*\((.*)\)", re.S)
-_INT = re.compile(r"[-+]?\d+")
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def parse_distribution(text: str) -> BaseDistribution:
-    """`loguniform(1e-4, 3e-3)` -> FloatDistribution(log=True); a ValueError says what is wrong."""
-    match = _CALL.fullmatch(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a distribution (write one of {FORMS})")
-    kind, inner = match.groups()
-    args = _split(inner)
-    if kind == "choice":
-        values = [_scalar(arg) for arg in args]
-        if len(values) < 2:
-            raise ValueError(f"{text}: a choice needs two values or more (fixed values go in base)")
-        for i, value in enumerate(values):
-            if value in values[:i]:  # Optuna finds a choice by ==, so 1 and 1.0 would collide
-                raise ValueError(f"{text}: {value!r} appears twice")
-        return CategoricalDistribution(values)
-    if kind not in ("uniform", "loguniform", "quniform", "int"):
-        raise ValueError(f"{text}: unknown distribution '{kind}' (write one of {FORMS})")
-
-    log = kind == "loguniform" or (kind == "int" and len(args) == 3 and args[2].strip() == "log")
-    want = {"uniform": "low, high", "loguniform": "low, high", "quniform": "low, high, q"}
-    count = 3 if kind == "quniform" else 2 + (kind == "int" and log)
-    if len(args) != count:
-        raise ValueError(f"{text}: expected {kind}({want.get(kind, 'low, high[, log]')})")
-    numbers = [_number(arg, text, integer=kind == "int") for arg in args[:2]]
-    low, high = numbers
-    if not low < high:
-        raise ValueError(f"{text}: low ({low}) must be smaller than high ({high})")
-    if log and low <= 0:
-        raise ValueError(f"{text}: a log scale needs low > 0 (got {low})")
-    if kind == "int":
-        if log and low < 1:
-            raise ValueError(f"{text}: a log-int range needs low >= 1")
-        return IntDistribution(low, high, log=log)
-    if kind == "quniform":
-        q = _number(args[2], text, integer=False)
-        steps = (high - low) / q if q > 0 else 0.0
-        if q <= 0 or abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
-            raise ValueError(f"{text}: q must be > 0 and divide high - low")
-        return FloatDistribution(float(low), float(high), step=float(q))
-    return FloatDistribution(float(low), float(high), log=log)
-
-
-def format_distribution(dist: BaseDistribution) -> str:
-    """The string `parse_distribution` reads back into `dist`."""
-    if isinstance(dist, CategoricalDistribution):
-        return f"choice({', '.join(_format_scalar(v) for v in dist.choices)})"
-    if isinstance(dist, IntDistribution):
-        return f"int({dist.low}, {dist.high}{', log' if dist.log else ''})"
-    assert isinstance(dist, FloatDistribution)
-    if dist.step is not None:
-        return f"quniform({dist.low!r}, {dist.high!r}, {dist.step!r})"
-    return f"{'log' if dist.log else ''}uniform({dist.low!r}, {dist.high!r})"
-
-
-def _split(inner: str) -> list[str]:
-    """Split arguments on commas outside quotes."""
-    if not inner.strip():
-        return []
-    parts, current, quote = [], "", ""
-    for char in inner:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == ",":
-            parts.append(current)
-            current = ""
-            continue
-        current += char
-    return [*parts, current]
-
-
-def _scalar(token: str) -> Any:
-    """A choice value, read like a YAML 1.2 scalar: null, true/false, numbers, else a string."""
-    token = token.strip()
-    if not token:
-        raise ValueError("an empty value in choice(...)")
-    if token[0] in "'\"":
-        try:
-            value = yaml.safe_load(token)
-        except yaml.YAMLError:
-            value = None
-        if not isinstance(value, str):
-            raise ValueError(f"{token}: unbalanced quotes")
-        return value
-    lowered = token.lower()
-    if lowered in ("null", "~"):
-        return None
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if _INT.fullmatch(token):
-        return int(token)
-    if _FLOAT.fullmatch(token):
-        return float(token)
-    return token
-
-
-def _format_scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        plain = value == value.strip() and not set(value) & set(",()'\"")
-        return value if plain and _scalar(value) == value else json.dumps(value)
-    return repr(value)
-
-
-def _number(token: str, text: str, integer: bool) -> int | float:
-    token = token.strip()
-    if _INT.fullmatch(token):
-        return int(token)
-    if not integer and _FLOAT.fullmatch(token):
-        return float(token)
-    raise ValueError(f"{text}: {token!r} is not {'an integer' if integer else 'a number'}")
-
-
-def _contains(dist: BaseDistribution, value: Any) -> bool:
-    if isinstance(dist, CategoricalDistribution):
-        return value in dist.choices
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    if isinstance(dist, IntDistribution) and not isinstance(value, int):
-        return False
-    if not dist.low <= value <= dist.high:
-        return False
-    step = getattr(dist, "step", None)
-    return step is None or abs((value - dist.low) / step - round((value - dist.low) / step)) < 1e-9
-
-
-def _probes(dist: BaseDistribution) -> list[Any]:
-    """Values a trial may get that are most likely to break a config: the ends, every choice,
-    and one off-grid interior value (a float range on an integer key fails there)."""
-    if isinstance(dist, CategoricalDistribution):
-        return list(dist.choices)
-    low, high = dist.low, dist.high
-    if isinstance(dist, IntDistribution):
-        return [low, high]
-    if dist.step is not None:
-        return [low, high]
-    inside = math.exp(math.log(low) * 0.618 + math.log(high) * 0.382) if dist.log else None
-    return [low, high, inside if inside is not None else low + 0.382 * (high - low)]
 
 
 # ---- TrainConfig keys ----------------------------------------------------------------------
@@ -629,128 +471,3 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
     return validate_space(raw, path)
-
-
-# ---- smoke ---------------------------------------------------------------------------------
-
-# Keys the smoke version sets itself, so searching them would undo the trim.
-SMOKE_PINNED = (
-    "data.source",
-    "data.cache_dir",
-    "data.synthetic.",
-    "data.image_size",
-    "model.backbone",
-    "model.width",
-    "runtime.device",
-    "runtime.precision",
-    "runtime.num_threads",
-    "schedule.epochs",
-)
-# Keys whose searched values are capped (the smoke base caps its own value too).
-SMOKE_CAPS = {"data.batch_size": 64, "data.eval_batch_size": 256, "schedule.warmup_epochs": 0.5}
-
-
-def smoke(space: SearchSpace, scratch: Path) -> SearchSpace:
-    """A trimmed copy that runs end to end on a 2-core CPU in about a minute: 600 synthetic
-    faces at 48 px (channels and classes kept), small_cnn of width 8, 2 epochs, 2 trials of one
-    CPU each. Searched keys the trim pins are dropped, capped ones narrowed, and a pre-trained
-    start is swapped for a stand-in state dict (written under `scratch`) that really loads."""
-    scratch = Path(scratch).absolute()
-    full = TrainConfig.model_validate(space.base_tree()).model_dump()
-    pinned = {
-        "data.source": "synthetic",
-        "data.cache_dir": str(scratch / "datasets"),
-        "data.synthetic.num_samples": 600,
-        "data.image_size": 48,
-        "model.backbone": "small_cnn",
-        "model.width": 8,
-        "runtime.device": "cpu",
-        "runtime.precision": "fp32",
-        "runtime.num_threads": 1,
-        "runtime.checkpoint_every": 1,
-        "schedule.epochs": 2,
-    }
-    for key, cap in SMOKE_CAPS.items():
-        section, leaf = key.split(".")
-        pinned[key] = min(full[section][leaf], cap)
-    standin = str(scratch / "pretrained-standin.pt")
-    if full["model"]["pretrained"] is not None:
-        pinned["model.pretrained"] = standin
-
-    dists: dict[str, BaseDistribution] = {}
-    for key, dist in space.distributions().items():
-        if key.startswith(SMOKE_PINNED):
-            continue
-        if key == "model.pretrained" and isinstance(dist, CategoricalDistribution):
-            choices = list(dict.fromkeys(None if c is None else standin for c in dist.choices))
-            dist = CategoricalDistribution(choices) if len(choices) > 1 else choices[0]
-        elif key in SMOKE_CAPS:
-            dist = _cap(dist, SMOKE_CAPS[key])
-        if isinstance(dist, BaseDistribution):
-            dists[key] = dist
-        else:  # narrowed to one value
-            pinned[key] = dist
-
-    # Trial 1 is the top corner (each range's high end, each choice's last value: files list
-    # choices from off to on), so every searched task and the stand-in weights really run;
-    # trial 2 is the file's first point, trimmed, or else a sampled one.
-    corner = {k: d.choices[-1] if _choices(d) else d.high for k, d in dists.items()}
-    points = [corner] if corner else []
-    for point in space.search.points_to_evaluate[:1]:
-        if point.get("model.pretrained") is not None:
-            point = {**point, "model.pretrained": standin}
-        kept = {k: v for k, v in point.items() if k in dists and _contains(dists[k], v)}
-        if kept and kept not in points:
-            points.append(kept)
-
-    if standin in (pinned.get("model.pretrained"), *_choices(dists.get("model.pretrained"))):
-        _write_standin(Path(standin), full["data"]["channels"])
-
-    asha = space.scheduler
-    raw = space.model_dump(exclude={"source"})
-    raw.update(
-        name=f"{space.name}-smoke",
-        description=f"Smoke version of {space.name}: synthetic faces, tiny model, CPU.",
-        num_samples=2,
-        max_concurrent_trials=None,
-        scheduler=None
-        if asha is None
-        else {"max_epochs": 2, "grace_period": 1, "reduction_factor": asha.reduction_factor},
-        search={**raw["search"], "points_to_evaluate": points},
-        resources={"workers_per_trial": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0},
-        base=with_values(full, pinned),
-        space={key: format_distribution(dist) for key, dist in dists.items()},
-    )
-    return validate_space(raw, space.source)
-
-
-def _cap(dist: BaseDistribution, cap: float) -> BaseDistribution | Any:
-    """`dist` with values above `cap` removed; a single remaining value is returned as is."""
-    if isinstance(dist, CategoricalDistribution):
-        kept = [c for c in dist.choices if c is None or c <= cap]
-        return CategoricalDistribution(kept) if len(kept) > 1 else (kept or [cap])[0]
-    if dist.low >= cap:
-        return type(dist.low)(cap)
-    if isinstance(dist, IntDistribution):
-        return IntDistribution(dist.low, min(dist.high, int(cap)), log=dist.log)
-    step, high = dist.step, min(dist.high, cap)
-    if step is not None:
-        high = dist.low + step * math.floor((high - dist.low) / step + 1e-9)
-        if high <= dist.low:
-            return dist.low
-    return FloatDistribution(dist.low, high, log=dist.log, step=step)
-
-
-def _choices(dist: BaseDistribution | None) -> tuple[Any, ...]:
-    return tuple(dist.choices) if isinstance(dist, CategoricalDistribution) else ()
-
-
-def _write_standin(path: Path, channels: int) -> None:
-    """A small_cnn state dict in the smoke shape, so loading pre-trained weights really runs."""
-    import torch
-
-    from trainables.models import build_backbone
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    torch.save(build_backbone("small_cnn", channels, width=8).state_dict(), path)

@@ -32,6 +32,8 @@ class SweepResult:
     best_checkpoint: str | None
     trials: int
     errors: int
+    epochs_run: int
+    """Trial-epochs spent, summed over trials (what early stopping saves)."""
 
 
 def sweep_path(storage: str, name: str) -> str:
@@ -45,8 +47,13 @@ def run_sweep(
     address: str | None = None,
     num_cpus: int | None = None,
     verbose: int = 1,
+    callbacks: list | None = None,
+    force_train: bool = False,
 ) -> SweepResult:
-    """Run the sweep to the end and return its best trial."""
+    """Run the sweep to the end and return its best trial.
+
+    `force_train` runs even single-worker trials through a TorchTrainer (benchmarks).
+    """
     storage = os.path.abspath(storage) if "://" not in storage else storage
     init_ray(address, num_cpus=num_cpus)
     r = space.resources
@@ -56,12 +63,13 @@ def run_sweep(
         r.gpus_per_worker,
         cluster_nodes(),
         cap=space.max_concurrent_trials,
+        force_train=force_train,
     )
     path = sweep_path(storage, space.name)
     tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
         ray.tune.with_resources(make_trial(space, plan, path), plan.trial_resources()),
         tune_config=_tune_config(space, plan),
-        run_config=_run_config(space, storage, tracking_uri, verbose),
+        run_config=_run_config(space, storage, tracking_uri, verbose, callbacks or []),
     )
     return summarize(space, tuner.fit(), path)
 
@@ -81,7 +89,7 @@ def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
 
 
 def _run_config(
-    space: SearchSpace, storage: str, tracking_uri: str, verbose: int
+    space: SearchSpace, storage: str, tracking_uri: str, verbose: int, callbacks: list
 ) -> ray.tune.RunConfig:
     short = [key.rsplit(".", 1)[-1] for key in space.space]
     columns = {
@@ -97,7 +105,7 @@ def _run_config(
     return ray.tune.RunConfig(  # (3) where Tune keeps the sweep (what resume reads)
         name=space.name,
         storage_path=f"{storage}/sweeps",
-        callbacks=[MlflowCallback(tracking_uri, space)],
+        callbacks=[MlflowCallback(tracking_uri, space), *callbacks],
         progress_reporter=reporter,
         verbose=verbose,
         failure_config=ray.tune.FailureConfig(max_failures=1),
@@ -106,13 +114,14 @@ def _run_config(
 
 def summarize(space: SearchSpace, results, path: str) -> SweepResult:
     errors = sum(1 for r in results if r.error is not None)
+    epochs = sum(int((r.metrics or {}).get("epoch", 0)) for r in results)
     metric, mode = space.metrics[0], space.modes[0]
     try:
         best = results.get_best_result(metric=metric, mode=mode, scope="all")
     except RuntimeError:
         best = None
     if best is None or best.metrics is None or metric not in best.metrics:
-        return SweepResult(space.name, path, None, {}, {}, None, len(results), errors)
+        return SweepResult(space.name, path, None, {}, {}, None, len(results), errors, epochs)
     # Single-worker trials checkpoint through Tune; TorchTrainer trials report the path.
     checkpoint = best.checkpoint.path if best.checkpoint else best.metrics.get("checkpoint_path")
     return SweepResult(
@@ -124,6 +133,7 @@ def summarize(space: SearchSpace, results, path: str) -> SweepResult:
         best_checkpoint=checkpoint,
         trials=len(results),
         errors=errors,
+        epochs_run=epochs,
     )
 
 

@@ -44,6 +44,7 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig, session: Session) -> TrainResult:
+    began = time.perf_counter()
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
     device = session.device or pick_device(cfg.runtime.device)
@@ -146,6 +147,7 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
         metrics.update(prefixed("val", evaluate(model, val_data, cfg, session, autocast)))
         if epoch == cfg.schedule.epochs:
             metrics.update(prefixed("test", evaluate(model, test_data, cfg, session, autocast)))
+        metrics["time/train_s"] = time.perf_counter() - began  # in this process, so far
         history.append({k: v for k, v in metrics.items() if not isinstance(v, list)})
 
         # Checkpoint and report.

@@ -119,3 +119,16 @@ def test_every_shipped_space_runs_in_smoke_mode(local_ray, tmp_path, name):
     assert result.exit_code == 0, result.output
     assert f"sweep {name}-smoke: 2 trials, 0 errored" in result.output
     assert "best trial" in result.output
+
+
+def test_two_worker_trial_runs_data_parallel_through_torchtrainer(local_ray, tmp_path):
+    space = _space(
+        tmp_path, name="it-ddp", num_samples=1,
+        resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "gpus_per_worker": 0},
+    )
+    result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)))
+    assert result.trials == 1 and result.errors == 0
+    assert result.best_metrics["epoch"] == 2
+    (trial_dir,) = Path(sweep_path(str(tmp_path), "it-ddp")).glob("trial-*")
+    assert len(list(trial_dir.glob("train/checkpoint_*/checkpoint.pt"))) == 2
+    assert "/train/checkpoint_" in result.best_checkpoint

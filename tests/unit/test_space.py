@@ -10,14 +10,9 @@ import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from orchestration.space import (
-    SearchSpace,
-    SpaceError,
-    format_distribution,
-    load_space,
-    parse_distribution,
-    smoke,
-)
+from orchestration.distributions import format_distribution, parse_distribution
+from orchestration.smoke import smoke
+from orchestration.space import SearchSpace, SpaceError, load_space
 from search_spaces import shipped
 from trainables.config import TrainConfig
 

@@ -1,0 +1,101 @@
+"""Per-trial orchestration overhead: the single-worker Tune path vs the TorchTrainer path.
+
+The same tiny sweep runs twice on local Ray, one trial at a time: once with trials training
+inside their Tune function, once with every trial in a TorchTrainer (what multi-worker
+trials use). For each it prints the mean per-trial overhead (trial wall time minus the
+time spent inside `train`, as `train` itself reports it) and the sweep's wall time divided
+by the summed training time.
+
+    python benchmarks/sweep_overhead.py [--trials 3] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+from ray.tune import Callback
+
+from orchestration.space import validate_space
+from orchestration.sweep import run_sweep
+from orchestration.tracking import default_tracking_uri
+
+
+class TrialClock(Callback):
+    """Wall time of each trial as the sweep driver sees it, and its last report."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.wall: dict[str, float] = {}
+        self.inside: dict[str, float] = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started[trial.trial_id] = time.perf_counter()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.inside[trial.trial_id] = result.get("time/train_s", 0.0)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.wall[trial.trial_id] = time.perf_counter() - self.started[trial.trial_id]
+
+
+def space(name: str, trials: int, epochs: int, cache: str):
+    return validate_space(
+        {
+            "name": name,
+            "num_samples": trials,
+            "max_concurrent_trials": 1,
+            "scheduler": None,
+            "search": {"sampler": "random", "seed": 0},
+            "base": {
+                "data": {
+                    "cache_dir": cache,
+                    "image_size": 48,
+                    "batch_size": 64,
+                    "synthetic": {"num_samples": 600},
+                },
+                "model": {"width": 8},
+                "schedule": {"epochs": epochs, "warmup_epochs": 0.5},
+                "runtime": {"device": "cpu", "num_threads": 1},
+            },
+            "space": {"optim.lr": "loguniform(1e-4, 1e-2)"},
+        }
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    root = tempfile.mkdtemp(prefix="hmtl-bench-")
+    rows = {}
+    for label, force_train in (("Tune function (1 worker)", False), ("TorchTrainer", True)):
+        clock = TrialClock()
+        start = time.perf_counter()
+        run_sweep(
+            space(f"overhead-{int(force_train)}", args.trials, args.epochs, f"{root}/datasets"),
+            root,
+            default_tracking_uri(root),
+            verbose=0,
+            callbacks=[clock],
+            force_train=force_train,
+        )
+        sweep_wall = time.perf_counter() - start
+        overhead = [clock.wall[t] - clock.inside[t] for t in clock.wall]
+        rows[label] = (statistics.mean(overhead), sweep_wall / sum(clock.inside.values()))
+    print(f"{args.trials} trials x {args.epochs} epochs, one at a time, local Ray")
+    for label, (overhead, ratio) in rows.items():
+        print(
+            f"  {label:<26} overhead {overhead:6.2f} s/trial   sweep wall / training {ratio:5.2f}"
+        )
+    tune, train = rows["Tune function (1 worker)"][0], rows["TorchTrainer"][0]
+    print(f"  TorchTrainer / Tune-function overhead: {train / tune:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

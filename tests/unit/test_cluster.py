@@ -1,0 +1,47 @@
+import pytest
+
+from orchestration.cluster import (
+    DRIVER_CPUS,
+    InfeasibleError,
+    NodeShape,
+    autoscaler_node_types,
+    plan_resources,
+)
+
+LAPTOP = [NodeShape("local", cpus=2, gpus=0)]
+
+
+def test_single_worker_trials_run_in_tune_and_fill_the_cpus():
+    plan = plan_resources(1, 1, 0, LAPTOP)
+    assert not plan.use_train and plan.max_concurrent == 2
+    assert plan.trial_resources() == {"CPU": 1, "GPU": 0}
+    assert plan_resources(1, 1, 0, LAPTOP, cap=1).max_concurrent == 1
+
+
+def test_multi_worker_trials_use_train_and_leave_room_for_drivers():
+    plan = plan_resources(2, 0.5, 0, LAPTOP)
+    assert plan.use_train and plan.trial_resources() == {"CPU": DRIVER_CPUS}
+    assert plan.max_concurrent == 1  # 2 x (2 x 0.5 + 0.05) > 2 CPUs
+    assert plan_resources(1, 1, 0, LAPTOP, force_train=True).max_concurrent == 1
+
+
+def test_gpu_request_larger_than_any_node_is_refused_with_what_is_missing():
+    nodes = [NodeShape("head", 8, 0), NodeShape("g5.xlarge", 4, 1, max_count=4)]
+    with pytest.raises(InfeasibleError, match="2 GPUs per worker but the largest node has 1"):
+        plan_resources(1, 4, 2, nodes)
+
+
+def test_scaled_to_zero_cluster_is_judged_by_launchable_node_types(tmp_path):
+    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
+    bootstrap.write_text(
+        "available_node_types:\n"
+        "  head: {resources: {CPU: 4, GPU: 0}, max_workers: 0}\n"
+        "  gpu1: {resources: {CPU: 8, GPU: 1}, min_workers: 0, max_workers: 3}\n"
+        "  gpu4: {resources: {CPU: 48, GPU: 4}, min_workers: 0, max_workers: 1}\n"
+    )
+    types = autoscaler_node_types(str(bootstrap))
+    assert [(t.name, t.gpus, t.max_count) for t in types] == [("gpu1", 1, 3), ("gpu4", 4, 1)]
+    head = [NodeShape("head", 4, 0)]
+    plan = plan_resources(2, 8, 1, head + types)
+    assert plan.use_train and plan.max_concurrent == 3  # 3 x gpu1 + 4 workers on the gpu4
+    assert autoscaler_node_types(str(tmp_path / "missing.yaml")) == []
