@@ -2,7 +2,8 @@
 
 Same batch, same process, interleaved repetitions (so drift hits every variant alike):
 expression only; expression + each auxiliary; expression + all four; and all four with
-one batched backbone pass vs one pass per input. Target: all four <= 2.5x.
+one batched backbone pass vs one pass per input. Target: all four <= 2.5x. The
+auxiliaries share `tasks.aux_budget` x batch backbone inputs per step (--budget).
 
     python benchmarks/aux_cost.py [--backbone small_cnn] [--size 48] [--batch 128] [--reps 5]
 """
@@ -33,17 +34,18 @@ INFO = DatasetInfo(
 )
 
 
-def variant(args, weights: dict[str, float], one_pass: bool = True):
+def variant(args, weights: dict[str, float], one_pass: bool = False):
     cfg = build_config(
         {
             "data": {"image_size": args.size, "channels": args.channels},
             "model": {"backbone": args.backbone, "width": args.width},
-            "tasks": {"loss_weights": weights},
+            "tasks": {"loss_weights": weights, "aux_budget": args.budget},
         }
     )
     torch.manual_seed(0)
     backbone = build_backbone(args.backbone, args.channels, args.width)
-    model = FaceModel(backbone, build_tasks(cfg, INFO, backbone.feature_dim), one_pass=one_pass)
+    tasks = build_tasks(cfg, INFO, backbone.feature_dim)
+    model = FaceModel(backbone, tasks, one_pass=one_pass, aux_budget=cfg.tasks.aux_budget)
     return model, torch.optim.AdamW(model.parameters(), lr=1e-3), task_weights(cfg)
 
 
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=1.0, help="tasks.aux_budget")
     args = parser.parse_args()
 
     faces = render_faces(args.batch, size=args.size, channels=args.channels, seed=0)
@@ -91,7 +94,8 @@ def main() -> None:
     base = statistics.median(times["expression only"])
     print(
         f"{args.backbone} w{args.width} {args.size}px {args.channels}ch batch {args.batch}, "
-        f"{torch.get_num_threads()} threads, median of {args.reps}x{args.steps} steps"
+        f"aux_budget {args.budget}, {torch.get_num_threads()} threads, "
+        f"median of {args.reps}x{args.steps} steps"
     )
     for name, samples in times.items():
         t = statistics.median(samples)

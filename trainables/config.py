@@ -145,6 +145,10 @@ class TasksConfig(_Section):
     main: MainTasksConfig = MainTasksConfig()
     loss_weights: LossWeightsConfig = LossWeightsConfig()
     aux: AuxTasksConfig = AuxTasksConfig()
+    aux_budget: float = Field(1.0, gt=0.0, le=8.0)
+    """Backbone inputs the enabled auxiliaries pass per step together, as a multiple of the
+    batch; shared equally, so one auxiliary sees the whole batch and four see a quarter
+    each (contrastive's two views count twice). Keeps a step's cost near 1 + budget."""
 
 
 class AugmentationConfig(_Section):

@@ -4,8 +4,10 @@ The losses are computed inside `forward`, so a data-parallel wrapper sees every
 head's parameters in its forward pass and all-reduces their gradients too.
 
 Auxiliary tasks make their own inputs (shuffled tiles, rotated or masked images, two
-views); by default all inputs of a step go through the backbone in one batched
-forward (`one_pass`), which `benchmarks/aux_cost.py` compares with separate passes.
+views) from disjoint slices of the batch whose sizes follow `tasks.aux_budget`.
+Inputs go through the backbone one pass each by default; `one_pass` concatenates them
+into one batched forward instead (`benchmarks/aux_cost.py` compares the two: on CPU
+separate passes were faster).
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ class FaceModel(nn.Module):
         self,
         backbone: nn.Module,
         tasks: nn.ModuleDict,
-        one_pass: bool = True,
+        one_pass: bool = False,
         channels_last: bool = False,
+        aux_budget: float = 1.0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.tasks = tasks
         self.one_pass = one_pass
         self.channels_last = channels_last
+        self.aux_budget = aux_budget
 
     def main_tasks(self) -> dict[str, nn.Module]:
         return {name: task for name, task in self.tasks.items() if task.kind == "main"}
@@ -46,7 +50,7 @@ class FaceModel(nn.Module):
         `images` are the augmented training images in [0, 1]; `aux` is required when
         auxiliary tasks are enabled.
         """
-        made = [task.make_input(aux) for task in self.aux_tasks().values()]
+        made = [task.make_input(part) for task, part in self._share(aux)]
         inputs = [self._prepare(images)] + [self._prepare(x) for x, _ in made]
         maps = self._features(inputs)
         pooled = [_pool(m) for m in maps]
@@ -58,6 +62,28 @@ class FaceModel(nn.Module):
         ):
             losses.update(task.loss(f, m, targets, x))
         return losses
+
+    def _share(self, aux: AuxBatch | None) -> list[tuple[nn.Module, AuxBatch]]:
+        """Each auxiliary's slice of the batch: budget x N inputs split evenly, disjoint."""
+        tasks = list(self.aux_tasks().values())
+        if not tasks:
+            return []
+        n = len(aux.raw)
+        per_task = self.aux_budget * n / len(tasks)
+        shares, start = [], 0
+        for task in tasks:
+            count = max(2, min(n, round(per_task / getattr(task, "views", 1))))
+            rows = torch.arange(start, start + count, device=aux.raw.device) % n
+            start = (start + count) % n
+            shares.append(
+                (
+                    task,
+                    AuxBatch(
+                        aux.raw[rows], aux.clean[rows], aux.generator, aux.magnitude, aux.out_size
+                    ),
+                )
+            )
+        return shares
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = normalize(images)

@@ -65,7 +65,9 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
     if cfg.model.pretrained:
         load_pretrained(backbone, cfg.model.pretrained)
     tasks = build_tasks(cfg, splits.info, backbone.feature_dim)
-    model = FaceModel(backbone, tasks, channels_last=channels_last).to(device)
+    model = FaceModel(
+        backbone, tasks, channels_last=channels_last, aux_budget=cfg.tasks.aux_budget
+    ).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     weights = task_weights(cfg)

@@ -123,7 +123,9 @@ def test_every_shipped_space_runs_in_smoke_mode(local_ray, tmp_path, name):
 
 def test_two_worker_trial_runs_data_parallel_through_torchtrainer(local_ray, tmp_path):
     space = _space(
-        tmp_path, name="it-ddp", num_samples=1,
+        tmp_path,
+        name="it-ddp",
+        num_samples=1,
         resources={"workers_per_trial": 2, "cpus_per_worker": 0.5, "gpus_per_worker": 0},
     )
     result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)))

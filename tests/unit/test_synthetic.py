@@ -13,15 +13,22 @@ def assert_same(a: SyntheticFaces, b: SyntheticFaces) -> None:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
 
-@pytest.mark.parametrize(("size", "channels", "n"),
-                         [(48, 1, 16), (48, 3, 16), (64, 1, 8), (112, 3, 4), (224, 1, 2),
-                          (224, 3, 2)])
+@pytest.mark.parametrize(
+    ("size", "channels", "n"),
+    [(48, 1, 16), (48, 3, 16), (64, 1, 8), (112, 3, 4), (224, 1, 2), (224, 3, 2)],
+)
 def test_shapes_and_dtypes(size: int, channels: int, n: int) -> None:
     faces = render_faces(n, size=size, channels=channels)
     assert faces.images.shape == (n, size, size, channels)
     assert faces.images.dtype == np.uint8
-    for name, dtype in [("expression", np.int64), ("yaw", np.float32), ("pitch", np.float32),
-                        ("roll", np.float32), ("gender", np.int64), ("identity", np.int64)]:
+    for name, dtype in [
+        ("expression", np.int64),
+        ("yaw", np.float32),
+        ("pitch", np.float32),
+        ("roll", np.float32),
+        ("gender", np.int64),
+        ("identity", np.int64),
+    ]:
         value = getattr(faces, name)
         assert value.shape == (n,) and value.dtype == dtype, name
 
@@ -37,8 +44,9 @@ def test_same_seed_same_bytes_other_seed_differs() -> None:
     assert not np.array_equal(render_faces(32, size=48, seed=3).images, other.images)
 
 
-@pytest.mark.parametrize(("size", "splits"), [(48, [(0, 5), (5, 40), (45, 19)]),
-                                             (224, [(0, 7), (7, 17)])])  # 224: several batches
+@pytest.mark.parametrize(
+    ("size", "splits"), [(48, [(0, 5), (5, 40), (45, 19)]), (224, [(0, 7), (7, 17)])]
+)  # 224: several batches
 def test_chunks_concatenate_to_one_call(size: int, splits: list[tuple[int, int]]) -> None:
     whole = render_faces(sum(m for _, m in splits), size=size, seed=1)
     parts = [render_faces(m, size=size, seed=1, start=s) for s, m in splits]

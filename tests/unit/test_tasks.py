@@ -55,7 +55,8 @@ def _step_inputs(batch, seed):
 def _model(cfg, one_pass=True):
     torch.manual_seed(0)
     backbone = build_backbone("small_cnn", 1, width=8)
-    return FaceModel(backbone, build_tasks(cfg, INFO, backbone.feature_dim), one_pass=one_pass)
+    tasks = build_tasks(cfg, INFO, backbone.feature_dim)
+    return FaceModel(backbone, tasks, one_pass=one_pass, aux_budget=cfg.tasks.aux_budget)
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -174,3 +175,28 @@ def test_combined_run_all_tasks_on_cpu(tiny_config, tmp_path):
         assert any(k.startswith(f"train/loss/{task}") for k in m), task
     assert {"val/balanced_accuracy", "val/head_pose/mae_yaw", "val/gender/accuracy"} <= set(m)
     assert all(v == v for v in m.values() if isinstance(v, float))  # no NaN
+
+
+@pytest.mark.parametrize(("budget", "expected"), [(1.0, 32), (0.5, 16), (2.0, 64)])
+def test_aux_budget_bounds_backbone_inputs(faces, budget, expected):
+    cfg = build_config(
+        {
+            "data": {"image_size": 48},
+            "model": {"width": 8},
+            "tasks": {
+                "aux_budget": budget,
+                "loss_weights": dict.fromkeys(
+                    ("jigsaw", "rotation", "inpainting", "contrastive"), 1.0
+                ),
+            },
+        }
+    )
+    model = _model(cfg, one_pass=False)
+    seen = []
+    original = model.backbone.forward_features
+    model.backbone.forward_features = lambda x: seen.append(len(x)) or original(x)
+    clean, batch, aux = _step_inputs(faces, 0)
+    model(clean, batch, aux)
+    assert seen[0] == len(clean) == 32
+    assert sum(seen[1:]) == expected
+    assert seen[1:] == [expected // 8 * 2, expected // 4, expected // 4, expected // 4]

@@ -26,8 +26,11 @@ class StopAfter(LocalSession):
 
 
 def _scalars(metrics):
-    return {k: v for k, v in metrics.items()
-            if not k.endswith("images_per_sec") and not k.startswith("time/")}
+    return {
+        k: v
+        for k, v in metrics.items()
+        if not k.endswith("images_per_sec") and not k.startswith("time/")
+    }
 
 
 def test_reports_every_epoch_with_checkpoint(tiny_config, tmp_path):

@@ -23,22 +23,32 @@ EXPRESSIONS = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"
 # canonical order. Columns: mouth curve (+ corners up), upper and lower opening, half-width,
 # one-corner raise, upper-lip lift, brow height above the eyes, brow tilt (+ inner ends up),
 # brows drawn together, eye openness, nose wrinkle.
-_GEOMETRY = np.array([
-    [0.00, 0.00, 0.00, 0.24, 0.00, 0.00, 0.20, 0.00, 0.00, 1.00, 0.0],  # neutral
-    [0.13, 0.01, 0.06, 0.31, 0.00, 0.00, 0.21, 0.00, 0.00, 0.60, 0.0],  # happy
-    [-0.10, 0.00, 0.00, 0.22, 0.00, 0.00, 0.21, 0.12, 0.02, 0.80, 0.0],  # sad
-    [0.00, 0.09, 0.18, 0.15, 0.00, 0.00, 0.32, 0.02, 0.00, 1.60, 0.0],  # surprise
-    [-0.04, 0.03, 0.09, 0.30, 0.00, 0.00, 0.28, 0.10, 0.05, 1.45, 0.0],  # fear
-    [-0.05, 0.05, 0.01, 0.23, 0.00, 0.04, 0.14, -0.04, 0.03, 0.70, 1.0],  # disgust
-    [-0.04, 0.00, 0.00, 0.20, 0.00, 0.00, 0.12, -0.12, 0.04, 0.65, 0.2],  # anger
-    [0.00, 0.00, 0.00, 0.24, 0.10, 0.00, 0.20, 0.00, 0.00, 0.90, 0.0],  # contempt
-], dtype=np.float32)
+_GEOMETRY = np.array(
+    [
+        [0.00, 0.00, 0.00, 0.24, 0.00, 0.00, 0.20, 0.00, 0.00, 1.00, 0.0],  # neutral
+        [0.13, 0.01, 0.06, 0.31, 0.00, 0.00, 0.21, 0.00, 0.00, 0.60, 0.0],  # happy
+        [-0.10, 0.00, 0.00, 0.22, 0.00, 0.00, 0.21, 0.12, 0.02, 0.80, 0.0],  # sad
+        [0.00, 0.09, 0.18, 0.15, 0.00, 0.00, 0.32, 0.02, 0.00, 1.60, 0.0],  # surprise
+        [-0.04, 0.03, 0.09, 0.30, 0.00, 0.00, 0.28, 0.10, 0.05, 1.45, 0.0],  # fear
+        [-0.05, 0.05, 0.01, 0.23, 0.00, 0.04, 0.14, -0.04, 0.03, 0.70, 1.0],  # disgust
+        [-0.04, 0.00, 0.00, 0.20, 0.00, 0.00, 0.12, -0.12, 0.04, 0.65, 0.2],  # anger
+        [0.00, 0.00, 0.00, 0.24, 0.10, 0.00, 0.20, 0.00, 0.00, 0.90, 0.0],  # contempt
+    ],
+    dtype=np.float32,
+)
 # Per-face jitter (standard deviation) of each column, so neighbouring classes overlap a little.
-_JITTER = np.array([0.045, 0.02, 0.03, 0.045, 0.03, 0.018, 0.035, 0.045, 0.018, 0.18, 0.22],
-                   dtype=np.float32)
+_JITTER = np.array(
+    [0.045, 0.02, 0.03, 0.045, 0.03, 0.018, 0.035, 0.045, 0.018, 0.18, 0.22], dtype=np.float32
+)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-_LABEL_DTYPES = {"expression": np.int64, "yaw": np.float32, "pitch": np.float32,
-                 "roll": np.float32, "gender": np.int64, "identity": np.int64}
+_LABEL_DTYPES = {
+    "expression": np.int64,
+    "yaw": np.float32,
+    "pitch": np.float32,
+    "roll": np.float32,
+    "gender": np.int64,
+    "identity": np.int64,
+}
 _N_UNIFORM, _N_NORMAL, _N_IDENTITY = 32, 20, 16
 
 
@@ -55,8 +65,14 @@ class SyntheticFaces:
     identity: np.ndarray  # int64 (n,), 0..num_identities-1
 
 
-def render_faces(n: int, size: int = 64, channels: int = 1, seed: int = 0,
-                 num_identities: int = 200, start: int = 0) -> SyntheticFaces:
+def render_faces(
+    n: int,
+    size: int = 64,
+    channels: int = 1,
+    seed: int = 0,
+    num_identities: int = 200,
+    start: int = 0,
+) -> SyntheticFaces:
     """Faces start..start+n-1 of the set named by `seed`, rendered at size x size pixels.
 
     Labels and geometry of a face depend only on (seed, index, num_identities), not on size or
@@ -65,12 +81,16 @@ def render_faces(n: int, size: int = 64, channels: int = 1, seed: int = 0,
     if not 48 <= size <= 224 or channels not in (1, 3) or n < 0 or num_identities < 1:
         raise ValueError(f"render_faces: bad arguments n={n} size={size} channels={channels}")
     batch = max(1, 2**20 // (size * size))  # about 4 MB per float32 plane keeps memory flat
-    chunks = [_face_params(seed, range(b, min(b + batch, start + n)), size, channels,
-                           num_identities) for b in range(start, start + n, batch)]
+    chunks = [
+        _face_params(seed, range(b, min(b + batch, start + n)), size, channels, num_identities)
+        for b in range(start, start + n, batch)
+    ]
     chunks = chunks or [_face_params(seed, range(0), size, channels, num_identities)]
     images = np.concatenate([_render_batch(p, size) for p in chunks])
-    labels = {name: np.concatenate([getattr(p, name) for p in chunks]).astype(dtype)
-              for name, dtype in _LABEL_DTYPES.items()}
+    labels = {
+        name: np.concatenate([getattr(p, name) for p in chunks]).astype(dtype)
+        for name, dtype in _LABEL_DTYPES.items()
+    }
     return SyntheticFaces(images, **labels)
 
 
@@ -80,15 +100,16 @@ def _identity_draws(seed: int, ids: np.ndarray) -> np.ndarray:
     return np.array(rows, np.float32).reshape(len(ids), _N_IDENTITY)
 
 
-def _face_params(seed: int, indices: range, size: int, channels: int,
-                 num_identities: int) -> SimpleNamespace:
+def _face_params(
+    seed: int, indices: range, size: int, channels: int, num_identities: int
+) -> SimpleNamespace:
     """Every per-face quantity of a batch as (B,) arrays, drawn from one generator per face."""
     gens = [np.random.default_rng([seed, 0, i]) for i in indices]
-    u = iter(np.array([g.random(_N_UNIFORM) for g in gens], np.float32)
-             .reshape(-1, _N_UNIFORM).T)
+    u = iter(np.array([g.random(_N_UNIFORM) for g in gens], np.float32).reshape(-1, _N_UNIFORM).T)
     z = np.array([g.standard_normal(_N_NORMAL) for g in gens], np.float32).reshape(-1, _N_NORMAL)
-    noise = np.array([g.standard_normal((channels, size, size), np.float32) for g in gens],
-                     np.float32).reshape(-1, channels, size, size)
+    noise = np.array(
+        [g.standard_normal((channels, size, size), np.float32) for g in gens], np.float32
+    ).reshape(-1, channels, size, size)
     p = SimpleNamespace(noise=noise)
     p.expression = np.minimum(next(u) * 8, 7).astype(np.int64)
     p.identity = np.minimum(next(u) * num_identities, num_identities - 1).astype(np.int64)
@@ -101,8 +122,9 @@ def _face_params(seed: int, indices: range, size: int, channels: int,
     p.face_a, p.face_b = 0.56 + 0.08 * next(ident) + 0.06 * male, 0.80 + 0.10 * next(ident)
     p.jaw = 2.0 + 0.9 * male + 0.3 * next(ident)  # superellipse power: squarer jaw for men
     tone, warm = 0.35 + 0.55 * next(ident), next(ident)
-    p.skin = tone[:, None] * np.stack([np.ones_like(tone), 0.72 + 0.12 * warm,
-                                       0.55 + 0.2 * warm], 1)
+    p.skin = tone[:, None] * np.stack(
+        [np.ones_like(tone), 0.72 + 0.12 * warm, 0.55 + 0.2 * warm], 1
+    )
     p.eye_sep, p.eye_v = 0.22 + 0.08 * next(ident), -0.17 + 0.06 * next(ident)
     p.eye_w, p.mouth_v = 0.11 + 0.03 * next(ident), 0.40 + 0.08 * next(ident)
     hair_tone, blond = 0.05 + 0.45 * next(ident) ** 2, next(ident)
@@ -114,8 +136,19 @@ def _face_params(seed: int, indices: range, size: int, channels: int,
     intensity = 0.35 + 0.75 * next(u)
     target = _GEOMETRY[p.expression] - _GEOMETRY[0]
     geo = iter((_GEOMETRY[0] + intensity[:, None] * target + z[:, :11] * _JITTER).T)
-    (p.curve, p.open_up, p.open_dn, p.mouth_w, p.asym, p.lift, p.brow_h, p.brow_tilt,
-     p.brow_in, p.eye_open, p.wrinkle) = geo
+    (
+        p.curve,
+        p.open_up,
+        p.open_dn,
+        p.mouth_w,
+        p.asym,
+        p.lift,
+        p.brow_h,
+        p.brow_tilt,
+        p.brow_in,
+        p.eye_open,
+        p.wrinkle,
+    ) = geo
     p.asym_side = np.where(next(u) < 0.5, -1.0, 1.0).astype(np.float32)
 
     # Pose and placement.
@@ -246,8 +279,9 @@ def _draw_features(canvas, u, v, k, p, colour) -> None:
         pupil = _ramp(np.sqrt((u - cu) ** 2 + (v - cv) ** 2) - 0.05, k) * eye
         _over(canvas, pupil, colour(np.full_like(p.skin, 0.08)))
         bu, bv, half, tilt = cu - side * _c(p.brow_in), cv - _c(p.brow_h), 0.13, _c(p.brow_tilt)
-        sd = _segment_sd(u, v, bu + side * half, bv + tilt / 2, bu - side * half, bv - tilt / 2,
-                         _c(p.brow_half))
+        sd = _segment_sd(
+            u, v, bu + side * half, bv + tilt / 2, bu - side * half, bv - tilt / 2, _c(p.brow_half)
+        )
         _over(canvas, _ramp(sd, k), brow)
     shade = colour(p.skin * 0.65)
     nose_top, nose_tip = _c(p.eye_v) + 0.08, _c(p.mouth_v) - 0.16

@@ -43,6 +43,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
 class ContrastiveTask(nn.Module):
     name = "contrastive"
     kind = "aux"
+    views = 2  # backbone inputs per sample, for the auxiliary budget
 
     def __init__(self, feature_dim: int, cfg: ContrastiveConfig) -> None:
         super().__init__()
