@@ -159,7 +159,7 @@ def sweep_command(
     )
     try:
         result = run_sweep(spec, storage, tracking_uri, address=address)
-    except InfeasibleError as err:
+    except (InfeasibleError, SpaceError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, spec.metrics[0]))
     click.echo(f"\nMLflow UI: {mlflow_ui_command(tracking_uri)}")

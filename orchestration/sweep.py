@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import ray.tune  # (1) Tuner, TuneConfig, RunConfig, with_resources
+from optuna.distributions import CategoricalDistribution
 
 from orchestration.cluster import Plan, cluster_nodes, init_ray, plan_resources
 from orchestration.search import make_scheduler, make_searcher
-from orchestration.space import SearchSpace
+from orchestration.space import SearchSpace, SpaceError
 from orchestration.tracking import MlflowCallback
 from orchestration.trial import make_trial, trial_dirname
 
@@ -40,6 +41,36 @@ def sweep_path(storage: str, name: str) -> str:
     return f"{storage.rstrip('/')}/sweeps/{name}"
 
 
+FILE_KEYS = ("data.source", "model.pretrained")
+
+
+def preflight(space: SearchSpace, storage: str) -> None:
+    """Refuse, before Ray starts, what would make every trial fail: a missing local dataset
+    or weights file (in the base or among searched choices) or an unwritable storage folder."""
+    base = space.trial_config({})
+    values = {"data.source": [base.data.source], "model.pretrained": [base.model.pretrained]}
+    for key, dist in space.distributions().items():
+        if key in values and isinstance(dist, CategoricalDistribution):
+            values[key] = list(dist.choices)
+    for key, candidates in values.items():
+        for value in candidates:
+            if value in (None, "synthetic") or "://" in str(value):
+                continue
+            if not Path(value).exists():
+                hint = " (prepare it with `hmtl data prepare`)" if key == "data.source" else ""
+                raise SpaceError(
+                    f"{space.source or space.name}: {key}: {value}: no such file or folder{hint}"
+                )
+    if "://" not in storage:
+        try:
+            Path(storage).mkdir(parents=True, exist_ok=True)
+            probe = Path(storage) / f".hmtl-write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise SpaceError(f"--storage {storage}: not writable ({err.strerror})") from None
+
+
 def run_sweep(
     space: SearchSpace,
     storage: str,
@@ -55,6 +86,7 @@ def run_sweep(
     `force_train` runs even single-worker trials through a TorchTrainer (benchmarks).
     """
     storage = os.path.abspath(storage) if "://" not in storage else storage
+    preflight(space, storage)
     init_ray(address, num_cpus=num_cpus)
     r = space.resources
     plan = plan_resources(

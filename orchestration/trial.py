@@ -9,6 +9,8 @@ latest Train checkpoint.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import ray.train  # (1) Train V2: TorchTrainer, RunConfig, Checkpoint
@@ -19,6 +21,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from orchestration.cluster import Plan
 from orchestration.space import SearchSpace
 from orchestration.worker import scalar_metrics, train_loop_per_worker
+from trainables.config import TrainConfig
 from trainables.train import train
 
 TRAIN_RUN_NAME = "train"
@@ -50,8 +53,10 @@ def make_trial(space: SearchSpace, plan: Plan, sweep_path: str, storage_filesyst
     scheme when a `storage_filesystem` is given).
     """
 
+    origin = os.getcwd()
+
     def run_trial(params: dict[str, Any]) -> None:
-        cfg = space.trial_config(params)
+        cfg = resolve_paths(space.trial_config(params), origin)
         if not plan.use_train:
             train(cfg, TuneSession())
             return
@@ -75,6 +80,28 @@ def make_trial(space: SearchSpace, plan: Plan, sweep_path: str, storage_filesyst
         trainer.fit()
 
     return run_trial
+
+
+def resolve_paths(cfg: TrainConfig, origin: str) -> TrainConfig:
+    """Relative dataset, cache and weights paths, read against the sweep's own folder.
+
+    Tune runs each trial in a folder of its own; without this, every trial would draw
+    and cache its own copy of the synthetic faces there. On a node that lacks `origin`
+    (another machine of a cluster) the paths stay relative to the job's folder.
+    """
+    if not Path(origin).is_dir():
+        return cfg
+
+    def absolute(value: str | None) -> str | None:
+        if value is None or value == "synthetic" or "://" in value or os.path.isabs(value):
+            return value
+        return str(Path(origin) / value)
+
+    data = cfg.data.model_copy(
+        update={"cache_dir": absolute(cfg.data.cache_dir), "source": absolute(cfg.data.source)}
+    )
+    model = cfg.model.model_copy(update={"pretrained": absolute(cfg.model.pretrained)})
+    return cfg.model_copy(update={"data": data, "model": model})
 
 
 def trial_dirname(trial_id: str) -> str:

@@ -134,3 +134,35 @@ def test_two_worker_trial_runs_data_parallel_through_torchtrainer(local_ray, tmp
     (trial_dir,) = Path(sweep_path(str(tmp_path), "it-ddp")).glob("trial-*")
     assert len(list(trial_dir.glob("train/checkpoint_*/checkpoint.pt"))) == 2
     assert "/train/checkpoint_" in result.best_checkpoint
+
+
+def test_missing_dataset_is_refused_before_ray_starts(tmp_path):
+    path = tmp_path / "fer.yaml"
+    path.write_text(
+        "name: fer\nnum_samples: 1\nbase: {data: {source: nowhere/fer2013}}\n"
+        "space:\n  optim.lr: loguniform(1e-4, 1e-2)\n"
+    )
+    result = CliRunner().invoke(main, ["sweep", str(path), "--storage", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert "data.source: nowhere/fer2013: no such file or folder" in lines[-1]
+    assert "Traceback" not in result.output
+
+
+def test_multi_objective_nsga2_sweep(local_ray, tmp_path):
+    space = _space(
+        tmp_path,
+        name="it-nsga2",
+        num_samples=2,
+        scheduler=None,
+        metric=["val/balanced_accuracy", "train/images_per_sec"],
+        mode=["max", "max"],
+        search={"sampler": "nsga2", "seed": 0},
+    )
+    result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)))
+    assert result.trials == 2 and result.errors == 0
+    searcher = HmtlOptunaSearch(space, metric=space.metrics, mode=space.modes)
+    searcher.restore_from_dir(sweep_path(str(tmp_path), "it-nsga2"))
+    trials = searcher._ot_study.trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all(len(t.values) == 2 for t in trials)

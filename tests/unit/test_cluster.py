@@ -45,3 +45,23 @@ def test_scaled_to_zero_cluster_is_judged_by_launchable_node_types(tmp_path):
     plan = plan_resources(2, 8, 1, head + types)
     assert plan.use_train and plan.max_concurrent == 3  # 3 x gpu1 + 4 workers on the gpu4
     assert autoscaler_node_types(str(tmp_path / "missing.yaml")) == []
+
+
+def test_trial_paths_resolve_against_the_sweep_folder(tmp_path):
+    from orchestration.trial import resolve_paths
+    from trainables.config import build_config
+
+    cfg = build_config(
+        {
+            "data": {"source": "data/fer", "cache_dir": "hmtl-runs/datasets"},
+            "model": {"pretrained": "w/resnet18.pt"},
+        }
+    )
+    out = resolve_paths(cfg, str(tmp_path))
+    assert out.data.source == str(tmp_path / "data/fer")
+    assert out.data.cache_dir == str(tmp_path / "hmtl-runs/datasets")
+    assert out.model.pretrained == str(tmp_path / "w/resnet18.pt")
+    s3 = build_config({"data": {"source": "s3://b/x"}, "model": {"pretrained": "/abs/w.pt"}})
+    same = resolve_paths(s3, str(tmp_path))
+    assert same.data.source == "s3://b/x" and same.model.pretrained == "/abs/w.pt"
+    assert resolve_paths(cfg, str(tmp_path / "absent")) is cfg
