@@ -65,7 +65,7 @@ def main() -> None:
         start = time.perf_counter()
         result = run_sweep(
             space(
-                label.split()[0].lower(),
+                "tpe-asha" if asha else "random-fifo",
                 args.trials,
                 args.epochs,
                 f"{root}/datasets",
