@@ -7,6 +7,7 @@ the problem, and exit code 2, before any work starts; never a traceback.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import datetime
 from importlib import resources
@@ -135,6 +136,13 @@ def sweep_command(
     from orchestration.space import SpaceError, load_space
 
     storage = storage or "hmtl-runs"
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
+    if "://" in storage and tracking_uri is None:
+        fail(
+            f"--storage {storage}: object storage needs --tracking-uri (an MLflow server); "
+            "the SQLite default lives in a local storage folder"
+        )
     try:
         spec = load_space(space)
         if smoke:

@@ -7,22 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import FACE_INFO, faces, small_cnn, train_aux_alone
 
-from trainables.augment import normalize
 from trainables.config import build_config
-from trainables.data.dataset import DatasetInfo
-from trainables.data.synthetic import render_faces
-from trainables.models import build_backbone
 from trainables.tasks import REGISTRY, AuxBatch
 from trainables.tasks.contrastive import nt_xent
-
-INFO = DatasetInfo(
-    classes=("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
-    class_counts=(1,) * 8,
-    optional_labels=(),
-    fingerprint="x",
-    source="test",
-)
 
 
 def _task(feature_dim: int = 16, channels: int = 1, **settings):
@@ -30,7 +19,7 @@ def _task(feature_dim: int = 16, channels: int = 1, **settings):
         "data": {"image_size": 48, "channels": channels},
         "tasks": {"aux": {"contrastive": settings}},
     }
-    return REGISTRY["contrastive"].build(build_config(tree), INFO, feature_dim)
+    return REGISTRY["contrastive"].build(build_config(tree), FACE_INFO, feature_dim)
 
 
 def _aux(raw: torch.Tensor, seed: int, size: int = 48) -> AuxBatch:
@@ -104,22 +93,9 @@ def test_projection_shape_loss_and_top1():
 
 
 def test_loss_falls_when_trained_alone():
-    faces = render_faces(32, size=48, channels=1, seed=0)
-    raw = torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
-    torch.manual_seed(0)
-    backbone = build_backbone("small_cnn", 1, width=8)
+    raw, backbone = faces(32), small_cnn()
     task = _task(feature_dim=backbone.feature_dim)
-    opt = torch.optim.AdamW([*backbone.parameters(), *task.parameters()], lr=3e-3)
-    gen, losses = torch.Generator().manual_seed(0), []
-    for _ in range(15):
-        views, targets = task.make_input(AuxBatch(raw, raw.float() / 255, gen, 1.0, 48))
-        fmap = backbone.forward_features(normalize(views))
-        pooled = F.adaptive_avg_pool2d(fmap, 1).flatten(1)
-        loss = task.loss(pooled, fmap, targets, views)["contrastive"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_aux_alone(task, backbone, raw, raw.float() / 255, steps=15, lr=3e-3)
     assert sum(losses[-4:]) / 4 < 0.9 * sum(losses[:4]) / 4, losses
 
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import FACE_INFO, faces, small_cnn, train_aux_alone
 
-from trainables.augment import augment, normalize
+from trainables.augment import augment
 from trainables.config import build_config
-from trainables.data.dataset import DatasetInfo
-from trainables.data.synthetic import render_faces
-from trainables.models import build_backbone
 from trainables.tasks import REGISTRY, AuxBatch
 from trainables.tasks.inpainting import (
     FILL,
@@ -22,21 +19,13 @@ from trainables.tasks.inpainting import (
     masked_l1,
 )
 
-INFO = DatasetInfo(
-    classes=("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
-    class_counts=(1,) * 8,
-    optional_labels=(),
-    fingerprint="x",
-    source="test",
-)
-
 
 def _task(channels: int = 1, feature_dim: int = 16, **settings):
     tree = {
         "data": {"image_size": 48, "channels": channels},
         "tasks": {"aux": {"inpainting": settings}},
     }
-    return REGISTRY["inpainting"].build(build_config(tree), INFO, feature_dim)
+    return REGISTRY["inpainting"].build(build_config(tree), FACE_INFO, feature_dim)
 
 
 def _aux(n: int = 6, channels: int = 1, size: int = 48, seed: int = 0) -> AuxBatch:
@@ -158,24 +147,13 @@ def test_random_features_are_fixed_and_leave_the_global_rng_alone():
 
 
 def test_loss_falls_when_trained_alone():
-    faces = render_faces(32, size=48, channels=1, seed=0)
-    raw = torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
-    torch.manual_seed(0)
-    backbone = build_backbone("small_cnn", 1, width=8)
+    raw, backbone = faces(32), small_cnn()
     task = _task(feature_dim=backbone.feature_dim)
-    params = [*backbone.parameters(), *task.parameters()]
-    opt = torch.optim.AdamW(params, lr=3e-3)
-    gen, losses = torch.Generator().manual_seed(0), []
-    for _ in range(20):
-        clean = augment(raw, "none", generator=gen)
-        images, targets = task.make_input(AuxBatch(raw, clean, gen, 1.0, 48))
-        fmap = backbone.forward_features(normalize(images))
-        pooled = F.adaptive_avg_pool2d(fmap, 1).flatten(1)
-        loss = task.loss(pooled, fmap, targets, images)["inpainting"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+
+    def clean(generator: torch.Generator) -> torch.Tensor:
+        return augment(raw, "none", generator=generator)
+
+    losses = train_aux_alone(task, backbone, raw, clean, steps=20, lr=3e-3)
     assert sum(losses[-4:]) / 4 < 0.9 * sum(losses[:4]) / 4, losses
 
 

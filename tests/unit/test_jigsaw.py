@@ -3,35 +3,13 @@ loss that falls when the task trains alone."""
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
+from helpers import FACE_INFO, clean_aux, faces, small_cnn, train_aux_alone
 
-from trainables.augment import normalize
 from trainables.config import build_config
-from trainables.data.dataset import DatasetInfo
-from trainables.data.synthetic import render_faces
-from trainables.models import build_backbone
-from trainables.tasks import AuxBatch
 from trainables.tasks.jigsaw import JigsawTask, build, hamming_permutations, min_hamming
 from trainables.tasks.tiles import from_tiles, permute_tiles, to_tiles
-
-INFO = DatasetInfo(
-    classes=("neutral",) * 8,
-    class_counts=(1,) * 8,
-    optional_labels=(),
-    fingerprint="x",
-    source="test",
-)
-
-
-def _aux(clean: torch.Tensor, seed: int = 0) -> AuxBatch:
-    raw = (clean * 255).round().to(torch.uint8)
-    generator = torch.Generator().manual_seed(seed)
-    return AuxBatch(
-        raw=raw, clean=clean, generator=generator, magnitude=1.0, out_size=clean.shape[-1]
-    )
 
 
 def _unshuffle(images: torch.Tensor, perm: torch.Tensor, grid: int) -> torch.Tensor:
@@ -43,7 +21,7 @@ def _unshuffle(images: torch.Tensor, perm: torch.Tensor, grid: int) -> torch.Ten
 @pytest.mark.parametrize("grid", [2, 3])
 def test_hmtl_target_unshuffles_exactly(grid: int, channels: int, size: int) -> None:
     clean = torch.rand(6, channels, size, size)
-    images, targets = JigsawTask(8, grid).make_input(_aux(clean))
+    images, targets = JigsawTask(8, grid).make_input(clean_aux(clean))
     assert images.shape == clean.shape and targets["jigsaw"].shape == (6, grid * grid)
     assert not torch.equal(images, clean)
     assert torch.equal(_unshuffle(images, targets["jigsaw"], grid), clean)
@@ -53,7 +31,7 @@ def test_target_names_the_tile_at_each_position() -> None:
     """Tiles painted with their own index: the pixel at position p reads target[:, p]."""
     ids = torch.arange(9.0).view(1, 1, 3, 3) / 8
     clean = ids.repeat_interleave(16, 2).repeat_interleave(16, 3).expand(4, 1, 48, 48)
-    images, targets = JigsawTask(8, 3).make_input(_aux(clean))
+    images, targets = JigsawTask(8, 3).make_input(clean_aux(clean))
     seen = (images[:, 0, 8::16, 8::16] * 8).round().long().reshape(4, 9)
     assert torch.equal(seen, targets["jigsaw"])
 
@@ -63,7 +41,7 @@ def test_target_names_the_tile_at_each_position() -> None:
 def test_classic_target_unshuffles_exactly(grid: int, size: int) -> None:
     clean = torch.rand(6, 3, size, size)
     task = JigsawTask(8, grid, "classic", permutations=10)
-    images, targets = task.make_input(_aux(clean))
+    images, targets = task.make_input(clean_aux(clean))
     assert targets["jigsaw"].shape == (6,)
     perm = task.permutation_set[targets["jigsaw"]]
     assert torch.equal(_unshuffle(images, perm, grid), clean)
@@ -82,7 +60,7 @@ def test_permutation_set_is_seeded_distinct_and_far_apart() -> None:
 
 def test_two_by_two_set_is_clamped_to_all_24() -> None:
     cfg = build_config({"tasks": {"aux": {"jigsaw": {"form": "classic", "grid": 2}}}})
-    task = build(cfg, INFO, 16)
+    task = build(cfg, FACE_INFO, 16)
     assert task.permutation_set.shape == (24, 4)
     assert len(torch.unique(task.permutation_set, dim=0)) == 24
     assert min_hamming(task.permutation_set) == 2
@@ -99,7 +77,7 @@ def test_two_by_two_set_is_clamped_to_all_24() -> None:
 )
 def test_logits_shapes_and_finite_loss(form: str, grid: int, shape: tuple[int, ...]) -> None:
     task = JigsawTask(16, grid, form, permutations=100)
-    images, targets = task.make_input(_aux(torch.rand(5, 1, 48, 48)))
+    images, targets = task.make_input(clean_aux(torch.rand(5, 1, 48, 48)))
     features = torch.randn(5, 16)
     assert task(features).shape == shape
     losses = task.loss(features, torch.randn(5, 16, 3, 3), targets, images)
@@ -111,39 +89,23 @@ def test_logits_shapes_and_finite_loss(form: str, grid: int, shape: tuple[int, .
 @pytest.mark.parametrize("form", ["hmtl", "classic"])
 def test_same_seed_same_input(form: str) -> None:
     task, clean = JigsawTask(8, 3, form), torch.rand(8, 1, 48, 48)
-    a, target_a = task.make_input(_aux(clean, seed=0))
-    b, target_b = task.make_input(_aux(clean, seed=0))
-    c, _ = task.make_input(_aux(clean, seed=1))
+    a, target_a = task.make_input(clean_aux(clean, seed=0))
+    b, target_b = task.make_input(clean_aux(clean, seed=0))
+    c, _ = task.make_input(clean_aux(clean, seed=1))
     assert torch.equal(a, b) and torch.equal(target_a["jigsaw"], target_b["jigsaw"])
     assert not torch.equal(a, c)
-
-
-@functools.cache
-def _faces() -> torch.Tensor:
-    images = torch.from_numpy(render_faces(64, size=48, channels=1, seed=0).images)
-    return images.permute(0, 3, 1, 2).float() / 255
 
 
 @pytest.mark.parametrize("form", ["hmtl", "classic"])
 def test_loss_falls_when_trained_alone(form: str) -> None:
     """A 2 x 2 grid (and 8 classic permutations): on this tiny CNN, 3 x 3 puzzles need ~150
     steps to move off chance, and the full 24-permutation set sometimes more than 20."""
-    torch.manual_seed(0)
     section = {"form": form, "grid": 2, "permutations": 8}
     cfg = build_config({"data": {"image_size": 48}, "tasks": {"aux": {"jigsaw": section}}})
-    backbone = build_backbone("small_cnn", 1, width=8)
-    task = build(cfg, INFO, backbone.feature_dim)
-    opt = torch.optim.AdamW([*backbone.parameters(), *task.parameters()], lr=1e-2)
-    generator, clean, losses = torch.Generator().manual_seed(0), _faces(), []
-    for _ in range(20):
-        aux = AuxBatch(raw=clean, clean=clean, generator=generator, magnitude=1.0, out_size=48)
-        images, targets = task.make_input(aux)
-        feature_map = backbone.forward_features(normalize(images))
-        loss = task.loss(feature_map.mean(dim=(2, 3)), feature_map, targets, images)["jigsaw"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    backbone = small_cnn()
+    task = build(cfg, FACE_INFO, backbone.feature_dim)
+    clean = faces(64).float() / 255
+    losses = train_aux_alone(task, backbone, clean, clean, steps=20, lr=1e-2)
     assert sum(losses[-4:]) / 4 < 0.9 * losses[0]
 
 
@@ -151,7 +113,7 @@ def test_loss_falls_when_trained_alone(form: str) -> None:
 @pytest.mark.parametrize("form", ["hmtl", "classic"])
 def test_cuda_input_matches_cpu(form: str) -> None:
     task, clean = JigsawTask(8, 3, form), torch.rand(4, 3, 50, 50)
-    cpu_images, cpu_targets = task.make_input(_aux(clean))
-    gpu_images, gpu_targets = task.cuda().make_input(_aux(clean.cuda()))
+    cpu_images, cpu_targets = task.make_input(clean_aux(clean))
+    gpu_images, gpu_targets = task.cuda().make_input(clean_aux(clean.cuda()))
     assert gpu_images.is_cuda and torch.equal(gpu_images.cpu(), cpu_images)
     assert torch.equal(gpu_targets["jigsaw"].cpu(), cpu_targets["jigsaw"])

@@ -3,35 +3,13 @@ seeding, and a loss that falls when the task trains alone."""
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
+from helpers import FACE_INFO, clean_aux, faces, small_cnn, train_aux_alone
 
-from trainables.augment import normalize
 from trainables.config import build_config
-from trainables.data.dataset import DatasetInfo
-from trainables.data.synthetic import render_faces
-from trainables.models import build_backbone
-from trainables.tasks import AuxBatch
 from trainables.tasks.rotation import RotationTask, build
 from trainables.tasks.tiles import from_tiles, rotate, to_tiles
-
-INFO = DatasetInfo(
-    classes=("neutral",) * 8,
-    class_counts=(1,) * 8,
-    optional_labels=(),
-    fingerprint="x",
-    source="test",
-)
-
-
-def _aux(clean: torch.Tensor, seed: int = 0) -> AuxBatch:
-    raw = (clean * 255).round().to(torch.uint8)
-    generator = torch.Generator().manual_seed(seed)
-    return AuxBatch(
-        raw=raw, clean=clean, generator=generator, magnitude=1.0, out_size=clean.shape[-1]
-    )
 
 
 def _turn_back(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -54,7 +32,7 @@ def test_rotate_matches_rot90_for_every_turn() -> None:
 @pytest.mark.parametrize("channels", [1, 3])
 def test_whole_turn_back_restores_exactly(channels: int, size: int) -> None:
     clean = torch.rand(8, channels, size, size)
-    images, targets = RotationTask(8).make_input(_aux(clean))
+    images, targets = RotationTask(8).make_input(clean_aux(clean))
     k = targets["rotation"]
     assert images.shape == clean.shape and k.shape == (8,) and len(k.unique()) > 1
     back = _turn_back(images, k)
@@ -66,7 +44,7 @@ def test_whole_turn_back_restores_exactly(channels: int, size: int) -> None:
 @pytest.mark.parametrize("grid", [2, 3])
 def test_tile_turn_back_restores_exactly(grid: int, channels: int, size: int) -> None:
     clean = torch.rand(4, channels, size, size)
-    images, targets = RotationTask(8, "tiles", grid).make_input(_aux(clean))
+    images, targets = RotationTask(8, "tiles", grid).make_input(clean_aux(clean))
     k = targets["rotation"]
     assert images.shape == clean.shape and k.shape == (4, grid * grid)
     assert not torch.equal(images, clean)
@@ -80,7 +58,7 @@ def test_tile_turn_back_restores_exactly(grid: int, channels: int, size: int) ->
 )
 def test_logits_shapes_and_finite_loss(form: str, grid: int, shape: tuple[int, ...]) -> None:
     task = RotationTask(16, form, grid)
-    images, targets = task.make_input(_aux(torch.rand(5, 1, 48, 48)))
+    images, targets = task.make_input(clean_aux(torch.rand(5, 1, 48, 48)))
     features = torch.randn(5, 16)
     assert task(features).shape == shape
     losses = task.loss(features, torch.randn(5, 16, 3, 3), targets, images)
@@ -92,39 +70,23 @@ def test_logits_shapes_and_finite_loss(form: str, grid: int, shape: tuple[int, .
 @pytest.mark.parametrize("form", ["whole", "tiles"])
 def test_same_seed_same_input(form: str) -> None:
     task, clean = RotationTask(8, form), torch.rand(8, 1, 48, 48)
-    a, target_a = task.make_input(_aux(clean, seed=0))
-    b, target_b = task.make_input(_aux(clean, seed=0))
-    c, _ = task.make_input(_aux(clean, seed=1))
+    a, target_a = task.make_input(clean_aux(clean, seed=0))
+    b, target_b = task.make_input(clean_aux(clean, seed=0))
+    c, _ = task.make_input(clean_aux(clean, seed=1))
     assert torch.equal(a, b) and torch.equal(target_a["rotation"], target_b["rotation"])
     assert not torch.equal(a, c)
-
-
-@functools.cache
-def _faces() -> torch.Tensor:
-    images = torch.from_numpy(render_faces(64, size=48, channels=1, seed=0).images)
-    return images.permute(0, 3, 1, 2).float() / 255
 
 
 @pytest.mark.parametrize(("form", "grid"), [("whole", 3), ("tiles", 2)])
 def test_loss_falls_when_trained_alone(form: str, grid: int) -> None:
     """Tiles on a 2 x 2 grid: 3 x 3 tiles need ~150 steps to move off chance here."""
-    torch.manual_seed(0)
     cfg = build_config(
         {"data": {"image_size": 48}, "tasks": {"aux": {"rotation": {"form": form, "grid": grid}}}}
     )
-    backbone = build_backbone("small_cnn", 1, width=8)
-    task = build(cfg, INFO, backbone.feature_dim)
-    opt = torch.optim.AdamW([*backbone.parameters(), *task.parameters()], lr=1e-2)
-    generator, clean, losses = torch.Generator().manual_seed(0), _faces(), []
-    for _ in range(20):
-        aux = AuxBatch(raw=clean, clean=clean, generator=generator, magnitude=1.0, out_size=48)
-        images, targets = task.make_input(aux)
-        feature_map = backbone.forward_features(normalize(images))
-        loss = task.loss(feature_map.mean(dim=(2, 3)), feature_map, targets, images)["rotation"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    backbone = small_cnn()
+    task = build(cfg, FACE_INFO, backbone.feature_dim)
+    clean = faces(64).float() / 255
+    losses = train_aux_alone(task, backbone, clean, clean, steps=20, lr=1e-2)
     assert sum(losses[-4:]) / 4 < 0.9 * losses[0]
 
 
@@ -132,7 +94,7 @@ def test_loss_falls_when_trained_alone(form: str, grid: int) -> None:
 @pytest.mark.parametrize("form", ["whole", "tiles"])
 def test_cuda_input_matches_cpu(form: str) -> None:
     task, clean = RotationTask(8, form), torch.rand(4, 3, 50, 50)
-    cpu_images, cpu_targets = task.make_input(_aux(clean))
-    gpu_images, gpu_targets = task.cuda().make_input(_aux(clean.cuda()))
+    cpu_images, cpu_targets = task.make_input(clean_aux(clean))
+    gpu_images, gpu_targets = task.cuda().make_input(clean_aux(clean.cuda()))
     assert gpu_images.is_cuda and torch.equal(gpu_images.cpu(), cpu_images)
     assert torch.equal(gpu_targets["rotation"].cpu(), cpu_targets["rotation"])

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import FACE_INFO
 
 from trainables.augment import augment
 from trainables.config import build_config
@@ -13,14 +14,6 @@ from trainables.session import LocalSession
 from trainables.tasks import REGISTRY, AuxBatch, build_tasks, combine, task_weights
 from trainables.tasks.head_pose import targets
 from trainables.train import train
-
-INFO = DatasetInfo(
-    classes=("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
-    class_counts=(1,) * 8,
-    optional_labels=("gender", "identity", "pitch", "roll", "yaw"),
-    fingerprint="test",
-    source="test",
-)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +48,7 @@ def _step_inputs(batch, seed):
 def _model(cfg, one_pass=True):
     torch.manual_seed(0)
     backbone = build_backbone("small_cnn", 1, width=8)
-    tasks = build_tasks(cfg, INFO, backbone.feature_dim)
+    tasks = build_tasks(cfg, FACE_INFO, backbone.feature_dim)
     return FaceModel(backbone, tasks, one_pass=one_pass, aux_budget=cfg.tasks.aux_budget)
 
 
@@ -105,7 +98,7 @@ def test_zero_weight_costs_nothing(faces, monkeypatch):
     assert set(task_weights(cfg)) == {"expression", "rotation"}
     made = {name: 0 for name in ("jigsaw", "rotation", "inpainting", "contrastive")}
     for name in made:
-        cls = type(REGISTRY[name].build(_config(name), INFO, 8))
+        cls = type(REGISTRY[name].build(_config(name), FACE_INFO, 8))
         original = cls.make_input
 
         def counting(self, aux, _name=name, _original=original):
@@ -146,7 +139,7 @@ def test_head_pose_labels_follow_flip_and_rotation():
 def test_main_task_without_labels_is_a_config_error(dataset_cache):
     from trainables.config import ConfigError
 
-    no_pose = DatasetInfo(INFO.classes, INFO.class_counts, ("identity",), "x", "fer2013")
+    no_pose = DatasetInfo(FACE_INFO.classes, FACE_INFO.class_counts, ("identity",), "x", "fer2013")
     with pytest.raises(ConfigError, match="head_pose needs yaw/pitch/roll labels"):
         build_tasks(_config("head_pose"), no_pose, 8)
 
