@@ -175,6 +175,43 @@ def sweep_command(
         sys.exit(1)
 
 
+@main.command("resume")
+@click.argument("sweep_uri")
+@click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
+def resume_command(sweep_uri: str, address: str | None) -> None:
+    """Continue an interrupted sweep from its storage (e.g. hmtl-runs/sweeps/quickstart)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from orchestration.cluster import InfeasibleError
+    from orchestration.space import SpaceError
+    from orchestration.sweep import read_manifest, resume_sweep
+
+    try:
+        manifest = read_manifest(sweep_uri)
+        click.echo(f"hmtl resume {sweep_uri}: tracking {manifest['tracking_uri']}")
+        result = resume_sweep(sweep_uri, address=address)
+    except (InfeasibleError, SpaceError) as err:
+        fail(str(err))
+    click.echo(sweep_summary(result, result_metric(manifest)))
+
+
+@main.command("status")
+@click.argument("sweep_uri")
+def status_command(sweep_uri: str) -> None:
+    """Trials of a sweep, their states and metrics, and the best so far."""
+    from orchestration.space import SpaceError
+    from orchestration.status import status_text
+
+    try:
+        click.echo(status_text(sweep_uri))
+    except SpaceError as err:
+        fail(str(err))
+
+
+def result_metric(manifest: dict) -> str:
+    metric = manifest["space"].get("metric", "val/balanced_accuracy")
+    return metric[0] if isinstance(metric, list) else metric
+
+
 def sweep_summary(result, metric: str) -> str:
     lines = [
         "",

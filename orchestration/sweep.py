@@ -8,6 +8,7 @@ space (validated when loaded), the storage location and the resource plan.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,8 @@ from optuna.distributions import CategoricalDistribution
 
 from orchestration.cluster import Plan, cluster_nodes, init_ray, plan_resources
 from orchestration.search import make_scheduler, make_searcher
-from orchestration.space import SearchSpace, SpaceError
-from orchestration.tracking import MlflowCallback
+from orchestration.space import SearchSpace, SpaceError, validate_space
+from orchestration.tracking import MlflowCallback, redact_uri
 from orchestration.trial import make_trial, trial_dirname
 
 
@@ -71,6 +72,9 @@ def preflight(space: SearchSpace, storage: str) -> None:
             raise SpaceError(f"--storage {storage}: not writable ({err.strerror})") from None
 
 
+MANIFEST = "hmtl-sweep.json"
+
+
 def run_sweep(
     space: SearchSpace,
     storage: str,
@@ -88,8 +92,39 @@ def run_sweep(
     storage = os.path.abspath(storage) if "://" not in storage else storage
     preflight(space, storage)
     init_ray(address, num_cpus=num_cpus)
+    plan = _plan(space, force_train)
+    path = sweep_path(storage, space.name)
+    write_manifest(path, space, tracking_uri, storage)
+    tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
+        _trainable(space, plan, path, os.getcwd()),
+        tune_config=_tune_config(space, plan),
+        run_config=_run_config(space, storage, tracking_uri, verbose, callbacks or []),
+    )
+    return summarize(space, tuner.fit(), path)
+
+
+def resume_sweep(
+    path: str, address: str | None = None, num_cpus: int | None = None, verbose: int = 1
+) -> SweepResult:
+    """Continue a sweep from its storage: unfinished and errored trials resume from their
+    latest checkpoints, finished ones are kept, the Optuna study keeps its history."""
+    path = os.path.abspath(path) if "://" not in path else path.rstrip("/")
+    manifest = read_manifest(path)
+    space = validate_space(manifest["space"])
+    init_ray(address, num_cpus=num_cpus)
+    plan = _plan(space, manifest.get("force_train", False))
+    tuner = ray.tune.Tuner.restore(  # (4) experiment state, searcher and callbacks come back
+        path,
+        trainable=_trainable(space, plan, path, manifest["origin"]),
+        resume_unfinished=True,
+        resume_errored=True,
+    )
+    return summarize(space, tuner.fit(), path)
+
+
+def _plan(space: SearchSpace, force_train: bool) -> Plan:
     r = space.resources
-    plan = plan_resources(
+    return plan_resources(
         r.workers_per_trial,
         r.cpus_per_worker,
         r.gpus_per_worker,
@@ -97,13 +132,40 @@ def run_sweep(
         cap=space.max_concurrent_trials,
         force_train=force_train,
     )
-    path = sweep_path(storage, space.name)
-    tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
-        ray.tune.with_resources(make_trial(space, plan, path), plan.trial_resources()),
-        tune_config=_tune_config(space, plan),
-        run_config=_run_config(space, storage, tracking_uri, verbose, callbacks or []),
+
+
+def _trainable(space: SearchSpace, plan: Plan, path: str, origin: str):
+    return ray.tune.with_resources(
+        make_trial(space, plan, path, origin=origin), plan.trial_resources()
     )
-    return summarize(space, tuner.fit(), path)
+
+
+def write_manifest(path: str, space: SearchSpace, tracking_uri: str, storage: str) -> None:
+    """What `hmtl resume` needs beside Tune's own state: the resolved search space, where
+    relative paths were read from, and (credential-free) where tracking went."""
+    raw = space.model_dump(mode="json")
+    raw["base"] = space.base_tree()
+    manifest = {
+        "space": raw,
+        "origin": os.getcwd(),
+        "storage": storage,
+        "tracking_uri": redact_uri(tracking_uri),
+    }
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{MANIFEST}.partial"
+    partial.write_text(json.dumps(manifest, indent=2))
+    os.replace(partial, folder / MANIFEST)
+
+
+def read_manifest(path: str) -> dict[str, Any]:
+    file = Path(path) / MANIFEST
+    try:
+        return json.loads(file.read_text())
+    except FileNotFoundError:
+        raise SpaceError(f"{path}: not a sweep folder (no {MANIFEST})") from None
+    except json.JSONDecodeError as err:
+        raise SpaceError(f"{file}: unreadable ({err.msg}, line {err.lineno})") from None
 
 
 def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
@@ -134,10 +196,13 @@ def _run_config(
         max_report_frequency=30,
         sort_by_metric=len(space.metrics) == 1,  # Tune passes the metric and mode on
     )
+    artifact_root = None
+    if tracking_uri.startswith("sqlite:") and "://" not in storage:
+        artifact_root = Path(storage, "mlflow-artifacts").resolve().as_uri()
     return ray.tune.RunConfig(  # (3) where Tune keeps the sweep (what resume reads)
         name=space.name,
         storage_path=f"{storage}/sweeps",
-        callbacks=[MlflowCallback(tracking_uri, space), *callbacks],
+        callbacks=[MlflowCallback(tracking_uri, space, artifact_root), *callbacks],
         progress_reporter=reporter,
         verbose=verbose,
         failure_config=ray.tune.FailureConfig(max_failures=1),

@@ -46,14 +46,21 @@ class TuneSession:
         return model
 
 
-def make_trial(space: SearchSpace, plan: Plan, sweep_path: str, storage_filesystem=None):
+def make_trial(
+    space: SearchSpace,
+    plan: Plan,
+    sweep_path: str,
+    storage_filesystem=None,
+    origin: str | None = None,
+):
     """The Tune function for this sweep: params (dotted keys) -> one training run.
 
     `sweep_path` is where Tune keeps this sweep (`<storage>/sweeps/<sweep>`, without the
-    scheme when a `storage_filesystem` is given).
+    scheme when a `storage_filesystem` is given); relative paths in trial configs are
+    read against `origin` (the folder the sweep was started from).
     """
 
-    origin = os.getcwd()
+    origin = origin or os.getcwd()
 
     def run_trial(params: dict[str, Any]) -> None:
         cfg = resolve_paths(space.trial_config(params), origin)

@@ -18,9 +18,13 @@ from trainables.train import train
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """What Tune and trackers get: numbers only (the confusion matrix travels in checkpoints)."""
+    """What Tune and trackers get: numbers, and the dataset fingerprint (for the run's tags).
+
+    Confusion matrices travel in the checkpoints instead."""
     return {
-        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        k: v
+        for k, v in metrics.items()
+        if (isinstance(v, int | float) and not isinstance(v, bool)) or k == "data/fingerprint"
     }
 
 

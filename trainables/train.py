@@ -12,11 +12,13 @@ resumed after epoch k replays epochs k+1.. exactly as an uninterrupted run does.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,7 +152,8 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
         if epoch == cfg.schedule.epochs:
             metrics.update(prefixed("test", evaluate(model, test_data, cfg, session, autocast)))
         metrics["time/train_s"] = time.perf_counter() - began  # in this process, so far
-        history.append({k: v for k, v in metrics.items() if not isinstance(v, list)})
+        metrics["data/fingerprint"] = splits.info.fingerprint
+        history.append({k: v for k, v in metrics.items() if isinstance(v, int | float)})
 
         # Checkpoint and report.
         due = epoch % cfg.runtime.checkpoint_every == 0 or epoch == cfg.schedule.epochs
@@ -170,6 +173,8 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
                     "dataset": splits.info.fingerprint,
                 },
             )
+            # The dataset card travels with the checkpoint (trackers log it beside the model).
+            Path(folder, "card.json").write_text(json.dumps(splits.info.card, indent=2))
         try:
             session.report(metrics, checkpoint_dir=folder)
         finally:

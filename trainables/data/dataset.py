@@ -8,7 +8,7 @@ a loader. Splits come from the dataset's `split` column where it has one; otherw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,8 @@ class DatasetInfo:
     optional_labels: tuple[str, ...]
     fingerprint: str
     source: str
+    card: dict = field(default_factory=dict, compare=False, hash=False)
+    """The dataset's card.json (saved beside every checkpoint)."""
 
 
 @dataclass
@@ -132,6 +134,7 @@ def load_splits(cfg: DataConfig) -> Splits:
         optional_labels=tuple(prepared.card.get("optional_labels", ())),
         fingerprint=prepared.card["fingerprint"],
         source=cfg.source,
+        card=prepared.card,
     )
     return Splits(train=train, val=take("val"), test=take("test"), info=info)
 

@@ -1,0 +1,136 @@
+"""Kill a sweep mid-run and resume it: nothing lost, nothing repeated, same results."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from orchestration.cli import main
+from orchestration.sweep import resume_sweep, sweep_path
+from orchestration.tracking import ROLE_TAG, default_tracking_uri
+from trainables.config import build_config
+from trainables.session import LocalSession
+from trainables.train import train
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BASE = {
+    "data": {"image_size": 48, "batch_size": 32, "synthetic": {"num_samples": 800}},
+    "model": {"width": 8},
+    "schedule": {"epochs": 4, "warmup_epochs": 0.5},
+    "runtime": {"device": "cpu", "num_threads": 1, "seed": 3},
+}
+
+
+def _write_space(tmp_path: Path) -> Path:
+    import yaml
+
+    base = {**BASE, "data": {**BASE["data"], "cache_dir": str(tmp_path / "datasets")}}
+    space = {
+        "name": "it-resume",
+        "num_samples": 3,
+        "max_concurrent_trials": 1,
+        "scheduler": None,
+        "search": {"sampler": "random", "seed": 0},
+        "base": base,
+        "space": {"optim.lr": "loguniform(1e-3, 1e-2)"},
+    }
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+def _checkpoints(sweep: Path) -> dict[str, int]:
+    return {
+        d.name: len(list(d.glob("checkpoint_*/checkpoint.pt")))
+        for d in sorted(sweep.glob("trial-*"))
+    }
+
+
+def test_sigkill_then_resume_finishes_every_trial_once(local_ray, tmp_path):
+    storage = tmp_path / "runs"
+    sweep = Path(sweep_path(str(storage), "it-resume"))
+    address = local_ray.get_runtime_context().gcs_address
+    env = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestration.cli",
+            "sweep",
+            str(_write_space(tmp_path)),
+            "--storage",
+            str(storage),
+            "--address",
+            address,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once one trial finished and another is under way
+        counts = sorted(_checkpoints(sweep).values(), reverse=True)
+        if len(counts) >= 2 and counts[0] == 4 and 1 <= counts[1] < 4:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the sweep never reached the state to interrupt")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _checkpoints(sweep)
+    finished = [t for t, n in before.items() if n == 4]
+
+    result = resume_sweep(str(sweep), address=address)
+
+    after = _checkpoints(sweep)
+    assert result.trials == 3 and result.errors == 0
+    assert sorted(after.values()) == [4, 4, 4]
+    for trial in finished:  # finished trials were not rerun
+        assert after[trial] == before[trial]
+    tracking = default_tracking_uri(str(storage))
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("it-resume")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'")
+    assert len(runs) == 3
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        assert sorted(steps) == [1, 2, 3, 4], steps  # no gaps, no repeats
+        assert run.info.status == "FINISHED"
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {
+            "config.yaml",
+            "checkpoints.json",
+            "best_checkpoint",
+            "confusion_matrix_val.png",
+        } <= artifacts
+
+    # A resumed trial ends exactly where an uninterrupted one with the same seed ends.
+    interrupted = next(t for t, n in before.items() if 1 <= n < 4)
+    run = next(r for r in runs if f"trial-{r.data.tags['hmtl.trial_id']}" == interrupted)
+    lr = float(run.data.params["optim.lr"])
+    cfg = build_config(
+        {
+            **BASE,
+            "data": {**BASE["data"], "cache_dir": str(tmp_path / "datasets")},
+            "optim": {"lr": lr},
+        }
+    )
+    alone = train(cfg, LocalSession(tmp_path / "alone", log=None))
+    for key in ("val/balanced_accuracy", "val/accuracy", "train/loss"):
+        logged = client.get_metric_history(run.info.run_id, key)
+        assert max(logged, key=lambda m: m.step).value == pytest.approx(
+            alone.metrics[key], rel=0, abs=1e-12
+        )
+
+    status = CliRunner().invoke(main, ["status", str(sweep)])
+    assert status.exit_code == 0
+    assert "3 trials (3 TERMINATED)" in status.output and "best so far" in status.output
