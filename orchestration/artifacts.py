@@ -27,7 +27,11 @@ def fetch(uri: str, target: Path, filesystem=None) -> Path:
         shutil.copytree(uri, target)
         return target
     if filesystem is None:
-        filesystem, uri = pyarrow.fs.FileSystem.from_uri(uri)
+        from trainables.data.storage import filesystem_for
+
+        filesystem, uri = filesystem_for(uri)
+    elif uri.startswith("s3://"):
+        uri = uri[len("s3://") :]
     target.mkdir(parents=True)
     pyarrow.fs.copy_files(
         uri,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestration.space import validate_space
+from orchestration.store import Store
 from orchestration.sweep import read_manifest
 
 
@@ -25,7 +26,8 @@ def trial_rows(path: str) -> tuple[list[TrialRow], str, str]:
 
     space = validate_space(read_manifest(path)["space"])
     metric, mode = space.metrics[0], space.modes[0]
-    analysis = ExperimentAnalysis(path)
+    sweep = Store.open(path)
+    analysis = ExperimentAnalysis(sweep.root, storage_filesystem=sweep.filesystem)
     rows = []
     for trial in analysis.trials:
         last = trial.last_result or {}

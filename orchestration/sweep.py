@@ -20,6 +20,7 @@ from optuna.distributions import CategoricalDistribution
 from orchestration.cluster import Plan, cluster_nodes, init_ray, plan_resources
 from orchestration.search import make_scheduler, make_searcher
 from orchestration.space import SearchSpace, SpaceError, validate_space
+from orchestration.store import Store
 from orchestration.tracking import MlflowCallback, redact_uri
 from orchestration.trial import make_trial, trial_dirname
 
@@ -39,10 +40,8 @@ class SweepResult:
 
 
 def sweep_path(storage: str, name: str) -> str:
-    return f"{storage.rstrip('/')}/sweeps/{name}"
-
-
-FILE_KEYS = ("data.source", "model.pretrained")
+    """Where a sweep lives, as a user would type it (a local path or `s3://...`)."""
+    return Store.open(storage).display("sweeps", name)
 
 
 def preflight(space: SearchSpace, storage: str) -> None:
@@ -62,14 +61,7 @@ def preflight(space: SearchSpace, storage: str) -> None:
                 raise SpaceError(
                     f"{space.source or space.name}: {key}: {value}: no such file or folder{hint}"
                 )
-    if "://" not in storage:
-        try:
-            Path(storage).mkdir(parents=True, exist_ok=True)
-            probe = Path(storage) / f".hmtl-write-test-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as err:
-            raise SpaceError(f"--storage {storage}: not writable ({err.strerror})") from None
+    Store.open(storage).check_writable()
 
 
 MANIFEST = "hmtl-sweep.json"
@@ -89,18 +81,17 @@ def run_sweep(
 
     `force_train` runs even single-worker trials through a TorchTrainer (benchmarks).
     """
-    storage = os.path.abspath(storage) if "://" not in storage else storage
     preflight(space, storage)
+    store = Store.open(storage)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, force_train)
-    path = sweep_path(storage, space.name)
-    write_manifest(path, space, tracking_uri, storage)
+    write_manifest(store, space, tracking_uri)
     tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
-        _trainable(space, plan, path, os.getcwd()),
+        _trainable(space, plan, store, os.getcwd()),
         tune_config=_tune_config(space, plan),
-        run_config=_run_config(space, storage, tracking_uri, verbose, callbacks or []),
+        run_config=_run_config(space, store, tracking_uri, verbose, callbacks or []),
     )
-    return summarize(space, tuner.fit(), path)
+    return summarize(space, tuner.fit(), store)
 
 
 def resume_sweep(
@@ -108,18 +99,26 @@ def resume_sweep(
 ) -> SweepResult:
     """Continue a sweep from its storage: unfinished and errored trials resume from their
     latest checkpoints, finished ones are kept, the Optuna study keeps its history."""
-    path = os.path.abspath(path) if "://" not in path else path.rstrip("/")
+    sweep = Store.open(path)
     manifest = read_manifest(path)
     space = validate_space(manifest["space"])
+    store = _parent_store(sweep)
     init_ray(address, num_cpus=num_cpus)
-    plan = _plan(space, manifest.get("force_train", False))
+    plan = _plan(space, False)
     tuner = ray.tune.Tuner.restore(  # (4) experiment state, searcher and callbacks come back
-        path,
-        trainable=_trainable(space, plan, path, manifest["origin"]),
+        sweep.root,
+        trainable=_trainable(space, plan, store, manifest["origin"]),
         resume_unfinished=True,
         resume_errored=True,
+        storage_filesystem=sweep.filesystem,
     )
-    return summarize(space, tuner.fit(), path)
+    return summarize(space, tuner.fit(), store)
+
+
+def _parent_store(sweep: Store) -> Store:
+    """The storage root of a sweep at `<root>/sweeps/<name>` (keeping its filesystem)."""
+    root = sweep.root.rsplit("/sweeps/", 1)[0]
+    return Store(sweep.uri.rsplit("/sweeps/", 1)[0], sweep.filesystem, root)
 
 
 def _plan(space: SearchSpace, force_train: bool) -> Plan:
@@ -134,38 +133,36 @@ def _plan(space: SearchSpace, force_train: bool) -> Plan:
     )
 
 
-def _trainable(space: SearchSpace, plan: Plan, path: str, origin: str):
-    return ray.tune.with_resources(
-        make_trial(space, plan, path, origin=origin), plan.trial_resources()
-    )
+def _trainable(space: SearchSpace, plan: Plan, store: Store, origin: str):
+    trial = make_trial(space, plan, store.path("sweeps", space.name), store.filesystem, origin)
+    return ray.tune.with_resources(trial, plan.trial_resources())
 
 
-def write_manifest(path: str, space: SearchSpace, tracking_uri: str, storage: str) -> None:
+def write_manifest(store: Store, space: SearchSpace, tracking_uri: str) -> None:
     """What `hmtl resume` needs beside Tune's own state: the resolved search space, where
-    relative paths were read from, and (credential-free) where tracking went."""
+    relative paths were read from, and (credential-free) where storage and tracking are."""
     raw = space.model_dump(mode="json")
     raw["base"] = space.base_tree()
     manifest = {
         "space": raw,
         "origin": os.getcwd(),
-        "storage": storage,
+        "storage": store.uri,
         "tracking_uri": redact_uri(tracking_uri),
     }
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{MANIFEST}.partial"
-    partial.write_text(json.dumps(manifest, indent=2))
-    os.replace(partial, folder / MANIFEST)
+    store.write_text(f"sweeps/{space.name}/{MANIFEST}", json.dumps(manifest, indent=2))
 
 
 def read_manifest(path: str) -> dict[str, Any]:
-    file = Path(path) / MANIFEST
+    sweep = Store.open(path)
     try:
-        return json.loads(file.read_text())
+        text = sweep.read_text(MANIFEST)
     except FileNotFoundError:
-        raise SpaceError(f"{path}: not a sweep folder (no {MANIFEST})") from None
+        raise SpaceError(f"{sweep.uri}: not a sweep folder (no {MANIFEST})") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
-        raise SpaceError(f"{file}: unreadable ({err.msg}, line {err.lineno})") from None
+        where = sweep.display(MANIFEST)
+        raise SpaceError(f"{where}: unreadable ({err.msg}, line {err.lineno})") from None
 
 
 def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
@@ -183,7 +180,7 @@ def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
 
 
 def _run_config(
-    space: SearchSpace, storage: str, tracking_uri: str, verbose: int, callbacks: list
+    space: SearchSpace, store: Store, tracking_uri: str, verbose: int, callbacks: list
 ) -> ray.tune.RunConfig:
     short = [key.rsplit(".", 1)[-1] for key in space.space]
     columns = {
@@ -197,19 +194,22 @@ def _run_config(
         sort_by_metric=len(space.metrics) == 1,  # Tune passes the metric and mode on
     )
     artifact_root = None
-    if tracking_uri.startswith("sqlite:") and "://" not in storage:
-        artifact_root = Path(storage, "mlflow-artifacts").resolve().as_uri()
+    if tracking_uri.startswith("sqlite:") and not store.remote:
+        artifact_root = Path(store.root, "mlflow-artifacts").as_uri()
+    tracker = MlflowCallback(tracking_uri, space, artifact_root, store.filesystem)
     return ray.tune.RunConfig(  # (3) where Tune keeps the sweep (what resume reads)
         name=space.name,
-        storage_path=f"{storage}/sweeps",
-        callbacks=[MlflowCallback(tracking_uri, space, artifact_root), *callbacks],
+        storage_path=store.path("sweeps"),
+        storage_filesystem=store.filesystem,
+        callbacks=[tracker, *callbacks],
         progress_reporter=reporter,
         verbose=verbose,
         failure_config=ray.tune.FailureConfig(max_failures=1),
     )
 
 
-def summarize(space: SearchSpace, results, path: str) -> SweepResult:
+def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
+    path = store.display("sweeps", space.name)
     errors = sum(1 for r in results if r.error is not None)
     epochs = sum(int((r.metrics or {}).get("epoch", 0)) for r in results)
     metric, mode = space.metrics[0], space.modes[0]
@@ -221,6 +221,7 @@ def summarize(space: SearchSpace, results, path: str) -> SweepResult:
         return SweepResult(space.name, path, None, {}, {}, None, len(results), errors, epochs)
     # Single-worker trials checkpoint through Tune; TorchTrainer trials report the path.
     checkpoint = best.checkpoint.path if best.checkpoint else best.metrics.get("checkpoint_path")
+    checkpoint = store_uri(store, checkpoint)
     return SweepResult(
         name=space.name,
         path=path,
@@ -232,6 +233,13 @@ def summarize(space: SearchSpace, results, path: str) -> SweepResult:
         errors=errors,
         epochs_run=epochs,
     )
+
+
+def store_uri(store: Store, path: str | None) -> str | None:
+    """A path Ray reported on the store's filesystem, as a URI a user can pass on."""
+    if path is None or not store.remote or "://" in path:
+        return path
+    return f"s3://{path}"
 
 
 def mlflow_ui_command(tracking_uri: str) -> str:

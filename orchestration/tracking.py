@@ -174,6 +174,11 @@ class MlflowCallback(Callback):
         self.storage_filesystem = storage_filesystem
         self._tracker: SweepTracker | None = None
 
+    def _uri(self, path: str) -> str:
+        """Checkpoint paths on object storage come without their scheme; tags get URIs."""
+        remote = self.storage_filesystem is not None
+        return f"s3://{path}" if remote and "://" not in path else path
+
     def __getstate__(self) -> dict:
         # Tune pickles callbacks into the experiment state; the client stays behind.
         return {**self.__dict__, "_tracker": None}
@@ -197,12 +202,16 @@ class MlflowCallback(Callback):
         if "data/fingerprint" in result:
             tags["hmtl.dataset_fingerprint"] = result["data/fingerprint"]
         if result.get("checkpoint_path"):  # TorchTrainer trials report their checkpoints
-            tags[f"{CHECKPOINT_TAG}{int(result['epoch']):04d}"] = result["checkpoint_path"]
+            tags[f"{CHECKPOINT_TAG}{int(result['epoch']):04d}"] = self._uri(
+                self._uri(result["checkpoint_path"])
+            )
         self.tracker.log_epoch(self._run(trial), metrics, tags)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
         epoch = int((trial.last_result or {}).get("epoch", 0))
-        self.tracker.tag(self._run(trial), {f"{CHECKPOINT_TAG}{epoch:04d}": checkpoint.path})
+        self.tracker.tag(
+            self._run(trial), {f"{CHECKPOINT_TAG}{epoch:04d}": self._uri(checkpoint.path)}
+        )
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         run_id = self._run(trial)
