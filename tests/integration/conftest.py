@@ -5,11 +5,90 @@ import pytest
 
 @pytest.fixture(scope="session")
 def local_ray():
-    """One local Ray instance (2 CPUs, dashboard on 127.0.0.1) shared by the session."""
+    """One local Ray instance (2 CPUs, dashboard on 127.0.0.1) shared by the session.
+
+    Ray's worker processes inherit the environment of the moment Ray starts, so the fake
+    AWS credentials (and nothing real) are in place before it does.
+    """
+    import os
+
     import ray
 
     from orchestration.cluster import init_ray
 
+    os.environ.update(FAKE_AWS)
     init_ray(None, num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+# Fake, distinctive credentials: the tests scan MLflow and Tune's state for these values.
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "AKIAHMTLTESTKEY7F3A",
+    "AWS_SECRET_ACCESS_KEY": "hmtl-test-secret-9c1e4b",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 with one bucket, fake credentials in the environment.
+
+    Yields `endpoint` (http://127.0.0.1:PORT), `bucket`, and `uri(prefix)`, an
+    `s3://bucket/prefix?endpoint_override=...` URI for the project's storage helpers.
+    """
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import boto3
+
+    exe = Path(sys.executable).with_name("moto_server")
+    exe = str(exe) if exe.exists() else shutil.which("moto_server")
+    if exe is None:
+        pytest.skip("moto_server (moto[server]) is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in FAKE_AWS.items():
+                mp.setenv(key, value)
+            mp.delenv("HMTL_S3_ENDPOINT", raising=False)
+            bucket = "hmtl-test"
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+            yield SimpleNamespace(
+                endpoint=endpoint,
+                bucket=bucket,
+                uri=lambda prefix: f"s3://{bucket}/{prefix}?endpoint_override={endpoint}",
+            )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

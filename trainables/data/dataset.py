@@ -2,13 +2,22 @@
 
 FER-sized datasets fit in memory (and on a GPU), so images are decoded to uint8
 tensors once and batches are plain index lookups: the training step never waits for
-a loader. Splits come from the dataset's `split` column where it has one; otherwise
-(or for a missing validation split) they are seeded and stratified by class.
+a loader. `data.source` is a local prepared folder or an `s3://` URI, read through the
+node cache (see `prepared.read_prepared`). Splits come from the dataset's `split` column
+where it has one; otherwise (or for a missing validation split) they are seeded and
+stratified by class, and identity-disjoint when the card says `split_groups: identity`
+(what `prepare` writes for sources with identities and no official split, e.g. CK+, KDEF).
+
+Distributed training: `train.py` draws one global permutation per epoch and gives rank r
+the rows `perm[r::world_size]` (truncated to equal length), so every rank holds the whole
+dataset and sees a disjoint, freshly shuffled share each epoch. `shard()` is the fixed
+equivalent for code that wants each rank to keep only its own rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +32,7 @@ from trainables.data.prepared import (
     read_prepared,
     write_prepared,
 )
+from trainables.data.storage import is_remote
 
 
 @dataclass(frozen=True)
@@ -102,13 +112,26 @@ def ensure_synthetic(cfg: DataConfig, chunk: int = 2048) -> Path:
     return write_prepared(cfg.cache_dir, name, "synthetic", images, labels)
 
 
-def resolve_source(cfg: DataConfig) -> Path:
+def resolve_source(cfg: DataConfig) -> Path | str:
+    """The prepared dataset to read: a local folder, or an `s3://` URI (read via the cache)."""
     if cfg.source == "synthetic":
         return ensure_synthetic(cfg)
+    if is_remote(cfg.source):
+        return cfg.source
     path = Path(cfg.source)
     if not path.exists():
         raise DatasetError(f"data.source: {cfg.source}: no such dataset folder")
     return path
+
+
+def shard(data: FaceData, rank: int, world_size: int) -> FaceData:
+    """Rank `rank`'s rows `rank::world_size`, truncated so every rank holds the same count
+    (collective ops need equal step counts)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+    per_rank = len(data) // world_size
+    index = torch.arange(rank, per_rank * world_size, world_size, device=data.images.device)
+    return FaceData(data.images[index], {k: v[index] for k, v in data.labels.items()})
 
 
 def load_splits(cfg: DataConfig) -> Splits:
@@ -142,18 +165,24 @@ def load_splits(cfg: DataConfig) -> Splits:
 def assign_splits(prepared: Prepared, cfg: DataConfig) -> np.ndarray:
     """Per-row split names: the dataset's own where present, else seeded and stratified.
 
-    `label_fraction` < 1 keeps a stratified share of the training rows and marks the
-    rest `unlabelled`.
+    Drawn splits move whole identities when the card says `split_groups: identity`, so no
+    person is in two of train/val/test. `label_fraction` < 1 keeps a stratified share of
+    the training rows and marks the rest `unlabelled`.
     """
     y = prepared.labels["expression"].astype(np.int64)
     rng = np.random.default_rng(cfg.split_seed)
+    groups = None
+    if prepared.card.get("split_groups") == "identity" and "identity" in prepared.labels:
+        groups = prepared.labels["identity"].astype(np.int64)
+    carve = _carve if groups is None else partial(_carve_groups, groups=groups)
     if prepared.split is not None:
         split = prepared.split.astype(object).copy()
+        split[split == None] = "train"  # noqa: E711 - rows the source left unassigned
         if not (split == "val").any():
-            _carve(split, y, rng, "train", {"val": cfg.val_fraction})
+            carve(split, y, rng, "train", {"val": cfg.val_fraction})
     else:
         split = np.full(len(y), "train", dtype=object)
-        _carve(split, y, rng, "train", {"val": cfg.val_fraction, "test": cfg.test_fraction})
+        carve(split, y, rng, "train", {"val": cfg.val_fraction, "test": cfg.test_fraction})
     if cfg.label_fraction < 1.0:
         _carve(split, y, rng, "train", {"unlabelled": 1.0 - cfg.label_fraction})
     return split
@@ -175,6 +204,46 @@ def _carve(
             count = round(share * len(rows))
             split[rows[start : start + count]] = name
             start += count
+
+
+def _carve_groups(
+    split: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    source: str,
+    shares: dict[str, float],
+    groups: np.ndarray,
+) -> None:
+    """Move whole groups (identities) of the `source` rows to the named splits.
+
+    Stratified approximately: groups are placed largest first (seeded order among equal
+    sizes), each into the split whose per-class quota is least filled for the classes
+    the group holds. Rows without an identity (-1) are groups of their own.
+    """
+    rows = np.flatnonzero(split == source)
+    shares = {name: share for name, share in shares.items() if share > 0}
+    if len(rows) == 0 or not shares:
+        return
+    ids = groups[rows]
+    ids = np.where(ids < 0, -1 - np.arange(len(ids)), ids)  # unlabelled rows stand alone
+    _, group_of = np.unique(ids, return_inverse=True)
+    _, cls_of = np.unique(y[rows], return_inverse=True)
+    holds = np.zeros((group_of.max() + 1, cls_of.max() + 1))
+    np.add.at(holds, (group_of, cls_of), 1)
+    names = [source, *shares]
+    fractions = np.array([1.0 - sum(shares.values()), *shares.values()])
+    quota = np.outer(fractions, holds.sum(0))
+    filled = np.zeros_like(quota)
+    sizes = holds.sum(1)
+    order = rng.permutation(len(holds))
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    chosen = np.zeros(len(holds), np.int64)
+    for g in order:
+        need = (quota - filled) / np.maximum(quota, 1.0)  # share of each quota still open
+        best = int(np.argmax(need @ holds[g]))
+        filled[best] += holds[g]
+        chosen[g] = best
+    split[rows] = np.array(names, dtype=object)[chosen[group_of]]
 
 
 def _to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
