@@ -51,7 +51,7 @@ def main() -> None:
 
 
 @main.command("train")
-@click.argument("config")
+@click.argument("config", required=False)
 @click.option(
     "--set",
     "overrides",
@@ -67,37 +67,71 @@ def main() -> None:
 )
 @click.option(
     "--resume-from",
-    type=click.Path(),
     default=None,
-    help="Checkpoint folder to continue from (e.g. RUN/checkpoint_000003).",
+    help="Checkpoint folder or s3:// URI to continue from (e.g. RUN/checkpoint_000003); "
+    "without CONFIG, the checkpoint's own config is used.",
 )
+@click.option("--tracking-uri", default=None, help="Also log this run to MLflow here.")
 def train_command(
-    config: str, overrides: tuple[str, ...], out: str | None, resume_from: str | None
+    config: str | None,
+    overrides: tuple[str, ...],
+    out: str | None,
+    resume_from: str | None,
+    tracking_uri: str | None,
 ) -> None:
     """Train one model without Ray: one progress line per epoch, then a summary."""
+    from orchestration.single_run import TrackedSession, local_checkpoint, scratch_dir
+    from trainables.checkpoint import load_checkpoint
+    from trainables.config import build_config
     from trainables.session import LocalSession
     from trainables.train import train
 
-    path = resolve_config(config)
+    if config is None and resume_from is None:
+        fail("give a CONFIG, or --resume-from a checkpoint to continue with its own config")
     try:
-        cfg = load_config(path, list(overrides))
-    except ConfigError as err:
+        checkpoint = local_checkpoint(resume_from, scratch_dir()) if resume_from else None
+        if checkpoint is not None and not Path(checkpoint).exists():
+            fail(f"--resume-from {resume_from}: no such checkpoint")
+        if config is not None:
+            path = resolve_config(config)
+            cfg = load_config(path, list(overrides))
+            name = path.stem
+        else:
+            cfg = build_config(
+                load_checkpoint(checkpoint)["config"],
+                list(overrides),
+                source=f"{resume_from} (its config)",
+            )
+            name = "resumed"
+    except USER_ERRORS as err:
         fail(str(err))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(out) if out else Path("hmtl-runs") / "train" / f"{path.stem}-{stamp}"
+    run_dir = Path(out) if out else Path("hmtl-runs") / "train" / f"{name}-{stamp}"
     if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and resume_from is None:
         fail(
             f"{run_dir} already holds checkpoints; pass --resume-from "
             f"{run_dir}/checkpoint_... to continue, or choose another --out"
         )
-    if resume_from is not None and not Path(resume_from).exists():
-        fail(f"--resume-from {resume_from}: no such checkpoint")
-    click.echo(f"hmtl train: {path} -> {run_dir}")
-    session = LocalSession(run_dir, resume_from=resume_from, log=click.echo)
+    click.echo(f"hmtl train: {config or resume_from} -> {run_dir}")
+    if tracking_uri:
+        session = TrackedSession(
+            run_dir,
+            cfg,
+            tracking_uri,
+            resume_from=checkpoint,
+            origin_uri=resume_from,
+            log=click.echo,
+        )
+    else:
+        session = LocalSession(run_dir, resume_from=checkpoint, log=click.echo)
     try:
         result = train(cfg, session)
     except USER_ERRORS as err:
+        if tracking_uri:
+            session.finish("FAILED")
         fail(str(err))
+    if tracking_uri:
+        session.finish()
     click.echo(summary(result.metrics, result.checkpoint))
 
 
@@ -380,6 +414,12 @@ def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
     click.echo(f"\ncontact sheet    {sheet}\nclass histogram  {histogram}")
 
 
+def _by_split(card: dict) -> list[tuple[str, dict[str, int]]]:
+    """The card's per-split counts in train, val, test order (then any other group)."""
+    order = {"train": 0, "val": 1, "test": 2}
+    return sorted(card.get("counts", {}).items(), key=lambda kv: (order.get(kv[0], 3), kv[0]))
+
+
 def _class_totals(card: dict) -> dict[str, int]:
     totals = dict.fromkeys(card.get("classes", []), 0)
     for counts in card.get("counts", {}).values():
@@ -409,7 +449,7 @@ def card_text(card: dict) -> str:
     classes = card.get("classes", [])
     width = max([9, *(len(c) + 1 for c in classes)])
     lines += ["", "counts".ljust(12) + "".join(c.rjust(width) for c in classes) + "total".rjust(9)]
-    for group, counts in card.get("counts", {}).items():
+    for group, counts in _by_split(card):
         row = [counts.get(c, 0) for c in classes]
         lines.append(group.ljust(12) + "".join(f"{n:>{width},}" for n in row) + f"{sum(row):>9,}")
     return "\n".join(lines)
@@ -446,12 +486,12 @@ def class_histogram(card: dict, path: Path) -> Path:
     import numpy as np
     from matplotlib.figure import Figure
 
-    classes, counts = card.get("classes", []), card.get("counts", {})
+    classes, counts = card.get("classes", []), _by_split(card)
     fig = Figure(figsize=(9, 4), dpi=100)
     ax = fig.add_subplot()
     x = np.arange(len(classes))
     width = 0.8 / max(1, len(counts))
-    for k, (group, tally) in enumerate(counts.items()):
+    for k, (group, tally) in enumerate(counts):
         ax.bar(x + k * width, [tally.get(c, 0) for c in classes], width, label=group)
     ax.set_xticks(x + width * (len(counts) - 1) / 2, classes, rotation=30)
     ax.set_ylabel("rows")

@@ -1,0 +1,115 @@
+"""`hmtl train` with tracking: one MLflow run for one training, optionally continuing a trial.
+
+`--resume-from` may point at a checkpoint on object storage (it is fetched to a local
+folder first). A run that continues a sweep's trial is a new run, in the sweep's
+experiment, tagged with the run it came from (found by the sweep name and trial id in
+the checkpoint's path: `.../sweeps/<sweep>/trial-<id>/...`).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from orchestration.artifacts import fetch
+from orchestration.tracking import (
+    CHECKPOINT_TAG,
+    MAX_PARAM_LENGTH,
+    SWEEP_TAG,
+    TRIAL_TAG,
+    git_commit,
+    redact_uri,
+)
+from trainables.config import TrainConfig
+from trainables.session import LocalSession
+
+TRIAL_PATH = re.compile(r"/sweeps/([^/]+)/trial-([^/]+)/")
+RESUMED_FROM_TAG = "hmtl.resumed_from_run"
+
+
+def local_checkpoint(uri: str, scratch: Path) -> str:
+    """A local folder holding the checkpoint at `uri` (fetched when it is remote)."""
+    if "://" not in uri:
+        return uri
+    return str(fetch(uri, scratch / "resume-from"))
+
+
+def origin_run(client: MlflowClient, checkpoint_uri: str) -> tuple[str, str] | None:
+    """(experiment id, run id) of the sweep trial a checkpoint belongs to, if tracked."""
+    match = TRIAL_PATH.search(checkpoint_uri.replace("\\", "/"))
+    if not match:
+        return None
+    sweep, trial = match.groups()
+    experiment = client.get_experiment_by_name(sweep)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{TRIAL_TAG}` = '{trial}'",
+        max_results=1,
+    )
+    return (experiment.experiment_id, runs[0].info.run_id) if runs else None
+
+
+class TrackedSession(LocalSession):
+    """A LocalSession that also logs every epoch (metrics, checkpoint URI) to one MLflow run."""
+
+    def __init__(
+        self,
+        out_dir,
+        cfg: TrainConfig,
+        tracking_uri: str,
+        resume_from: str | None = None,
+        origin_uri: str | None = None,
+        log=print,
+        experiment: str = "hmtl-train",
+    ):
+        """`resume_from` is the local checkpoint folder; `origin_uri` where it came from."""
+        super().__init__(out_dir, resume_from=resume_from, log=log)
+        self.client = MlflowClient(redact_uri(tracking_uri))
+        tags = {"hmtl.git_commit": git_commit(), "hmtl.host": socket.gethostname()}
+        origin = origin_run(self.client, origin_uri) if origin_uri else None
+        if origin:
+            experiment_id, tags[RESUMED_FROM_TAG] = origin
+        else:
+            found = self.client.get_experiment_by_name(experiment)
+            experiment_id = (
+                found.experiment_id if found else self.client.create_experiment(experiment)
+            )
+        if origin_uri:
+            tags["hmtl.resumed_from_checkpoint"] = origin_uri
+        self.run_id = self.client.create_run(
+            experiment_id, run_name=Path(out_dir).name, tags=tags
+        ).info.run_id
+        self.client.log_batch(
+            self.run_id,
+            params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(cfg.flat().items())],
+        )
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        super().report(metrics, checkpoint_dir)
+        step = int(metrics.get("epoch", 0))
+        stamp = int(time.time() * 1000)
+        numbers = [
+            Metric(k, float(v), stamp, step)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "epoch"
+        ]
+        tags = []
+        if checkpoint_dir is not None:
+            tags.append(RunTag(f"{CHECKPOINT_TAG}{step:04d}", self.latest_checkpoint()))
+        self.client.log_batch(self.run_id, metrics=numbers, tags=tags)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def scratch_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="hmtl-train-"))
