@@ -243,6 +243,30 @@ def status_command(sweep_uri: str) -> None:
         fail(str(err))
 
 
+@main.command("report")
+@click.argument("sweep_uri")
+@click.option(
+    "--out", default=None, help="Folder for the report (default: hmtl-runs/reports/<sweep>)."
+)
+@click.option("--tracking-uri", default=None, help="MLflow to log to (default: the sweep's).")
+def report_command(sweep_uri: str, out: str | None, tracking_uri: str | None) -> None:
+    """Plots and a table of a sweep's trials, logged to its MLflow parent run."""
+    from orchestration.report import build_report
+    from orchestration.space import SpaceError
+
+    try:
+        report = build_report(sweep_uri, out=out, tracking_uri=tracking_uri)
+    except (SpaceError, StorageError) as err:
+        fail(str(err))
+    click.echo(f"report of {sweep_uri}: {len(report.files)} files in {report.folder}")
+    for file in report.files:
+        click.echo(f"  {file.name}")
+    if report.parent_run_id:
+        click.echo(f"logged to MLflow run {report.parent_run_id} (artifacts under report/)")
+    else:
+        click.echo("not logged: no MLflow parent run found for this sweep")
+
+
 def result_metric(manifest: dict) -> str:
     metric = manifest["space"].get("metric", "val/balanced_accuracy")
     return metric[0] if isinstance(metric, list) else metric

@@ -1,0 +1,152 @@
+"""`build_report` on a real (tiny) sweep: figures, trial table, artifacts on the parent run."""
+
+import csv
+import re
+from pathlib import Path
+
+import boto3
+import optuna
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+from mlflow.tracking import MlflowClient
+
+from orchestration.report import _importances, build_report
+from orchestration.space import SpaceError, validate_space
+from orchestration.sweep import run_sweep, sweep_path
+from orchestration.tracking import ROLE_TAG, SWEEP_TAG, default_tracking_uri
+
+pytestmark = [pytest.mark.integration]
+
+SEARCHED = ["optim.lr", "tasks.loss_weights.rotation", "augmentation.level"]
+FIGURES = [
+    "optimization_history.png",
+    "param_importances.png",
+    "metric_vs_optim.lr.png",
+    "metric_vs_tasks.loss_weights.rotation.png",
+    "augmentation_levels.png",
+]
+
+
+def _space(tmp_path, **overrides):
+    return validate_space(
+        {
+            "name": "it-report",
+            "num_samples": 4,
+            "scheduler": {"type": "asha", "max_epochs": 2, "grace_period": 1},
+            "search": {"sampler": "random", "seed": 0},
+            "base": {
+                "data": {
+                    "cache_dir": str(tmp_path / "datasets"),
+                    "image_size": 48,
+                    "batch_size": 64,
+                    "synthetic": {"num_samples": 400},
+                },
+                "model": {"width": 8},
+                "schedule": {"epochs": 2, "warmup_epochs": 0.5},
+                "runtime": {"device": "cpu", "num_threads": 1},
+            },
+            "space": {
+                "optim.lr": "loguniform(1e-4, 1e-2)",
+                "tasks.loss_weights.rotation": "uniform(0.0, 1.0)",
+                "augmentation.level": "choice(none, weak, strong)",
+            },
+            **overrides,
+        }
+    )
+
+
+def test_report_of_a_real_sweep(local_ray, s3_server, tmp_path, monkeypatch):
+    tracking = default_tracking_uri(str(tmp_path))
+    run_sweep(_space(tmp_path), str(tmp_path), tracking, verbose=0)
+    path = sweep_path(str(tmp_path), "it-report")
+
+    report = build_report(path, out=tmp_path / "report")
+
+    names = [*FIGURES, "trials.csv", "trials.md"]
+    assert [f.name for f in report.files] == names
+    assert sorted(p.name for p in report.folder.iterdir()) == sorted(names)  # no partials
+    for file in report.files:
+        assert file.stat().st_size > 0
+    for name in FIGURES:
+        image = imread(report.folder / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+    with open(report.folder / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    assert {"trial", "tune_state", "optuna_state", "epochs", "val/balanced_accuracy"} <= set(
+        rows[0]
+    )
+    assert all(row[key] != "" for row in rows for key in SEARCHED)
+    assert {row["optuna_state"] for row in rows} <= {"COMPLETE", "PRUNED"}
+    assert {row["augmentation.level"] for row in rows} <= {"none", "weak", "strong"}
+
+    table = (report.folder / "trials.md").read_text().splitlines()
+    body = [line for line in table if line.startswith("| ") and "trial" not in line]
+    assert len(body) == 4
+    best = max(rows, key=lambda row: float(row["val/balanced_accuracy"]))
+    assert body[0].startswith(f"| {best['trial']} |")  # best first
+
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("it-report")
+    (parent,) = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{ROLE_TAG}` = 'sweep' and tags.`{SWEEP_TAG}` = 'it-report'",
+    )
+    assert report.parent_run_id == parent.info.run_id
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert logged == {f"report/{name}" for name in names}
+
+    # Default folder under the working directory; no tracking database, no logging (and
+    # none created).
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "elsewhere" / "mlflow.db"
+    again = build_report(path, tracking_uri=f"sqlite:///{missing}")
+    assert again.folder == tmp_path / "hmtl-runs" / "reports" / "it-report"
+    assert again.parent_run_id is None and not missing.exists()
+    assert len(again.files) == len(names)
+
+    # The same sweep copied to S3: read through the store's filesystem, same table.
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint)
+    for file in Path(path).rglob("*"):
+        if file.is_file():
+            key = f"copy/sweeps/it-report/{file.relative_to(path).as_posix()}"
+            s3.upload_file(str(file), s3_server.bucket, key)
+    remote = build_report(s3_server.uri("copy/sweeps/it-report"), out=tmp_path / "from-s3")
+    assert (remote.folder / "trials.csv").read_text() == (report.folder / "trials.csv").read_text()
+    assert remote.parent_run_id == parent.info.run_id
+
+
+def test_not_a_sweep_folder_is_one_line(tmp_path):
+    folder = tmp_path / "nothing-here"
+    folder.mkdir()
+    with pytest.raises(SpaceError, match=re.escape(str(folder))) as err:
+        build_report(str(folder), out=tmp_path / "out")
+    assert "not a sweep folder" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("objectives", [1, 2])
+@pytest.mark.parametrize("complete", [1, 3])
+def test_importances_draw_or_say_why(objectives, complete):
+    metrics = ["val/balanced_accuracy", "train/loss"][:objectives]
+    space = _space(Path("/nonexistent"), metric=metrics, mode=["max", "min"][:objectives])
+    study = optuna.create_study(directions=["maximize", "minimize"][:objectives])
+    for i in range(complete):
+        params = {"optim.lr": 10 ** -(2 + i), "tasks.loss_weights.rotation": i / 3}
+        params["augmentation.level"] = "weak"
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=space.distributions(),
+                values=[float(i), float(-i)][:objectives],
+            )
+        )
+    ax = Figure().add_subplot()
+    _importances(ax, study, space)
+    notes = [t.get_text() for t in ax.texts]
+    if complete == 1:
+        assert notes and notes[0].startswith("not enough trials")
+    else:
+        assert not notes and len(ax.patches) == 2  # lr and rotation vary; the level does not
