@@ -82,3 +82,46 @@ def train_aux_alone(
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+def tiny_space(tmp_path, name: str = "it-sweep", epochs: int = 2, **overrides):
+    """A search space whose trials run in seconds on one CPU thread: 400 synthetic 48 px
+    faces, an 8-wide small CNN; top-level keys can be overridden."""
+    from orchestration.space import validate_space
+
+    raw = {
+        "name": name,
+        "num_samples": 3,
+        "scheduler": None,
+        "search": {"sampler": "random", "seed": 0},
+        "base": {
+            "data": {
+                "cache_dir": str(tmp_path / "datasets"),
+                "image_size": 48,
+                "batch_size": 64,
+                "synthetic": {"num_samples": 400},
+            },
+            "model": {"width": 8},
+            "schedule": {"epochs": epochs, "warmup_epochs": 0.5},
+            "runtime": {"device": "cpu", "num_threads": 1},
+        },
+        "space": {
+            "optim.lr": "loguniform(1e-4, 1e-2)",
+            "tasks.loss_weights.rotation": "uniform(0.0, 1.0)",
+        },
+    }
+    raw.update(overrides)
+    return validate_space(raw)
+
+
+def moto_auth(endpoint: str, count: bytes) -> None:
+    """Switch moto's credential checks on (b"0": from the next request) or off (b"inf")."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth",
+        data=count,
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    urllib.request.urlopen(request, timeout=5).close()

@@ -7,16 +7,33 @@ from pathlib import Path
 import boto3
 import optuna
 import pytest
+from helpers import tiny_space
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 from mlflow.tracking import MlflowClient
 
 from orchestration.report import _importances, build_report
-from orchestration.space import SpaceError, validate_space
+from orchestration.space import SpaceError
 from orchestration.sweep import run_sweep, sweep_path
 from orchestration.tracking import ROLE_TAG, SWEEP_TAG, default_tracking_uri
 
 pytestmark = [pytest.mark.integration]
+
+
+def _space(tmp_path, **overrides):
+    return tiny_space(
+        tmp_path,
+        name="it-report",
+        num_samples=4,
+        scheduler={"type": "asha", "max_epochs": 2, "grace_period": 1},
+        space={
+            "optim.lr": "loguniform(1e-4, 1e-2)",
+            "tasks.loss_weights.rotation": "uniform(0.0, 1.0)",
+            "augmentation.level": "choice(none, weak, strong)",
+        },
+        **overrides,
+    )
+
 
 SEARCHED = ["optim.lr", "tasks.loss_weights.rotation", "augmentation.level"]
 FIGURES = [
@@ -26,34 +43,6 @@ FIGURES = [
     "metric_vs_tasks.loss_weights.rotation.png",
     "augmentation_levels.png",
 ]
-
-
-def _space(tmp_path, **overrides):
-    return validate_space(
-        {
-            "name": "it-report",
-            "num_samples": 4,
-            "scheduler": {"type": "asha", "max_epochs": 2, "grace_period": 1},
-            "search": {"sampler": "random", "seed": 0},
-            "base": {
-                "data": {
-                    "cache_dir": str(tmp_path / "datasets"),
-                    "image_size": 48,
-                    "batch_size": 64,
-                    "synthetic": {"num_samples": 400},
-                },
-                "model": {"width": 8},
-                "schedule": {"epochs": 2, "warmup_epochs": 0.5},
-                "runtime": {"device": "cpu", "num_threads": 1},
-            },
-            "space": {
-                "optim.lr": "loguniform(1e-4, 1e-2)",
-                "tasks.loss_weights.rotation": "uniform(0.0, 1.0)",
-                "augmentation.level": "choice(none, weak, strong)",
-            },
-            **overrides,
-        }
-    )
 
 
 def test_report_of_a_real_sweep(local_ray, s3_server, tmp_path, monkeypatch):

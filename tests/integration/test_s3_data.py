@@ -2,12 +2,12 @@
 
 import json
 import socket
-import urllib.request
 
 import boto3
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import moto_auth
 
 from orchestration.cli import main
 from trainables.config import DataConfig
@@ -125,16 +125,7 @@ def test_unwritable_store_publishes_nothing(s3_server, source, monkeypatch):
     iam.put_user_policy(UserName="reader", PolicyName="ro", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName="reader")["AccessKey"]
 
-    def auth(count: bytes) -> None:
-        request = urllib.request.Request(
-            f"{s3_server.endpoint}/moto-api/reset-auth",
-            data=count,
-            method="POST",
-            headers={"Content-Type": "text/plain"},
-        )
-        urllib.request.urlopen(request, timeout=5).close()
-
-    auth(b"0")
+    moto_auth(s3_server.endpoint, b"0")
     try:
         with monkeypatch.context() as mp:
             mp.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
@@ -143,5 +134,5 @@ def test_unwritable_store_publishes_nothing(s3_server, source, monkeypatch):
                 prepare("kdef", source, s3_server.uri("ro/datasets"), progress=False)
             assert key["SecretAccessKey"] not in str(err.value)
     finally:
-        auth(b"inf")
+        moto_auth(s3_server.endpoint, b"inf")
     assert keys(s3_server, "ro/") == []

@@ -5,42 +5,16 @@ from pathlib import Path
 import optuna
 import pytest
 from click.testing import CliRunner
+from helpers import tiny_space
 from mlflow.tracking import MlflowClient
 
 from orchestration.cli import main
 from orchestration.search import HmtlOptunaSearch
-from orchestration.space import validate_space
 from orchestration.sweep import run_sweep, sweep_path
 from orchestration.tracking import ROLE_TAG, default_tracking_uri
 from search_spaces import shipped
 
 pytestmark = pytest.mark.integration
-
-
-def _space(tmp_path, epochs=2, **overrides):
-    raw = {
-        "name": "it-sweep",
-        "num_samples": 3,
-        "scheduler": None,
-        "search": {"sampler": "random", "seed": 0},
-        "base": {
-            "data": {
-                "cache_dir": str(tmp_path / "datasets"),
-                "image_size": 48,
-                "batch_size": 64,
-                "synthetic": {"num_samples": 400},
-            },
-            "model": {"width": 8},
-            "schedule": {"epochs": epochs, "warmup_epochs": 0.5},
-            "runtime": {"device": "cpu", "num_threads": 1},
-        },
-        "space": {
-            "optim.lr": "loguniform(1e-4, 1e-2)",
-            "tasks.loss_weights.rotation": "uniform(0.0, 1.0)",
-        },
-    }
-    raw.update(overrides)
-    return validate_space(raw)
 
 
 def _trial_runs(tracking_uri, sweep):
@@ -51,7 +25,7 @@ def _trial_runs(tracking_uri, sweep):
 
 
 def test_three_trials_two_epochs_with_checkpoints_and_runs(local_ray, tmp_path):
-    space = _space(tmp_path)
+    space = tiny_space(tmp_path)
     tracking = default_tracking_uri(str(tmp_path))
     result = run_sweep(space, str(tmp_path), tracking)
     assert result.trials == 3 and result.errors == 0
@@ -71,7 +45,7 @@ def test_three_trials_two_epochs_with_checkpoints_and_runs(local_ray, tmp_path):
 def test_asha_stop_is_recorded_as_pruned(local_ray, tmp_path):
     # Trials run one at a time; the second carries a huge jigsaw weight, so its train/loss
     # at the first rung is far worse than the first trial's and ASHA stops it there.
-    space = _space(
+    space = tiny_space(
         tmp_path,
         epochs=3,
         name="it-asha",
@@ -122,7 +96,7 @@ def test_every_shipped_space_runs_in_smoke_mode(local_ray, tmp_path, name):
 
 
 def test_two_worker_trial_runs_data_parallel_through_torchtrainer(local_ray, tmp_path):
-    space = _space(
+    space = tiny_space(
         tmp_path,
         name="it-ddp",
         num_samples=1,
@@ -150,7 +124,7 @@ def test_missing_dataset_is_refused_before_ray_starts(tmp_path):
 
 
 def test_multi_objective_nsga2_sweep(local_ray, tmp_path):
-    space = _space(
+    space = tiny_space(
         tmp_path,
         name="it-nsga2",
         num_samples=2,

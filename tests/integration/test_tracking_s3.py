@@ -17,11 +17,11 @@ from pathlib import Path
 import boto3
 import pytest
 from click.testing import CliRunner
+from helpers import moto_auth, tiny_space
 from mlflow.tracking import MlflowClient
 
 from orchestration.cli import main
 from orchestration.single_run import RESUMED_FROM_TAG
-from orchestration.space import validate_space
 from orchestration.sweep import run_sweep
 from orchestration.tracking import ROLE_TAG
 
@@ -82,29 +82,6 @@ def mlflow_server(s3_server, tmp_path_factory):
         proc.kill()
 
 
-def _space(tmp_path, name):
-    return validate_space(
-        {
-            "name": name,
-            "num_samples": 2,
-            "scheduler": None,
-            "search": {"sampler": "random", "seed": 0},
-            "base": {
-                "data": {
-                    "cache_dir": str(tmp_path / "datasets"),
-                    "image_size": 48,
-                    "batch_size": 64,
-                    "synthetic": {"num_samples": 400},
-                },
-                "model": {"width": 8},
-                "schedule": {"epochs": 2, "warmup_epochs": 0.5},
-                "runtime": {"device": "cpu", "num_threads": 1},
-            },
-            "space": {"optim.lr": "loguniform(1e-4, 1e-2)"},
-        }
-    )
-
-
 def _keys(s3_server, prefix: str) -> list[str]:
     client = boto3.client("s3", endpoint_url=s3_server.endpoint)
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=s3_server.bucket, Prefix=prefix)
@@ -115,7 +92,13 @@ def _keys(s3_server, prefix: str) -> list[str]:
 def s3_sweep(local_ray, s3_server, mlflow_server, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("s3-sweep")
     storage = s3_server.uri("runs")
-    result = run_sweep(_space(tmp_path, "it-s3"), storage, mlflow_server)
+    result = run_sweep(
+        tiny_space(
+            tmp_path, name="it-s3", num_samples=2, space={"optim.lr": "loguniform(1e-4, 1e-2)"}
+        ),
+        storage,
+        mlflow_server,
+    )
     return result, storage
 
 
@@ -203,16 +186,6 @@ def test_train_resumes_a_trial_checkpoint_from_s3(s3_sweep, s3_server, mlflow_se
     assert steps == [2, 3]
 
 
-def _set_auth(s3_server, count: bytes) -> None:
-    request = urllib.request.Request(
-        f"{s3_server.endpoint}/moto-api/reset-auth",
-        data=count,
-        method="POST",
-        headers={"Content-Type": "text/plain"},
-    )
-    urllib.request.urlopen(request, timeout=5).close()
-
-
 def test_wrong_bucket_fails_fast_in_one_line(local_ray, s3_server, mlflow_server, tmp_path):
     storage = f"s3://no-such-bucket/runs?endpoint_override={s3_server.endpoint}"
     start = time.monotonic()
@@ -228,7 +201,7 @@ def test_wrong_bucket_fails_fast_in_one_line(local_ray, s3_server, mlflow_server
 
 def test_wrong_credentials_fail_fast_in_one_line(local_ray, s3_server, mlflow_server, monkeypatch):
     storage = s3_server.uri("denied")
-    _set_auth(s3_server, b"0")  # moto now checks every request's credentials
+    moto_auth(s3_server.endpoint, b"0")  # moto now checks every request's credentials
     try:
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-123")
@@ -245,7 +218,7 @@ def test_wrong_credentials_fail_fast_in_one_line(local_ray, s3_server, mlflow_se
             ],
         )
     finally:
-        _set_auth(s3_server, b"inf")
+        moto_auth(s3_server.endpoint, b"inf")
     assert result.exit_code == 2, result.output
     last = result.output.strip().splitlines()[-1]
     assert f"s3://{s3_server.bucket}/denied" in last and "failed" in last
