@@ -26,7 +26,13 @@ import torch
 import torch.distributed as dist
 
 from trainables.augment import augment
-from trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from trainables.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from trainables.config import TrainConfig
 from trainables.data.dataset import FaceData, load_splits
 from trainables.models import build_backbone, load_pretrained
@@ -92,8 +98,12 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
     resume = session.latest_checkpoint()
     if resume:
         state = load_checkpoint(resume)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise CheckpointError(f"{resume}: does not fit this config's model ({first})") from None
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         start_epoch = state["epoch"] + 1

@@ -111,3 +111,10 @@ def test_few_epochs_beat_chance_twice(tiny_config, tmp_path):
     )
     result = train(cfg, LocalSession(tmp_path, log=None))
     assert result.metrics["val/balanced_accuracy"] >= 0.25
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tiny_config, tmp_path):
+    result = train(tiny_config(), LocalSession(tmp_path / "a", log=None))
+    wider = tiny_config("model.width=16")
+    with pytest.raises(CheckpointError, match="does not fit this config's model"):
+        train(wider, LocalSession(tmp_path / "b", resume_from=result.checkpoint, log=None))
