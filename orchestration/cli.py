@@ -182,7 +182,9 @@ def sweep_command(
     try:
         spec = load_space(space)
         if smoke:
-            scratch = Path(storage).resolve() / "smoke"
+            # Smoke data and stand-in weights are local scratch, even for object storage.
+            local_root = Path("hmtl-runs") if "://" in storage else Path(storage)
+            scratch = local_root.resolve() / "smoke"
             scratch.mkdir(parents=True, exist_ok=True)
             spec = make_smoke(spec, scratch)
         updates = {k: v for k, v in {"name": name, "num_samples": num_samples}.items() if v}

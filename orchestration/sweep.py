@@ -194,8 +194,11 @@ def _run_config(
         sort_by_metric=len(space.metrics) == 1,  # Tune passes the metric and mode on
     )
     artifact_root = None
-    if tracking_uri.startswith("sqlite:") and not store.remote:
-        artifact_root = Path(store.root, "mlflow-artifacts").as_uri()
+    if tracking_uri.startswith("sqlite:///"):
+        # MLflow's default would be ./mlruns wherever the command ran; keep artifacts
+        # beside the database instead (a tracking server manages its own).
+        database = Path(tracking_uri[len("sqlite:///") :])
+        artifact_root = (database.parent / "mlflow-artifacts").resolve().as_uri()
     tracker = MlflowCallback(tracking_uri, space, artifact_root, store.filesystem)
     return ray.tune.RunConfig(  # (3) where Tune keeps the sweep (what resume reads)
         name=space.name,

@@ -248,3 +248,21 @@ def test_no_credential_reaches_mlflow_or_tune_state(s3_sweep, s3_server, mlflow_
     assert len(blobs) > 20
     for secret in secrets:
         assert not any(secret in blob for blob in blobs), secret
+
+
+def test_smoke_on_object_storage_writes_nothing_local_under_an_s3_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    storage = "s3://no-such-bucket/runs?endpoint_override=http://127.0.0.1:9"
+    CliRunner().invoke(
+        main,
+        [
+            "sweep",
+            "quickstart",
+            "--smoke",
+            "--storage",
+            storage,
+            "--tracking-uri",
+            "http://127.0.0.1:9",
+        ],
+    )
+    assert not (tmp_path / "s3:").exists()
