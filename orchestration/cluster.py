@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 # The trial driver of a multi-worker trial only builds a TorchTrainer and waits.
 DRIVER_CPUS = 0.05
+# On a cluster from cluster.yaml the head offers this custom resource and no CPU, so trial
+# drivers land there and nothing that trains does.
+DRIVER_RESOURCE = "hmtl_driver"
+DRIVER_SHARE = 0.01
 
 
 class InfeasibleError(ValueError):
@@ -37,8 +41,12 @@ class Plan:
     max_concurrent: int
     use_train: bool
     """True: TorchTrainer per trial. False: one worker runs inside the Tune function."""
+    driver_resource: bool = False
+    """The cluster offers DRIVER_RESOURCE (the head of cluster.yaml): drivers ask for it."""
 
     def trial_resources(self) -> dict[str, float]:
+        if self.use_train and self.driver_resource:
+            return {DRIVER_RESOURCE: DRIVER_SHARE}
         if self.use_train:
             return {"CPU": DRIVER_CPUS}
         return {"CPU": self.cpus_per_worker, "GPU": self.gpus_per_worker}
@@ -51,6 +59,7 @@ def plan_resources(
     nodes: list[NodeShape],
     cap: int | None = None,
     force_train: bool = False,
+    driver_resource: bool = False,
 ) -> Plan:
     """How trials run and how many at once, or InfeasibleError naming what is missing."""
     fits = [n for n in nodes if n.cpus >= cpus and n.gpus >= gpus]
@@ -59,7 +68,7 @@ def plan_resources(
     slots = sum(_per_node(n, cpus, gpus) * n.max_count for n in fits)
     use_train = workers > 1 or force_train
     concurrent = slots // workers
-    if use_train:
+    if use_train and not driver_resource:
         # Every trial also holds a driver's sliver of CPU beside its worker group.
         total_cpus = sum(n.cpus * n.max_count for n in nodes)
         concurrent = min(concurrent, math.floor(total_cpus / (workers * cpus + DRIVER_CPUS)))
@@ -70,7 +79,7 @@ def plan_resources(
         )
     if cap is not None:
         concurrent = min(concurrent, cap)
-    return Plan(workers, cpus, gpus, concurrent, use_train)
+    return Plan(workers, cpus, gpus, concurrent, use_train, driver_resource)
 
 
 def _per_node(node: NodeShape, cpus: float, gpus: float) -> int:
@@ -120,6 +129,13 @@ def cluster_nodes() -> list[NodeShape]:
         if n.get("Alive")
     ]
     return shapes + autoscaler_node_types()
+
+
+def has_driver_resource() -> bool:
+    """Whether the connected cluster offers the trial-driver resource (see cluster.yaml)."""
+    import ray
+
+    return ray.cluster_resources().get(DRIVER_RESOURCE, 0) > 0
 
 
 def autoscaler_node_types(path: str | None = None) -> list[NodeShape]:

@@ -17,7 +17,13 @@ from typing import Any
 import ray.tune  # (1) Tuner, TuneConfig, RunConfig, with_resources
 from optuna.distributions import CategoricalDistribution
 
-from orchestration.cluster import Plan, cluster_nodes, init_ray, plan_resources
+from orchestration.cluster import (
+    Plan,
+    cluster_nodes,
+    has_driver_resource,
+    init_ray,
+    plan_resources,
+)
 from orchestration.search import make_scheduler, make_searcher
 from orchestration.space import SearchSpace, SpaceError, validate_space
 from orchestration.store import Store
@@ -130,6 +136,7 @@ def _plan(space: SearchSpace, force_train: bool) -> Plan:
         cluster_nodes(),
         cap=space.max_concurrent_trials,
         force_train=force_train,
+        driver_resource=has_driver_resource(),
     )
 
 

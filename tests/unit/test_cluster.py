@@ -65,3 +65,13 @@ def test_trial_paths_resolve_against_the_sweep_folder(tmp_path):
     same = resolve_paths(s3, str(tmp_path))
     assert same.data.source == "s3://b/x" and same.model.pretrained == "/abs/w.pt"
     assert resolve_paths(cfg, str(tmp_path / "absent")) is cfg
+
+
+def test_drivers_ask_for_the_head_resource_on_a_launched_cluster():
+    head = NodeShape("head", cpus=0, gpus=0)
+    gpus = NodeShape("gpu_1x", cpus=8, gpus=1, max_count=4)
+    plan = plan_resources(2, 4, 1, [head, gpus], driver_resource=True)
+    assert plan.trial_resources() == {"hmtl_driver": 0.01}
+    assert plan.max_concurrent == 2  # 4 nodes x 1 GPU, 2 workers per trial
+    single = plan_resources(1, 8, 1, [head, gpus], driver_resource=True)
+    assert single.trial_resources() == {"CPU": 8, "GPU": 1}  # trains, so never on the head
