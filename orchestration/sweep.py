@@ -19,6 +19,7 @@ from optuna.distributions import CategoricalDistribution
 
 from orchestration.cluster import (
     Plan,
+    autoscaler_node_types,
     cluster_nodes,
     has_driver_resource,
     init_ray,
@@ -67,7 +68,13 @@ def preflight(space: SearchSpace, storage: str) -> None:
                 raise SpaceError(
                     f"{space.source or space.name}: {key}: {value}: no such file or folder{hint}"
                 )
-    Store.open(storage).check_writable()
+    store = Store.open(storage)
+    if not store.remote and autoscaler_node_types():
+        raise SpaceError(
+            f"--storage {storage}: a local folder on an autoscaling cluster; its nodes share "
+            "nothing but object storage, so use --storage s3://bucket/prefix"
+        )
+    store.check_writable()
 
 
 MANIFEST = "hmtl-sweep.json"

@@ -75,3 +75,20 @@ def test_drivers_ask_for_the_head_resource_on_a_launched_cluster():
     assert plan.max_concurrent == 2  # 4 nodes x 1 GPU, 2 workers per trial
     single = plan_resources(1, 8, 1, [head, gpus], driver_resource=True)
     assert single.trial_resources() == {"CPU": 8, "GPU": 1}  # trains, so never on the head
+
+
+def test_local_storage_is_refused_on_an_autoscaling_cluster(tmp_path, monkeypatch):
+    from helpers import tiny_space
+
+    from orchestration.space import SpaceError
+    from orchestration.sweep import preflight
+
+    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
+    bootstrap.write_text(
+        "available_node_types:\n  gpu: {resources: {CPU: 8, GPU: 1}, max_workers: 2}\n"
+    )
+    monkeypatch.setenv("HMTL_BOOTSTRAP_CONFIG", str(bootstrap))
+    with pytest.raises(SpaceError, match="local folder on an autoscaling cluster"):
+        preflight(tiny_space(tmp_path), str(tmp_path / "runs"))
+    monkeypatch.setenv("HMTL_BOOTSTRAP_CONFIG", str(tmp_path / "absent.yaml"))
+    preflight(tiny_space(tmp_path), str(tmp_path / "runs"))
