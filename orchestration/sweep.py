@@ -78,6 +78,10 @@ def preflight(space: SearchSpace, storage: str) -> None:
 
 
 MANIFEST = "hmtl-sweep.json"
+# Tune snapshots the experiment state (what resume reads) at most every 10 s by default; a
+# sweep killed inside that window comes back without its newest trials, which then start
+# over as new trials. The state is small, so it is written every second.
+STATE_PERIOD_S = "1"
 
 
 def run_sweep(
@@ -96,6 +100,7 @@ def run_sweep(
     """
     preflight(space, storage)
     store = Store.open(storage)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, force_train)
     write_manifest(store, space, tracking_uri)
@@ -116,6 +121,7 @@ def resume_sweep(
     manifest = read_manifest(path)
     space = validate_space(manifest["space"])
     store = _parent_store(sweep)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, False)
     tuner = ray.tune.Tuner.restore(  # (4) experiment state, searcher and callbacks come back
