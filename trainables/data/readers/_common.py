@@ -55,6 +55,12 @@ def _to_array(img: Image.Image, mode: str | None) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
+def archive_junk(path: Path, root: Path) -> bool:
+    """Whether `path` under `root` is a hidden file or folder, or inside a `__MACOSX`
+    folder (macOS archives add `._NAME` twins that are not images)."""
+    return any(p.startswith(".") or p == "__MACOSX" for p in path.relative_to(root).parts)
+
+
 def bad_record(where: str, reason: str) -> Record:
     """A `Record` that stands for one unusable row, so a scan can go on under --skip-bad."""
     return Record(image=None, expression=None, where=where, bad=BadRow(where, reason))

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from trainables.data.prepared import EXPRESSIONS
-from trainables.data.readers._common import decode_image
+from trainables.data.readers._common import archive_junk, decode_image
 from trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
 
 IMAGES = "cohn-kanade-images"
@@ -43,10 +43,7 @@ def _label_files(source: Path) -> list[Path]:
     files = sorted(
         path
         for path in labels.rglob("*_emotion.txt")
-        if path.is_file()
-        and not any(
-            part.startswith(".") or part == "__MACOSX" for part in path.relative_to(labels).parts
-        )
+        if path.is_file() and not archive_junk(path, labels)
     )
     if not files:
         raise SourceError(f"{labels}: no *_emotion.txt files")

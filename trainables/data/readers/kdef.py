@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from trainables.data.prepared import EXPRESSIONS
-from trainables.data.readers._common import decode_image
+from trainables.data.readers._common import archive_junk, decode_image
 from trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
 
 _EXPRESSIONS = {
@@ -84,11 +84,7 @@ def _files(source: Path) -> list[Path]:
     files = sorted(
         path
         for path in source.rglob("*")
-        if path.suffix.lower() == ".jpg"
-        and path.is_file()
-        and not any(
-            part.startswith(".") or part == "__MACOSX" for part in path.relative_to(source).parts
-        )
+        if path.suffix.lower() == ".jpg" and path.is_file() and not archive_junk(path, source)
     )
     if not files:
         raise SourceError(f"{source}: no .jpg files found (expected e.g. AF01/AF01ANFL.JPG)")
