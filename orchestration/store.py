@@ -49,6 +49,11 @@ class Store:
         """A path under the store as a user would type it (`s3://...` or a local path)."""
         return "/".join([self.uri, *names])
 
+    def as_uri(self, path: str) -> str:
+        """A path Ray reported on this store's filesystem, as a URI a user can pass on
+        (paths on object storage come without their scheme)."""
+        return f"s3://{path}" if self.remote and "://" not in path else path
+
     def write_text(self, name: str, text: str) -> None:
         """Write `name` under a temporary name, then move it into place."""
         target = self.path(name)

@@ -219,7 +219,7 @@ def _run_config(
         # beside the database instead (a tracking server manages its own).
         database = Path(tracking_uri[len("sqlite:///") :])
         artifact_root = (database.parent / "mlflow-artifacts").resolve().as_uri()
-    tracker = MlflowCallback(tracking_uri, space, artifact_root, store.filesystem)
+    tracker = MlflowCallback(tracking_uri, space, artifact_root, store)
     return ray.tune.RunConfig(  # (3) where Tune keeps the sweep (what resume reads)
         name=space.name,
         storage_path=store.path("sweeps"),
@@ -244,7 +244,7 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
         return SweepResult(space.name, path, None, {}, {}, None, len(results), errors, epochs)
     # Single-worker trials checkpoint through Tune; TorchTrainer trials report the path.
     checkpoint = best.checkpoint.path if best.checkpoint else best.metrics.get("checkpoint_path")
-    checkpoint = store_uri(store, checkpoint)
+    checkpoint = store.as_uri(checkpoint) if checkpoint else None
     return SweepResult(
         name=space.name,
         path=path,
@@ -258,13 +258,6 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
     )
 
 
-def store_uri(store: Store, path: str | None) -> str | None:
-    """A path Ray reported on the store's filesystem, as a URI a user can pass on."""
-    if path is None or not store.remote or "://" in path:
-        return path
-    return f"s3://{path}"
-
-
 def mlflow_ui_command(tracking_uri: str) -> str:
     if tracking_uri.startswith("sqlite:///"):
         return (
@@ -272,7 +265,3 @@ def mlflow_ui_command(tracking_uri: str) -> str:
             "   # then open http://127.0.0.1:5000"
         )
     return f"open {tracking_uri} in a browser (through an SSH tunnel on a cluster)"
-
-
-def local_storage_default() -> str:
-    return str(Path("hmtl-runs").resolve())

@@ -15,7 +15,6 @@ confusion-matrix image.
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import tempfile
@@ -30,6 +29,7 @@ from ray.tune import Callback
 
 from orchestration.artifacts import trial_artifacts
 from orchestration.space import SearchSpace
+from orchestration.store import Store
 
 SWEEP_TAG = "hmtl.sweep"
 TRIAL_TAG = "hmtl.trial_id"
@@ -166,18 +166,17 @@ class MlflowCallback(Callback):
         tracking_uri: str,
         space: SearchSpace,
         artifact_root: str | None = None,
-        storage_filesystem=None,
+        store: Store | None = None,
     ) -> None:
+        """`store` is where the sweep keeps its checkpoints (None: plain local paths)."""
         self.tracking_uri = redact_uri(tracking_uri)
         self.space = space
         self.artifact_root = artifact_root
-        self.storage_filesystem = storage_filesystem
+        self.store = store
         self._tracker: SweepTracker | None = None
 
     def _uri(self, path: str) -> str:
-        """Checkpoint paths on object storage come without their scheme; tags get URIs."""
-        remote = self.storage_filesystem is not None
-        return f"s3://{path}" if remote and "://" not in path else path
+        return self.store.as_uri(path) if self.store else path
 
     def __getstate__(self) -> dict:
         # Tune pickles callbacks into the experiment state; the client stays behind.
@@ -203,7 +202,7 @@ class MlflowCallback(Callback):
             tags["hmtl.dataset_fingerprint"] = result["data/fingerprint"]
         if result.get("checkpoint_path"):  # TorchTrainer trials report their checkpoints
             tags[f"{CHECKPOINT_TAG}{int(result['epoch']):04d}"] = self._uri(
-                self._uri(result["checkpoint_path"])
+                result["checkpoint_path"]
             )
         self.tracker.log_epoch(self._run(trial), metrics, tags)
 
@@ -237,7 +236,9 @@ class MlflowCallback(Callback):
         scored = [e for e in index if e in history]
         best = max(scored, key=lambda e: sign * history[e]) if scored else max(index)
         with tempfile.TemporaryDirectory(prefix="hmtl-artifacts-") as scratch:
-            folder = trial_artifacts(index, best, Path(scratch), self.storage_filesystem)
+            folder = trial_artifacts(
+                index, best, Path(scratch), self.store.filesystem if self.store else None
+            )
             client.log_artifacts(run_id, str(folder))
         client.log_batch(
             run_id,
@@ -251,7 +252,3 @@ class MlflowCallback(Callback):
 def default_tracking_uri(storage: str) -> str:
     """SQLite next to a local storage folder (the embedded default)."""
     return f"sqlite:///{Path(storage).resolve() / 'mlflow.db'}"
-
-
-def checkpoint_index_json(index: dict[int, str]) -> str:
-    return json.dumps({str(k): v for k, v in sorted(index.items())}, indent=2)
