@@ -46,7 +46,7 @@ from pydantic_core import PydanticCustomError
 
 from orchestration.distributions import FORMS, _contains, _probes, parse_distribution
 from search_spaces import find, shipped
-from trainables.config import TrainConfig
+from trainables.config import TrainConfig, describe_error, nested_model
 
 MULTI_OBJECTIVE = ("tpe", "random", "nsga2")
 
@@ -56,13 +56,6 @@ class SpaceError(ValueError):
 
 
 # ---- TrainConfig keys ----------------------------------------------------------------------
-
-
-def _nested(annotation: Any) -> type[BaseModel] | None:
-    for candidate in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
 
 
 def check_key(key: str) -> None:
@@ -77,7 +70,7 @@ def check_key(key: str) -> None:
             raise ValueError(
                 f"unknown TrainConfig key (valid keys of {where or 'a config'}: {valid})"
             )
-        nested = _nested(fields[part].annotation)
+        nested = nested_model(fields[part].annotation)
         if depth == len(parts) - 1 and nested is not None:
             keys = ", ".join(f"{key}.{name}" for name in sorted(nested.model_fields))
             raise ValueError(f"'{key}' is a section; search one of its keys: {keys}")
@@ -426,20 +419,12 @@ class SearchSpace(_Strict):
 
 
 def _describe(err: ValidationError, label: str) -> str:
-    """pydantic's first error as one line naming the file and the key (as describe_error)."""
+    """pydantic's first error as one line naming the file and the key."""
     first = err.errors()[0]
-    loc = [str(part) for part in first["loc"]]
-    key = ".".join(loc)
-    if first["type"] == "extra_forbidden":
-        model: type[BaseModel] | None = SearchSpace
-        for part in loc[:-1]:
-            field = model.model_fields.get(part) if model else None
-            model = _nested(field.annotation) if field else None
-        valid = ", ".join(sorted(k for k in model.model_fields if k != "source")) if model else "?"
-        return f"{label}: unknown key '{key}' (valid keys here: {valid})"
     if first["type"] == "search_space":
+        key = ".".join(str(part) for part in first["loc"])
         return f"{label}: {key + ': ' if key else ''}{first['msg']}"
-    return f"{label}: {key or '<root>'}: {first['msg']} (got {first.get('input')!r})"
+    return describe_error(err, label, root=SearchSpace, hidden=("source",))
 
 
 def validate_space(raw: dict[str, Any], source: Path | None = None) -> SearchSpace:

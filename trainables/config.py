@@ -218,29 +218,44 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def describe_error(err: ValidationError, source: str = "config") -> str:
-    """Turn pydantic's first error into one line that names the key and the problem."""
+def describe_error(
+    err: ValidationError,
+    source: str = "config",
+    root: type[BaseModel] | None = None,
+    hidden: tuple[str, ...] = (),
+) -> str:
+    """Turn pydantic's first error into one line that names the key and the problem.
+
+    `root` is the model that was validated (TrainConfig by default); `hidden` fields are
+    not offered as valid keys."""
     first = err.errors()[0]
     loc = [str(part) for part in first["loc"]]
     key = ".".join(loc) or "<root>"
     if first["type"] == "extra_forbidden":
-        section = _section_at(loc[:-1])
-        valid = ", ".join(sorted(section.model_fields)) if section else "?"
+        section = section_at(loc[:-1], root or TrainConfig)
+        valid = (
+            ", ".join(sorted(k for k in section.model_fields if k not in hidden))
+            if section
+            else "?"
+        )
         return f"{source}: unknown key '{key}' (valid keys here: {valid})"
     return f"{source}: {key}: {first['msg']} (got {first.get('input')!r})"
 
 
-def _section_at(path: list[str]) -> type[BaseModel] | None:
-    model: type[BaseModel] = TrainConfig
+def nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside a field's annotation (`X`, `X | None`), if any."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def section_at(path: list[str], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The model of the section at `path` under `root`, or None if there is none."""
+    model: type[BaseModel] | None = root
     for part in path:
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
-        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-        if not nested:
-            return None
-        model = nested[0]
+        field = model.model_fields.get(part) if model else None
+        model = nested_model(field.annotation) if field else None
     return model
 
 
