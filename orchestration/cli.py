@@ -54,7 +54,6 @@ def main() -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False),
     default=None,
     help="Run folder for checkpoints and metrics (default: hmtl-runs/train/<name>-<time>).",
 )
@@ -73,58 +72,78 @@ def train_command(
     tracking_uri: str | None,
 ) -> None:
     """Train one model without Ray: one progress line per epoch, then a summary."""
-    from orchestration.single_run import TrackedSession, local_checkpoint, scratch_dir
+    from orchestration.single_run import local_checkpoint
+
+    if config is None and resume_from is None:
+        fail("give a CONFIG, or --resume-from a checkpoint to continue with its own config")
+    try:
+        # A remote checkpoint is fetched to scratch that goes away when training ends.
+        with local_checkpoint(resume_from) as checkpoint:
+            _train(config, list(overrides), out, resume_from, checkpoint, tracking_uri)
+    except USER_ERRORS as err:
+        fail(str(err))
+
+
+def _train(
+    config: str | None,
+    overrides: list[str],
+    out: str | None,
+    resume_from: str | None,
+    checkpoint: str | None,
+    tracking_uri: str | None,
+) -> None:
+    """`hmtl train` once the checkpoint (if any) is local: every input is checked before
+    the run folder, the header line or an MLflow run exists; raises USER_ERRORS."""
+    from orchestration.folders import blocking_file, removed_on_failure
+    from orchestration.single_run import TrackedSession, check_inputs
     from trainables.checkpoint import load_checkpoint
     from trainables.config import build_config
     from trainables.session import LocalSession
     from trainables.train import train
 
-    if config is None and resume_from is None:
-        fail("give a CONFIG, or --resume-from a checkpoint to continue with its own config")
-    try:
-        checkpoint = local_checkpoint(resume_from, scratch_dir()) if resume_from else None
-        if checkpoint is not None and not Path(checkpoint).exists():
-            fail(f"--resume-from {resume_from}: no such checkpoint")
-        if config is not None:
-            path = resolve_config(config)
-            cfg = load_config(path, list(overrides))
-            name = path.stem
-        else:
-            cfg = build_config(
-                load_checkpoint(checkpoint)["config"],
-                list(overrides),
-                source=f"{resume_from} (its config)",
-            )
-            name = "resumed"
-    except USER_ERRORS as err:
-        fail(str(err))
+    if checkpoint is not None and not Path(checkpoint).exists():
+        fail(f"--resume-from {resume_from}: no such checkpoint")
+    if config is not None:
+        path = resolve_config(config)
+        cfg = load_config(path, overrides)
+        name = path.stem
+    else:
+        source = f"{resume_from} (its config)"
+        cfg = build_config(load_checkpoint(checkpoint)["config"], overrides, source=source)
+        name = "resumed"
+    check_inputs(cfg)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out) if out else Path("hmtl-runs") / "train" / f"{name}-{stamp}"
+    blocked = blocking_file(run_dir)
+    if blocked is not None:
+        fail(f"--out {run_dir}: {blocked} is a file, not a folder")
     if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and resume_from is None:
         fail(
             f"{run_dir} already holds checkpoints; pass --resume-from "
             f"{run_dir}/checkpoint_... to continue, or choose another --out"
         )
     click.echo(f"hmtl train: {config or resume_from} -> {run_dir}")
-    if tracking_uri:
-        session = TrackedSession(
-            run_dir,
-            cfg,
-            tracking_uri,
-            resume_from=checkpoint,
-            origin_uri=resume_from,
-            log=click.echo,
-        )
-    else:
-        session = LocalSession(run_dir, resume_from=checkpoint, log=click.echo)
-    try:
-        result = train(cfg, session)
-    except USER_ERRORS as err:
+    # A run that fails before its first checkpoint (bad data rows, say) leaves no folder.
+    with removed_on_failure(run_dir, keep=lambda: any(run_dir.glob("checkpoint_*"))):
         if tracking_uri:
-            session.finish("FAILED")
-        fail(str(err))
-    if tracking_uri:
-        session.finish()
+            session = TrackedSession(
+                run_dir,
+                cfg,
+                tracking_uri,
+                resume_from=checkpoint,
+                origin_uri=resume_from,
+                log=click.echo,
+            )
+        else:
+            session = LocalSession(run_dir, resume_from=checkpoint, log=click.echo)
+        try:
+            result = train(cfg, session)
+        except USER_ERRORS:
+            if tracking_uri:
+                session.finish("FAILED")
+            raise
+        if tracking_uri:
+            session.finish()
     click.echo(summary(result.metrics, result.checkpoint))
 
 
