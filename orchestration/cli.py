@@ -180,12 +180,16 @@ def sweep_command(
     smoke: bool,
 ) -> None:
     """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
+    from orchestration.cluster import address_problem
     from orchestration.smoke import smoke as make_smoke
     from orchestration.space import SpaceError, load_space
 
     storage = storage or "hmtl-runs"
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
+    for problem in (address_problem(address), tracking_problem(tracking_uri)):
+        if problem:
+            fail(problem)
     if "://" in storage and tracking_uri is None:
         fail(
             f"--storage {storage}: object storage needs --tracking-uri (an MLflow server); "
@@ -211,12 +215,15 @@ def sweep_command(
     from orchestration.tracking import default_tracking_uri
 
     tracking_uri = tracking_uri or default_tracking_uri(storage)
-    click.echo(
+    header = (
         f"hmtl sweep {spec.name}: {spec.num_samples} trials, storage {storage}, "
         f"tracking {tracking_uri}"
     )
     try:
-        result = run_sweep(spec, storage, tracking_uri, address=address)
+        # The header comes once the sweep's checks pass, so a refusal is the only line.
+        result = run_sweep(
+            spec, storage, tracking_uri, address=address, announce=lambda: click.echo(header)
+        )
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, spec.metrics[0]))
@@ -230,6 +237,10 @@ def sweep_command(
 @click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
 def resume_command(sweep_uri: str, address: str | None) -> None:
     """Continue an interrupted sweep from its storage (e.g. hmtl-runs/sweeps/quickstart)."""
+    from orchestration.cluster import address_problem
+
+    if address_problem(address):
+        fail(address_problem(address))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from orchestration.cluster import InfeasibleError
     from orchestration.space import SpaceError
@@ -279,6 +290,21 @@ def report_command(sweep_uri: str, out: str | None, tracking_uri: str | None) ->
         click.echo(f"logged to MLflow run {report.parent_run_id} (artifacts under report/)")
     else:
         click.echo("not logged: no MLflow parent run found for this sweep")
+
+
+# MLflow's tracking stores by URI scheme (mlflow/tracking/_tracking_service/utils.py).
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def tracking_problem(uri: str | None) -> str | None:
+    """Why `--tracking-uri` names no MLflow store (None when it may): MLflow's own refusal
+    comes as a traceback from the first trial's callback, after Ray has started."""
+    if uri is None or uri.split("://", 1)[0].split("+", 1)[0] in TRACKING_SCHEMES:
+        return None
+    return (
+        f"--tracking-uri {uri}: not an MLflow tracking URI "
+        "(give http://HOST:PORT of an MLflow server, or sqlite:///PATH)"
+    )
 
 
 def result_metric(manifest: dict) -> str:

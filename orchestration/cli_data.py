@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -64,23 +65,29 @@ def data_prepare_command(
     ferplus_mode: str,
 ) -> None:
     """Read SOURCE in FORMAT and publish it as Parquet shards plus card.json under --out."""
+    from orchestration.folders import removed_on_failure
     from trainables.data.prepare import prepare
     from trainables.data.readers.base import ReaderOptions
-    from trainables.data.storage import redact
+    from trainables.data.storage import is_remote, redact
 
     options = ReaderOptions(crop_face=not no_crop_face, ferplus_mode=ferplus_mode)
+    # The dataset's folder under a local --out is made before the first row is read; a
+    # source that turns out bad must not leave it (or --out itself) behind empty.
+    target = Path(out) / (name or fmt)
+    cleanup = removed_on_failure(target) if not is_remote(out) else contextlib.nullcontext()
     try:
-        result = prepare(
-            fmt,
-            source,
-            out,
-            size=size,
-            channels=int(channels) if channels else None,
-            name=name,
-            skip_bad=skip_bad,
-            options=options,
-            progress=sys.stderr.isatty(),
-        )
+        with cleanup:
+            result = prepare(
+                fmt,
+                source,
+                out,
+                size=size,
+                channels=int(channels) if channels else None,
+                name=name,
+                skip_bad=skip_bad,
+                options=options,
+                progress=sys.stderr.isatty(),
+            )
     except _data_errors() as err:
         fail(str(err))
     card, uri = result.card, redact(result.uri)
@@ -121,6 +128,8 @@ def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
         prepared = read_prepared(uri)
     except _data_errors() as err:
         fail(str(err))
+    except NotADirectoryError:
+        fail(f"{uri}: a file, not a prepared dataset folder (card.json + Parquet shards)")
     card = prepared.card
     click.echo(json.dumps(card, indent=2) if as_json else card_text(card))
     name = f"{card.get('name', 'dataset')}-{card['fingerprint'][:12]}"

@@ -99,6 +99,53 @@ def _missing(cpus: float, gpus: float, nodes: list[NodeShape]) -> str:
     return "; ".join(missing) or "no single node has both the CPUs and the GPUs per worker"
 
 
+def address_problem(address: str | None) -> str | None:
+    """Why `--address` is not something Ray can join (None when it is): `auto`, HOST:PORT or
+    ray://HOST:PORT. Checked up front: Ray's own refusal is a traceback after imports."""
+    if address in (None, "auto"):
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and "/" not in host and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    return f"--address {address}: give auto (the cluster this machine belongs to) or HOST:PORT"
+
+
+def local_node(num_cpus: int | None = None) -> NodeShape:
+    """This machine as local Ray started here would offer it: `num_cpus`, else the CPUs this
+    process may run on (its affinity mask), and the CUDA GPUs torch sees."""
+    import os
+
+    import torch
+
+    if num_cpus is None:
+        try:
+            num_cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # no affinity mask outside Linux
+            num_cpus = os.cpu_count() or 1
+    return NodeShape("this machine", float(num_cpus), float(torch.cuda.device_count()))
+
+
+def check_local_resources(
+    workers: int,
+    cpus: float,
+    gpus: float,
+    num_cpus: int | None = None,
+    force_train: bool = False,
+) -> Plan:
+    """The plan on this machine alone, or InfeasibleError before local Ray starts.
+
+    On the embedded default (no `--address`) the machine's CPUs and GPUs are known without
+    Ray, so a request it can never hold is refused in a second instead of after Ray's start."""
+    node = local_node(num_cpus)
+    try:
+        return plan_resources(workers, cpus, gpus, [node], force_train=force_train)
+    except InfeasibleError as err:
+        raise InfeasibleError(
+            f"{err} (this machine: {node.cpus:g} CPUs, {node.gpus:g} GPUs; "
+            "--address joins a cluster)"
+        ) from None
+
+
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join a running cluster (`auto` or HOST:PORT) or start local Ray on 127.0.0.1."""
     import ray
