@@ -130,10 +130,10 @@ def run_sweep(
     `force_train` runs even single-worker trials through a TorchTrainer (benchmarks);
     `announce()` is called once every check has passed, just before Ray starts.
     """
+    check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
     preflight(space, storage)
     store = Store.open(storage)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
-    check_local(space, address, num_cpus, force_train)
     if announce is not None:
         announce()
     init_ray(address, num_cpus=num_cpus)
