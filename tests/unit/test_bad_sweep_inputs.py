@@ -82,6 +82,7 @@ def test_sweep_preflight_loads_the_pretrained_weights(tmp_path):
     weights.write_bytes(b"\x00garbage" * 100)
     refused(["sweep", str(space), "--storage", str(tmp_path / "runs")], "not a loadable torch file")
     assert not ray.is_initialized()
+    assert not (tmp_path / "runs").exists()
 
 
 def test_no_header_line_before_a_storage_refusal(tmp_path):
