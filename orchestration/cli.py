@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from orchestration.cli_common import USER_ERRORS, fail
+from orchestration.cli_common import USER_ERRORS, OneLineGroup, fail
 from orchestration.cli_data import data_group
 from orchestration.cli_jobs import logs_command, stop_command, submit_command
 from trainables.config import ConfigError, load_config
@@ -38,7 +38,7 @@ def resolve_config(config: str) -> Path:
     return found
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """hmtl: hybrid multi-task learning experiments for facial representations."""
 

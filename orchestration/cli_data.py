@@ -9,13 +9,13 @@ from pathlib import Path
 
 import click
 
-from orchestration.cli_common import fail
+from orchestration.cli_common import OneLineGroup, fail
 from trainables.data.prepared import DatasetError
 from trainables.data.readers import FORMATS
 from trainables.data.storage import StorageError
 
 
-@click.group("data")
+@click.group("data", cls=OneLineGroup)
 def data_group() -> None:
     """Prepare source datasets into Parquet shards, and inspect prepared ones."""
 
