@@ -30,9 +30,10 @@ from orchestration.tracking import (
     git_commit,
     redact_uri,
 )
+from trainables.checkpoint import CheckpointError
 from trainables.config import TrainConfig
 from trainables.data.prepared import DatasetError
-from trainables.data.storage import storage_error
+from trainables.data.storage import redact, storage_error
 from trainables.models import check_pretrained
 from trainables.session import LocalSession
 
@@ -53,6 +54,8 @@ def local_checkpoint(uri: str | None) -> Iterator[str | None]:
     try:
         try:
             local = fetch(uri, scratch / "resume-from")
+        except FileNotFoundError:
+            raise CheckpointError(f"--resume-from {redact(uri)}: no such checkpoint") from None
         except OSError as err:  # pyarrow's errors for a missing bucket or endpoint
             raise storage_error(uri, err, "reading") from None
         yield str(local)
