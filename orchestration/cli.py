@@ -103,13 +103,15 @@ def _train(
 
     if checkpoint is not None and not Path(checkpoint).exists():
         fail(f"--resume-from {resume_from}: no such checkpoint")
+    # Read now so a damaged checkpoint is refused before anything is made or printed.
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
     if config is not None:
         path = resolve_config(config)
         cfg = load_config(path, overrides)
         name = path.stem
     else:
         source = f"{resume_from} (its config)"
-        cfg = build_config(load_checkpoint(checkpoint)["config"], overrides, source=source)
+        cfg = build_config(state["config"], overrides, source=source)
         name = "resumed"
     check_inputs(cfg)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

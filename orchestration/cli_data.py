@@ -123,8 +123,11 @@ def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
     """Print a prepared dataset's card; write a contact sheet and a class histogram (PNG)."""
 
     from trainables.data.prepared import read_prepared
+    from trainables.data.storage import filesystem_for, is_remote
 
     try:
+        if "://" in uri and not is_remote(uri):
+            filesystem_for(uri)  # refuses the scheme, instead of reading it as a local path
         prepared = read_prepared(uri)
     except _data_errors() as err:
         fail(str(err))

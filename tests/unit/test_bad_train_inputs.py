@@ -138,3 +138,18 @@ def test_data_inspect_of_a_file_is_one_line(tmp_path):
     path = tmp_path / "card.txt"
     path.write_text("x\n")
     refused(["data", "inspect", str(path)], "not a prepared dataset folder")
+
+
+def test_data_inspect_of_an_unsupported_scheme_says_so():
+    refused(["data", "inspect", "ftp://host/data"], "ftp://host/data: unsupported storage scheme")
+
+
+def test_damaged_checkpoint_is_refused_before_the_header(tmp_path, write_config):
+    damaged = tmp_path / "checkpoint_000001"
+    damaged.mkdir()
+    (damaged / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    config = write_config({"schedule": {"epochs": 1, "warmup_epochs": 0}})
+    out = tmp_path / "run"
+    args = ["train", str(config), "--resume-from", str(damaged), "--out", str(out)]
+    refused(args, "corrupt or unreadable checkpoint")
+    assert not out.exists()
