@@ -183,6 +183,7 @@ def sweep_command(
 ) -> None:
     """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
     from orchestration.cluster import address_problem
+    from orchestration.folders import blocking_file
     from orchestration.smoke import smoke as make_smoke
     from orchestration.space import SpaceError, load_space
 
@@ -203,6 +204,8 @@ def sweep_command(
             # Smoke data and stand-in weights are local scratch, even for object storage.
             local_root = Path("hmtl-runs") if "://" in storage else Path(storage)
             scratch = local_root.resolve() / "smoke"
+            if blocking_file(scratch) is not None:
+                fail(f"--storage {storage}: {blocking_file(scratch)} is a file, not a folder")
             scratch.mkdir(parents=True, exist_ok=True)
             spec = make_smoke(spec, scratch)
         updates = {k: v for k, v in {"name": name, "num_samples": num_samples}.items() if v}

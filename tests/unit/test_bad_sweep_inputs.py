@@ -85,10 +85,13 @@ def test_sweep_preflight_loads_the_pretrained_weights(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_no_header_line_before_a_storage_refusal(tmp_path):
+@pytest.mark.parametrize(
+    ("smoke", "needle"), [([], "a file is in the way"), (["--smoke"], "is a file, not a folder")]
+)
+def test_no_header_line_before_a_storage_refusal(tmp_path, smoke, needle):
     (tmp_path / "taken").write_text("x\n")
     space = space_file(tmp_path)
-    refused(["sweep", str(space), "--storage", str(tmp_path / "taken")], "a file is in the way")
+    refused(["sweep", str(space), "--storage", str(tmp_path / "taken"), *smoke], needle)
 
 
 @pytest.mark.parametrize(
