@@ -244,8 +244,9 @@ def resume_command(sweep_uri: str, address: str | None) -> None:
     """Continue an interrupted sweep from its storage (e.g. hmtl-runs/sweeps/quickstart)."""
     from orchestration.cluster import address_problem
 
-    if address_problem(address):
-        fail(address_problem(address))
+    problem = address_problem(address)
+    if problem:
+        fail(problem)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from orchestration.cluster import InfeasibleError
     from orchestration.space import SpaceError

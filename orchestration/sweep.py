@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def run_sweep(
     verbose: int = 1,
     callbacks: list | None = None,
     force_train: bool = False,
-    announce=None,
+    announce: Callable[[], None] | None = None,
 ) -> SweepResult:
     """Run the sweep to the end and return its best trial.
 
