@@ -153,3 +153,11 @@ def test_damaged_checkpoint_is_refused_before_the_header(tmp_path, write_config)
     args = ["train", str(config), "--resume-from", str(damaged), "--out", str(out)]
     refused(args, "corrupt or unreadable checkpoint")
     assert not out.exists()
+
+
+def test_tracking_uri_that_is_no_mlflow_store(tmp_path, write_config):
+    config = write_config({"schedule": {"epochs": 1, "warmup_epochs": 0}})
+    out = tmp_path / "run"
+    args = ["train", str(config), "--tracking-uri", "bogus://x", "--out", str(out)]
+    refused(args, "--tracking-uri bogus://x: not an MLflow tracking URI")
+    assert not out.exists()
