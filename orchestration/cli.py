@@ -76,8 +76,9 @@ def train_command(
 
     if config is None and resume_from is None:
         fail("give a CONFIG, or --resume-from a checkpoint to continue with its own config")
-    if tracking_problem(tracking_uri):
-        fail(tracking_problem(tracking_uri))
+    problem = tracking_problem(tracking_uri)
+    if problem:
+        fail(problem)
     try:
         # A remote checkpoint is fetched to scratch that goes away when training ends.
         with local_checkpoint(resume_from) as checkpoint:
