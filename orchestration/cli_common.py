@@ -53,3 +53,18 @@ class OneLineGroup(click.Group):
             raise
         except click.UsageError as err:
             raise OneLineUsageError(err) from None
+
+
+# MLflow's tracking stores by URI scheme (mlflow/tracking/_tracking_service/utils.py).
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def tracking_problem(uri: str | None) -> str | None:
+    """Why `--tracking-uri` names no MLflow store (None when it may): MLflow's own refusal
+    comes as a traceback from the first trial's callback, after Ray has started."""
+    if uri is None or uri.split("://", 1)[0].split("+", 1)[0] in TRACKING_SCHEMES:
+        return None
+    return (
+        f"--tracking-uri {uri}: not an MLflow tracking URI "
+        "(give http://HOST:PORT of an MLflow server, or sqlite:///PATH)"
+    )
