@@ -97,8 +97,9 @@ def check_local(
     space: SearchSpace, address: str | None, num_cpus: int | None = None, force_train: bool = False
 ) -> None:
     """On the embedded default, refuse resources this machine cannot hold before Ray starts
-    (a Ray already started in this process, as in tests, is judged by _plan instead)."""
-    if address is None and not ray.is_initialized():
+    (a Ray already started in this process, as in tests, or the cluster RAY_ADDRESS names,
+    which ray.init joins, is judged by _plan instead)."""
+    if address is None and not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
         r = space.resources
         try:
             check_local_resources(
