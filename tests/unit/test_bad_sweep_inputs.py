@@ -122,3 +122,16 @@ def test_jobs_commands_reject_a_non_url_before_any_token_warning(args, monkeypat
     monkeypatch.setenv("RAY_AUTH_TOKEN", "a-token-that-would-be-warned-about")
     line = refused(args, f"--address {args[-1]}: give the Ray dashboard's URL")
     assert "warning" not in line
+
+
+def test_local_check_is_only_for_the_embedded_default(tmp_path, monkeypatch):
+    from helpers import tiny_space
+
+    from orchestration.sweep import check_local
+
+    space = tiny_space(tmp_path, resources={"cpus_per_worker": 4096})
+    with pytest.raises(InfeasibleError, match="4096 CPUs per worker"):
+        check_local(space, None)
+    check_local(space, "auto")  # a cluster is judged once joined
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    check_local(space, None)  # ray.init joins that cluster
