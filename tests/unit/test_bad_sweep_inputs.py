@@ -60,7 +60,8 @@ def test_local_check_passes_what_fits_and_names_what_does_not():
 )
 def test_infeasible_resources_are_refused_before_local_ray_starts(tmp_path, resources, needle):
     node = local_node()
-    if node.gpus or node.cpus >= 64:
+    gpus = resources.get("gpus_per_worker", 0)
+    if (gpus and node.gpus >= gpus) or node.cpus >= 64:
         pytest.skip("this machine could hold the request")
     base = {"runtime": {"device": "cuda" if "gpus_per_worker" in resources else "cpu"}}
     space = space_file(tmp_path, resources, base)
