@@ -59,7 +59,7 @@ def sweep_command(
     smoke: bool,
 ) -> None:
     """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
-    from orchestration.cluster import address_problem
+    from orchestration.cluster import InfeasibleError, address_problem, check_local
     from orchestration.folders import blocking_file
     from orchestration.smoke import smoke as make_smoke
     from orchestration.space import SpaceError, load_space
@@ -88,11 +88,11 @@ def sweep_command(
         updates = {k: v for k, v in {"name": name, "num_samples": num_samples}.items() if v}
         if updates:
             spec = spec.model_copy(update=updates)
-    except (SpaceError, ConfigError) as err:
+        check_local(spec, address)  # before the slow import of Ray, Tune and MLflow below
+    except (SpaceError, ConfigError, InfeasibleError) as err:
         fail(str(err))
     # Tune's classic progress table shows the metric and the searched values, a row a trial.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from orchestration.cluster import InfeasibleError
     from orchestration.sweep import mlflow_ui_command, run_sweep
     from orchestration.tracking import default_tracking_uri
 

@@ -9,7 +9,13 @@ that can never be placed is refused with a message instead of waiting forever.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestration.space import SearchSpace
 
 # The trial driver of a multi-worker trial only builds a TorchTrainer and waits.
 DRIVER_CPUS = 0.05
@@ -113,8 +119,6 @@ def address_problem(address: str | None) -> str | None:
 def local_node(num_cpus: int | None = None) -> NodeShape:
     """This machine as local Ray started here would offer it: `num_cpus`, else the CPUs this
     process may run on (its affinity mask), and the CUDA GPUs torch sees."""
-    import os
-
     import torch
 
     if num_cpus is None:
@@ -144,6 +148,30 @@ def check_local_resources(
             f"{err} (this machine: {node.cpus:g} CPUs, {node.gpus:g} GPUs; "
             "--address joins a cluster)"
         ) from None
+
+
+def embedded_default(address: str | None) -> bool:
+    """Whether a sweep would start local Ray on this machine: no --address, no RAY_ADDRESS
+    (which ray.init joins), and no Ray already started in this process (as in tests)."""
+    ray = sys.modules.get("ray")  # not imported yet: certainly not started
+    started = ray is not None and ray.is_initialized()
+    return address is None and not os.environ.get("RAY_ADDRESS") and not started
+
+
+def check_local(
+    space: SearchSpace, address: str | None, num_cpus: int | None = None, force_train: bool = False
+) -> None:
+    """On the embedded default, refuse resources this machine cannot hold, naming the space
+    file, before Ray is imported or started; elsewhere the joined cluster is judged."""
+    if not embedded_default(address):
+        return
+    r = space.resources
+    try:
+        check_local_resources(
+            r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker, num_cpus, force_train
+        )
+    except InfeasibleError as err:
+        raise InfeasibleError(f"{space.source or space.name}: {err}") from None
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:

@@ -19,10 +19,9 @@ import ray.tune  # (1) Tuner, TuneConfig, RunConfig, with_resources
 from optuna.distributions import CategoricalDistribution
 
 from orchestration.cluster import (
-    InfeasibleError,
     Plan,
     autoscaler_node_types,
-    check_local_resources,
+    check_local,
     cluster_nodes,
     has_driver_resource,
     init_ray,
@@ -91,22 +90,6 @@ def preflight(space: SearchSpace, storage: str) -> None:
 def _shape_searched(space: SearchSpace) -> bool:
     """Whether the backbone's shape varies by trial, so weights cannot be checked up front."""
     return any(k in space.space for k in ("model.backbone", "model.width", "data.channels"))
-
-
-def check_local(
-    space: SearchSpace, address: str | None, num_cpus: int | None = None, force_train: bool = False
-) -> None:
-    """On the embedded default, refuse resources this machine cannot hold before Ray starts
-    (a Ray already started in this process, as in tests, or the cluster RAY_ADDRESS names,
-    which ray.init joins, is judged by _plan instead)."""
-    if address is None and not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
-        r = space.resources
-        try:
-            check_local_resources(
-                r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker, num_cpus, force_train
-            )
-        except InfeasibleError as err:
-            raise InfeasibleError(f"{space.source or space.name}: {err}") from None
 
 
 MANIFEST = "hmtl-sweep.json"

@@ -128,7 +128,7 @@ def test_jobs_commands_reject_a_non_url_before_any_token_warning(args, monkeypat
 def test_local_check_is_only_for_the_embedded_default(tmp_path, monkeypatch):
     from helpers import tiny_space
 
-    from orchestration.sweep import check_local
+    from orchestration.cluster import check_local
 
     space = tiny_space(tmp_path, resources={"cpus_per_worker": 4096})
     with pytest.raises(InfeasibleError, match="4096 CPUs per worker"):
