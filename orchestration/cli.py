@@ -9,123 +9,21 @@ from __future__ import annotations
 import os
 import re
 import sys
-from datetime import datetime
-from importlib import resources
 from pathlib import Path
 
 import click
 
-from orchestration.cli_common import USER_ERRORS, fail
+from orchestration.cli_common import OneLineGroup, fail, tracking_problem
 from orchestration.cli_data import data_group
 from orchestration.cli_jobs import logs_command, stop_command, submit_command
-from trainables.config import ConfigError, load_config
+from orchestration.cli_train import train_command
+from trainables.config import ConfigError
 from trainables.data.storage import StorageError
 
 
-def shipped_config(name: str) -> Path | None:
-    """A training config that ships with the package, by name (`demo` -> configs/demo.yaml)."""
-    candidate = resources.files("trainables") / "configs" / f"{name}.yaml"
-    return Path(str(candidate)) if candidate.is_file() else None
-
-
-def resolve_config(config: str) -> Path:
-    path = Path(config)
-    if path.exists():
-        return path
-    found = shipped_config(config)
-    if found is None:
-        fail(f"{config}: no such config file or shipped config name")
-    return found
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """hmtl: hybrid multi-task learning experiments for facial representations."""
-
-
-@main.command("train")
-@click.argument("config", required=False)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value, e.g. --set optim.lr=3e-4 (repeatable).",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Run folder for checkpoints and metrics (default: hmtl-runs/train/<name>-<time>).",
-)
-@click.option(
-    "--resume-from",
-    default=None,
-    help="Checkpoint folder or s3:// URI to continue from (e.g. RUN/checkpoint_000003); "
-    "without CONFIG, the checkpoint's own config is used.",
-)
-@click.option("--tracking-uri", default=None, help="Also log this run to MLflow here.")
-def train_command(
-    config: str | None,
-    overrides: tuple[str, ...],
-    out: str | None,
-    resume_from: str | None,
-    tracking_uri: str | None,
-) -> None:
-    """Train one model without Ray: one progress line per epoch, then a summary."""
-    from orchestration.single_run import TrackedSession, local_checkpoint, scratch_dir
-    from trainables.checkpoint import load_checkpoint
-    from trainables.config import build_config
-    from trainables.session import LocalSession
-    from trainables.train import train
-
-    if config is None and resume_from is None:
-        fail("give a CONFIG, or --resume-from a checkpoint to continue with its own config")
-    try:
-        checkpoint = local_checkpoint(resume_from, scratch_dir()) if resume_from else None
-        if checkpoint is not None and not Path(checkpoint).exists():
-            fail(f"--resume-from {resume_from}: no such checkpoint")
-        if config is not None:
-            path = resolve_config(config)
-            cfg = load_config(path, list(overrides))
-            name = path.stem
-        else:
-            cfg = build_config(
-                load_checkpoint(checkpoint)["config"],
-                list(overrides),
-                source=f"{resume_from} (its config)",
-            )
-            name = "resumed"
-    except USER_ERRORS as err:
-        fail(str(err))
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(out) if out else Path("hmtl-runs") / "train" / f"{name}-{stamp}"
-    if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and resume_from is None:
-        fail(
-            f"{run_dir} already holds checkpoints; pass --resume-from "
-            f"{run_dir}/checkpoint_... to continue, or choose another --out"
-        )
-    click.echo(f"hmtl train: {config or resume_from} -> {run_dir}")
-    if tracking_uri:
-        session = TrackedSession(
-            run_dir,
-            cfg,
-            tracking_uri,
-            resume_from=checkpoint,
-            origin_uri=resume_from,
-            log=click.echo,
-        )
-    else:
-        session = LocalSession(run_dir, resume_from=checkpoint, log=click.echo)
-    try:
-        result = train(cfg, session)
-    except USER_ERRORS as err:
-        if tracking_uri:
-            session.finish("FAILED")
-        fail(str(err))
-    if tracking_uri:
-        session.finish()
-    click.echo(summary(result.metrics, result.checkpoint))
 
 
 @main.command("sweep")
@@ -161,12 +59,17 @@ def sweep_command(
     smoke: bool,
 ) -> None:
     """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
+    from orchestration.cluster import InfeasibleError, address_problem, check_local
+    from orchestration.folders import blocking_file
     from orchestration.smoke import smoke as make_smoke
     from orchestration.space import SpaceError, load_space
 
     storage = storage or "hmtl-runs"
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
+    for problem in (address_problem(address), tracking_problem(tracking_uri)):
+        if problem:
+            fail(problem)
     if "://" in storage and tracking_uri is None:
         fail(
             f"--storage {storage}: object storage needs --tracking-uri (an MLflow server); "
@@ -178,26 +81,31 @@ def sweep_command(
             # Smoke data and stand-in weights are local scratch, even for object storage.
             local_root = Path("hmtl-runs") if "://" in storage else Path(storage)
             scratch = local_root.resolve() / "smoke"
+            if blocking_file(scratch) is not None:
+                fail(f"--storage {storage}: {blocking_file(scratch)} is a file, not a folder")
             scratch.mkdir(parents=True, exist_ok=True)
             spec = make_smoke(spec, scratch)
         updates = {k: v for k, v in {"name": name, "num_samples": num_samples}.items() if v}
         if updates:
             spec = spec.model_copy(update=updates)
-    except (SpaceError, ConfigError) as err:
+        check_local(spec, address)  # before the slow import of Ray, Tune and MLflow below
+    except (SpaceError, ConfigError, InfeasibleError) as err:
         fail(str(err))
     # Tune's classic progress table shows the metric and the searched values, a row a trial.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from orchestration.cluster import InfeasibleError
     from orchestration.sweep import mlflow_ui_command, run_sweep
     from orchestration.tracking import default_tracking_uri
 
     tracking_uri = tracking_uri or default_tracking_uri(storage)
-    click.echo(
+    header = (
         f"hmtl sweep {spec.name}: {spec.num_samples} trials, storage {storage}, "
         f"tracking {tracking_uri}"
     )
     try:
-        result = run_sweep(spec, storage, tracking_uri, address=address)
+        # The header comes once the sweep's checks pass, so a refusal is the only line.
+        result = run_sweep(
+            spec, storage, tracking_uri, address=address, announce=lambda: click.echo(header)
+        )
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, spec.metrics[0]))
@@ -211,6 +119,11 @@ def sweep_command(
 @click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
 def resume_command(sweep_uri: str, address: str | None) -> None:
     """Continue an interrupted sweep from its storage (e.g. hmtl-runs/sweeps/quickstart)."""
+    from orchestration.cluster import address_problem
+
+    problem = address_problem(address)
+    if problem:
+        fail(problem)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from orchestration.cluster import InfeasibleError
     from orchestration.space import SpaceError
@@ -285,31 +198,8 @@ def sweep_summary(result, metric: str) -> str:
     return "\n".join(lines)
 
 
-def summary(metrics: dict, checkpoint: str | None) -> str:
-    lines = ["", "summary"]
-    for key in (
-        "val/accuracy",
-        "val/balanced_accuracy",
-        "val/macro_f1",
-        "test/accuracy",
-        "test/balanced_accuracy",
-        "test/macro_f1",
-    ):
-        if key in metrics:
-            lines.append(f"  {key:<24} {metrics[key]:.4f}")
-    per_class = {
-        k.rsplit("/", 1)[1]: v for k, v in metrics.items() if k.startswith("test/accuracy/")
-    }
-    if per_class:
-        lines.append(
-            "  test accuracy per class  "
-            + "  ".join(f"{name} {value:.2f}" for name, value in per_class.items())
-        )
-    lines.append(f"  checkpoint               {checkpoint}")
-    return "\n".join(lines)
-
-
 main.add_command(data_group)
+main.add_command(train_command)
 for command in (submit_command, logs_command, stop_command):
     main.add_command(command)
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from orchestration.cli_common import fail
+from orchestration.cli_common import OneLineGroup, fail
 from trainables.data.prepared import DatasetError
 from trainables.data.readers import FORMATS
 from trainables.data.storage import StorageError
 
 
-@click.group("data")
+@click.group("data", cls=OneLineGroup)
 def data_group() -> None:
     """Prepare source datasets into Parquet shards, and inspect prepared ones."""
 
@@ -64,23 +65,29 @@ def data_prepare_command(
     ferplus_mode: str,
 ) -> None:
     """Read SOURCE in FORMAT and publish it as Parquet shards plus card.json under --out."""
+    from orchestration.folders import removed_on_failure
     from trainables.data.prepare import prepare
     from trainables.data.readers.base import ReaderOptions
-    from trainables.data.storage import redact
+    from trainables.data.storage import is_remote, redact
 
     options = ReaderOptions(crop_face=not no_crop_face, ferplus_mode=ferplus_mode)
+    # The dataset's folder under a local --out is made before the first row is read; a
+    # source that turns out bad must not leave it (or --out itself) behind empty.
+    target = Path(out) / (name or fmt)
+    cleanup = removed_on_failure(target) if not is_remote(out) else contextlib.nullcontext()
     try:
-        result = prepare(
-            fmt,
-            source,
-            out,
-            size=size,
-            channels=int(channels) if channels else None,
-            name=name,
-            skip_bad=skip_bad,
-            options=options,
-            progress=sys.stderr.isatty(),
-        )
+        with cleanup:
+            result = prepare(
+                fmt,
+                source,
+                out,
+                size=size,
+                channels=int(channels) if channels else None,
+                name=name,
+                skip_bad=skip_bad,
+                options=options,
+                progress=sys.stderr.isatty(),
+            )
     except _data_errors() as err:
         fail(str(err))
     card, uri = result.card, redact(result.uri)
@@ -116,11 +123,16 @@ def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
     """Print a prepared dataset's card; write a contact sheet and a class histogram (PNG)."""
 
     from trainables.data.prepared import read_prepared
+    from trainables.data.storage import filesystem_for, is_remote
 
     try:
+        if "://" in uri and not is_remote(uri):
+            filesystem_for(uri)  # refuses the scheme, instead of reading it as a local path
         prepared = read_prepared(uri)
     except _data_errors() as err:
         fail(str(err))
+    except NotADirectoryError:
+        fail(f"{uri}: a file, not a prepared dataset folder (card.json + Parquet shards)")
     card = prepared.card
     click.echo(json.dumps(card, indent=2) if as_json else card_text(card))
     name = f"{card.get('name', 'dataset')}-{card['fingerprint'][:12]}"

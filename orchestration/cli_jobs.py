@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import click
 
 from orchestration.cli_common import fail
@@ -11,6 +13,25 @@ ADDRESS_HELP = (
     "`ray dashboard cluster.yaml`. The token comes from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
     "or ~/.ray/auth_token."
 )
+
+
+def check_address(address: str) -> None:
+    """Refuse an --address that is not the dashboard's URL (or HOST:PORT) in one line, before
+    any request is made and before the token is mentioned: `not-a-url` is not a host name."""
+    from orchestration import jobs
+
+    try:
+        url = urlsplit(jobs.normalize_address(address))
+        port = url.port  # raises ValueError for a port that is not a number
+    except jobs.JobError as err:
+        fail(str(err))
+    except ValueError:
+        port = None
+    if port is None and "://" not in address:
+        fail(
+            f"--address {address}: give the Ray dashboard's URL, e.g. http://127.0.0.1:8265 "
+            "(through `ray dashboard cluster.yaml` on a cluster)"
+        )
 
 
 @click.command("submit")
@@ -55,6 +76,7 @@ def submit_command(
     def warn(message: str) -> None:
         click.echo(f"hmtl: {message}", err=True)
 
+    check_address(address)
     try:
         if resume_uri is not None:
             given = [
@@ -107,6 +129,7 @@ def logs_command(job_id: str, address: str, follow: bool) -> None:
     """Print a Ray job's logs (the sweep's progress table and summary)."""
     from orchestration import jobs
 
+    check_address(address)
     try:
         if not follow:
             click.echo(jobs.logs(address, job_id), nl=False)
@@ -127,6 +150,7 @@ def stop_command(job_id: str, address: str) -> None:
     """Stop a Ray job and print its final status."""
     from orchestration import jobs
 
+    check_address(address)
     try:
         final = jobs.stop(address, job_id)
     except jobs.JobError as err:

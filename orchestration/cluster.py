@@ -9,7 +9,13 @@ that can never be placed is refused with a message instead of waiting forever.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestration.space import SearchSpace
 
 # The trial driver of a multi-worker trial only builds a TorchTrainer and waits.
 DRIVER_CPUS = 0.05
@@ -97,6 +103,75 @@ def _missing(cpus: float, gpus: float, nodes: list[NodeShape]) -> str:
     if cpus > biggest_cpu:
         missing.append(f"{cpus:g} CPUs per worker but the largest node has {biggest_cpu:g}")
     return "; ".join(missing) or "no single node has both the CPUs and the GPUs per worker"
+
+
+def address_problem(address: str | None) -> str | None:
+    """Why `--address` is not something Ray can join (None when it is): `auto`, HOST:PORT or
+    ray://HOST:PORT. Checked up front: Ray's own refusal is a traceback after imports."""
+    if address in (None, "auto"):
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and "/" not in host and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    return f"--address {address}: give auto (the cluster this machine belongs to) or HOST:PORT"
+
+
+def local_node(num_cpus: int | None = None) -> NodeShape:
+    """This machine as local Ray started here would offer it: `num_cpus`, else the CPUs this
+    process may run on (its affinity mask), and the CUDA GPUs torch sees."""
+    import torch
+
+    if num_cpus is None:
+        try:
+            num_cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # no affinity mask outside Linux
+            num_cpus = os.cpu_count() or 1
+    return NodeShape("this machine", float(num_cpus), float(torch.cuda.device_count()))
+
+
+def check_local_resources(
+    workers: int,
+    cpus: float,
+    gpus: float,
+    num_cpus: int | None = None,
+    force_train: bool = False,
+) -> Plan:
+    """The plan on this machine alone, or InfeasibleError before local Ray starts.
+
+    On the embedded default (no `--address`) the machine's CPUs and GPUs are known without
+    Ray, so a request it can never hold is refused in a second instead of after Ray's start."""
+    node = local_node(num_cpus)
+    try:
+        return plan_resources(workers, cpus, gpus, [node], force_train=force_train)
+    except InfeasibleError as err:
+        raise InfeasibleError(
+            f"{err} (this machine: {node.cpus:g} CPUs, {node.gpus:g} GPUs; "
+            "--address joins a cluster)"
+        ) from None
+
+
+def embedded_default(address: str | None) -> bool:
+    """Whether a sweep would start local Ray on this machine: no --address, no RAY_ADDRESS
+    (which ray.init joins), and no Ray already started in this process (as in tests)."""
+    ray = sys.modules.get("ray")  # not imported yet: certainly not started
+    started = ray is not None and ray.is_initialized()
+    return address is None and not os.environ.get("RAY_ADDRESS") and not started
+
+
+def check_local(
+    space: SearchSpace, address: str | None, num_cpus: int | None = None, force_train: bool = False
+) -> None:
+    """On the embedded default, refuse resources this machine cannot hold, naming the space
+    file, before Ray is imported or started; elsewhere the joined cluster is judged."""
+    if not embedded_default(address):
+        return
+    r = space.resources
+    try:
+        check_local_resources(
+            r.workers_per_trial, r.cpus_per_worker, r.gpus_per_worker, num_cpus, force_train
+        )
+    except InfeasibleError as err:
+        raise InfeasibleError(f"{space.source or space.name}: {err}") from None
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:

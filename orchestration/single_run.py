@@ -9,9 +9,12 @@ the checkpoint's path: `.../sweeps/<sweep>/trial-<id>/...`).
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +30,46 @@ from orchestration.tracking import (
     git_commit,
     redact_uri,
 )
+from trainables.checkpoint import CheckpointError
 from trainables.config import TrainConfig
+from trainables.data.prepared import DatasetError
+from trainables.data.storage import redact, storage_error
+from trainables.models import check_pretrained
 from trainables.session import LocalSession
 
 TRIAL_PATH = re.compile(r"/sweeps/([^/]+)/trial-([^/]+)/")
 RESUMED_FROM_TAG = "hmtl.resumed_from_run"
 
 
-def local_checkpoint(uri: str, scratch: Path) -> str:
-    """A local folder holding the checkpoint at `uri` (fetched when it is remote)."""
-    if "://" not in uri:
-        return uri
-    return str(fetch(uri, scratch / "resume-from"))
+@contextmanager
+def local_checkpoint(uri: str | None) -> Iterator[str | None]:
+    """A local folder holding the checkpoint at `uri` while the block runs (None stays None).
+
+    A remote checkpoint is fetched into a `hmtl-train-*` scratch folder in the temp
+    directory, removed on the way out whether the block succeeded or failed."""
+    if uri is None or "://" not in uri:
+        yield uri
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="hmtl-train-"))
+    try:
+        try:
+            local = fetch(uri, scratch / "resume-from")
+        except FileNotFoundError:
+            raise CheckpointError(f"--resume-from {redact(uri)}: no such checkpoint") from None
+        except OSError as err:  # pyarrow's errors for a missing bucket or endpoint
+            raise storage_error(uri, err, "reading") from None
+        yield str(local)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """Refuse, before a run folder or an MLflow run exists, what `train` would refuse only
+    later: a missing local dataset folder, or `model.pretrained` weights it cannot load."""
+    source = cfg.data.source
+    if source != "synthetic" and "://" not in source and not Path(source).exists():
+        raise DatasetError(f"data.source: {source}: no such dataset folder")
+    check_pretrained(cfg.model, cfg.data.channels)
 
 
 def origin_run(client: MlflowClient, checkpoint_uri: str) -> tuple[str, str] | None:
@@ -109,7 +140,3 @@ class TrackedSession(LocalSession):
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
-
-
-def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="hmtl-train-"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from optuna.distributions import CategoricalDistribution
 from orchestration.cluster import (
     Plan,
     autoscaler_node_types,
+    check_local,
     cluster_nodes,
     has_driver_resource,
     init_ray,
@@ -30,6 +32,8 @@ from orchestration.space import SearchSpace, SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.tracking import MlflowCallback, redact_uri
 from orchestration.trial import make_trial, trial_dirname
+from trainables.config import ConfigError
+from trainables.models import check_pretrained
 
 
 @dataclass
@@ -68,6 +72,12 @@ def preflight(space: SearchSpace, storage: str) -> None:
                 raise SpaceError(
                     f"{space.source or space.name}: {key}: {value}: no such file or folder{hint}"
                 )
+            if key == "model.pretrained" and not _shape_searched(space):
+                try:
+                    model = base.model.model_copy(update={"pretrained": value})
+                    check_pretrained(model, base.data.channels)
+                except ConfigError as err:
+                    raise SpaceError(f"{space.source or space.name}: {err}") from None
     store = Store.open(storage)
     if not store.remote and autoscaler_node_types():
         raise SpaceError(
@@ -75,6 +85,11 @@ def preflight(space: SearchSpace, storage: str) -> None:
             "nothing but object storage, so use --storage s3://bucket/prefix"
         )
     store.check_writable()
+
+
+def _shape_searched(space: SearchSpace) -> bool:
+    """Whether the backbone's shape varies by trial, so weights cannot be checked up front."""
+    return any(k in space.space for k in ("model.backbone", "model.width", "data.channels"))
 
 
 MANIFEST = "hmtl-sweep.json"
@@ -93,14 +108,19 @@ def run_sweep(
     verbose: int = 1,
     callbacks: list | None = None,
     force_train: bool = False,
+    announce: Callable[[], None] | None = None,
 ) -> SweepResult:
     """Run the sweep to the end and return its best trial.
 
-    `force_train` runs even single-worker trials through a TorchTrainer (benchmarks).
+    `force_train` runs even single-worker trials through a TorchTrainer (benchmarks);
+    `announce()` is called once every check has passed, just before Ray starts.
     """
+    check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
     preflight(space, storage)
     store = Store.open(storage)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
+    if announce is not None:
+        announce()
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, force_train)
     write_manifest(store, space, tracking_uri)
@@ -122,6 +142,7 @@ def resume_sweep(
     space = validate_space(manifest["space"])
     store = _parent_store(sweep)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
+    check_local(space, address, num_cpus)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, False)
     tuner = ray.tune.Tuner.restore(  # (4) experiment state, searcher and callbacks come back

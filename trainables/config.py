@@ -311,9 +311,13 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
             mark = getattr(err, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise ConfigError(f"{path}:{where} not valid YAML") from None
-        if loaded is not None and not isinstance(loaded, dict):
+        if loaded is None:
+            # An empty file is almost always a mistake (a wrong path, an unsaved editor);
+            # training on every default would hide it behind a long run.
+            raise ConfigError(f"{path}: empty config file (no sections; `{{}}` asks for defaults)")
+        if not isinstance(loaded, dict):
             raise ConfigError(
                 f"{path}: expected a mapping of sections, got {type(loaded).__name__}"
             )
-        tree = loaded or {}
+        tree = loaded
     return build_config(tree, overrides, source)

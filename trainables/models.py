@@ -18,7 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainables.config import ConfigError, ModelConfig
+
 BACKBONES: tuple[str, ...] = ("small_cnn", "resnet18", "resnet50")
+
+
+class PretrainedError(ConfigError):
+    """`model.pretrained` names a file that cannot start this backbone, as one line."""
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int, stride: int = 1) -> list[nn.Module]:
@@ -185,22 +191,27 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike) -> None:
     Accepts a plain state dict or one under "state_dict"/"model"; strips "module."/"backbone."
     prefixes, drops ``fc.*`` (torchvision's ImageNet head) and adapts a stem conv between 3 and
     1 input channels (sum for RGB -> grey, repeat / 3 for grey -> RGB). Raises FileNotFoundError
-    or a one-line ValueError naming the file and the problem.
+    or a one-line PretrainedError (a ValueError) naming the file and the problem.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such pretrained-weights file")
+        raise FileNotFoundError(f"model.pretrained: {path}: no such pretrained-weights file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for a bad file; all mean the same
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"{path}: not a loadable torch file ({reason})") from exc
+    except Exception:  # torch.load raises many types for a bad file; all mean the same
+        # torch's own text is a paragraph about `weights_only`; it would not fit one line.
+        raise PretrainedError(
+            f"model.pretrained: {path}: not a loadable torch file "
+            "(damaged, or not a state dict written by torch.save)"
+        ) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
             break
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: not a state dict (expected a mapping of names to tensors)")
+        raise PretrainedError(
+            f"model.pretrained: {path}: not a state dict (expected a mapping of names to tensors)"
+        )
 
     state: dict[str, Tensor] = {}
     for key, value in obj.items():
@@ -214,11 +225,20 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike) -> None:
         if key.endswith("num_batches_tracked"):  # absent from pre-0.4.1 files; harmless
             state.setdefault(key, value)
     missing = [k for k in own if k not in state]
-    if missing:
-        raise ValueError(f"{path}: missing keys {_names(missing)}")
     unexpected = [k for k in state if k not in own]
+    where = f"model.pretrained: {path}"
+    counted = [k for k in own if not k.endswith("num_batches_tracked")]
+    if missing and unexpected and len(missing) > len(counted) // 2:
+        # Mostly disjoint key sets: a file made for another backbone, not a damaged one.
+        raise PretrainedError(
+            f"{where}: weights of another architecture: {len(counted) - len(missing)} of the "
+            f"{type(backbone).__name__} backbone's {len(counted)} keys are in the file (missing "
+            f"{missing[0]}, ...; unexpected {unexpected[0]}, ...); check model.backbone"
+        )
+    if missing:
+        raise PretrainedError(f"{where}: missing keys {_names(missing)}")
     if unexpected:
-        raise ValueError(f"{path}: unexpected keys {_names(unexpected)}")
+        raise PretrainedError(f"{where}: unexpected keys {_names(unexpected)}")
 
     for key, want in own.items():
         got = state[key]
@@ -229,9 +249,16 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike) -> None:
             elif got.shape[1] == 1 and want.shape[1] == 3:
                 got = got.repeat(1, 3, 1, 1) / 3
         if got.shape != want.shape:
-            raise ValueError(
-                f"{path}: shape mismatch for {key}: file has {tuple(got.shape)}, "
+            raise PretrainedError(
+                f"{where}: shape mismatch for {key}: file has {tuple(got.shape)}, "
                 f"model has {tuple(want.shape)}"
             )
         state[key] = got
     backbone.load_state_dict(state, strict=True)
+
+
+def check_pretrained(model: ModelConfig, channels: int) -> None:
+    """Load `model.pretrained` into a throwaway backbone, so a bad file is refused before a
+    run folder, an MLflow run or a Ray cluster exists. Raises what load_pretrained raises."""
+    if model.pretrained:
+        load_pretrained(build_backbone(model.backbone, channels, model.width), model.pretrained)
