@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from datetime import datetime
 from importlib import resources
@@ -19,7 +20,7 @@ from orchestration.cli_common import USER_ERRORS, fail
 from orchestration.cli_data import data_group
 from orchestration.cli_jobs import logs_command, stop_command, submit_command
 from trainables.config import ConfigError, load_config
-from trainables.data.storage import StorageError
+from trainables.data.storage import StorageError, join
 
 
 def shipped_config(name: str) -> Path | None:
@@ -202,8 +203,7 @@ def sweep_command(
         fail(str(err))
     click.echo(sweep_summary(result, spec.metrics[0]))
     click.echo(f"\nMLflow UI: {mlflow_ui_command(tracking_uri)}")
-    if result.best_trial is None:
-        sys.exit(1)
+    finish(result, join(storage, "sweeps", spec.name), address)
 
 
 @main.command("resume")
@@ -223,6 +223,7 @@ def resume_command(sweep_uri: str, address: str | None) -> None:
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, result_metric(manifest)))
+    finish(result, sweep_uri, address)
 
 
 @main.command("status")
@@ -265,6 +266,25 @@ def report_command(sweep_uri: str, out: str | None, tracking_uri: str | None) ->
 def result_metric(manifest: dict) -> str:
     metric = manifest["space"].get("metric", "val/balanced_accuracy")
     return metric[0] if isinstance(metric, list) else metric
+
+
+# Exit codes of `hmtl sweep` and `hmtl resume` (README "Exit codes"); 2 is `fail`'s.
+NO_METRIC_EXIT = 1
+ERRORED_EXIT = 3
+
+
+def finish(result, sweep_uri: str, address: str | None) -> None:
+    """Exit 3 with the exact resume command when trials errored, 1 when no trial reported
+    the metric; return (exit 0) otherwise."""
+    if result.errors:
+        command = ["hmtl", "resume", sweep_uri, *(["--address", address] if address else [])]
+        click.echo(
+            f"\n{result.errors} trial(s) errored; continue them from their latest checkpoints "
+            f"with:\n  {shlex.join(command)}"
+        )
+        sys.exit(ERRORED_EXIT)
+    if result.best_trial is None:
+        sys.exit(NO_METRIC_EXIT)
 
 
 def sweep_summary(result, metric: str) -> str:
