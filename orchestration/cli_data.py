@@ -118,7 +118,7 @@ def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
     from trainables.data.prepared import read_prepared
 
     try:
-        prepared = read_prepared(uri)
+        prepared = read_prepared(uri, fail_fast=True)
     except _data_errors() as err:
         fail(str(err))
     card = prepared.card

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
+from trainables.data.retrying import without_retries
 from trainables.data.storage import StorageError, filesystem_for, redact, storage_error
 
 
@@ -79,11 +80,12 @@ class Store:
         """Fail fast, with one line, on a missing bucket, denied access or an unreachable
         endpoint, by writing and removing a probe object."""
         probe = f".hmtl-write-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        fs = without_retries(self.fs)  # an outage at the start is reported, not waited out
         try:
-            self.fs.create_dir(self.root, recursive=True)
-            with self.fs.open_output_stream(self.path(probe)) as out:
+            fs.create_dir(self.root, recursive=True)
+            with fs.open_output_stream(self.path(probe)) as out:
                 out.write(b"")
-            self.fs.delete_file(self.path(probe))
+            fs.delete_file(self.path(probe))
         except (OSError, ValueError) as err:
             raise storage_error(self.uri, err, "writing") from None
 

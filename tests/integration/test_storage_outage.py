@@ -1,0 +1,82 @@
+"""Object storage going away and coming back, through a loopback proxy in front of moto.
+
+The filesystem retries transient failures for its budget (`HMTL_STORAGE_RETRY_S`), survives
+pickling (what Ray does to it), and preflight still fails within seconds.
+"""
+
+import pickle
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+from tcp_proxy import TcpProxy
+
+from orchestration.store import Store
+from trainables.data.retrying import BUDGET_ENV
+from trainables.data.storage import StorageError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def proxy(s3_server):
+    parts = urlsplit(s3_server.endpoint)
+    with TcpProxy((parts.hostname, parts.port)) as proxy:
+        yield proxy
+
+
+def _store(s3_server, proxy, prefix: str) -> Store:
+    return Store.open(f"s3://{s3_server.bucket}/{prefix}?endpoint_override={proxy.endpoint}")
+
+
+def _reopen_after(proxy: TcpProxy, seconds: float) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), proxy.open()), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_write_during_an_outage_lands_once_the_store_is_back(s3_server, proxy, monkeypatch):
+    monkeypatch.setenv(BUDGET_ENV, "30")
+    store = _store(s3_server, proxy, "outage-write")
+    # What Ray does to the filesystem before a trial uses it.
+    fs = pickle.loads(pickle.dumps(store.filesystem))
+    store = Store(store.uri, fs, store.root)
+    proxy.close()
+    reopened = _reopen_after(proxy, 3)
+    start = time.monotonic()
+    store.write_text("state.json", '{"epoch": 2}')
+    assert time.monotonic() - start >= 2.5
+    reopened.join()
+    assert store.read_text("state.json") == '{"epoch": 2}'
+
+
+def test_a_write_that_outlasts_the_budget_fails_and_keeps_what_was_stored(
+    s3_server, proxy, monkeypatch
+):
+    monkeypatch.setenv(BUDGET_ENV, "2")
+    store = _store(s3_server, proxy, "outage-budget")
+    store.write_text("state.json", "first")
+    proxy.close()
+    start = time.monotonic()
+    with pytest.raises(StorageError, match="cannot reach the storage endpoint"):
+        store.write_text("state.json", "second")
+    assert 1.5 <= time.monotonic() - start < 15
+    proxy.open()
+    assert store.read_text("state.json") == "first"
+
+
+def test_preflight_fails_within_seconds_despite_the_budget(s3_server, proxy, monkeypatch):
+    monkeypatch.setenv(BUDGET_ENV, "180")
+    store = _store(s3_server, proxy, "outage-preflight")
+    proxy.close()
+    start = time.monotonic()
+    with pytest.raises(StorageError, match="cannot reach the storage endpoint"):
+        store.check_writable()
+    assert time.monotonic() - start < 10
+
+
+def test_a_budget_that_is_not_a_number_is_one_line(s3_server, monkeypatch):
+    monkeypatch.setenv(BUDGET_ENV, "two minutes")
+    with pytest.raises(StorageError, match=f"{BUDGET_ENV}='two minutes': not a number"):
+        Store.open(s3_server.uri("anything"))
