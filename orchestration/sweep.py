@@ -78,6 +78,10 @@ def preflight(space: SearchSpace, storage: str) -> None:
 
 
 MANIFEST = "hmtl-sweep.json"
+# Tune restarts an errored trial from its latest checkpoint this many times. Storage calls
+# already wait out an outage for HMTL_STORAGE_RETRY_S, and each restart waits again before
+# training, so a storage outage costs a trial a restart only once a whole budget is spent.
+TRIAL_RETRIES = 3
 # Tune snapshots the experiment state (what resume reads) at most every 10 s by default; a
 # sweep killed inside that window comes back without its newest trials, which then start
 # over as new trials. The state is small, so it is written every second.
@@ -227,7 +231,7 @@ def _run_config(
         callbacks=[tracker, *callbacks],
         progress_reporter=reporter,
         verbose=verbose,
-        failure_config=ray.tune.FailureConfig(max_failures=1),
+        failure_config=ray.tune.FailureConfig(max_failures=TRIAL_RETRIES),
     )
 
 

@@ -80,3 +80,50 @@ def test_a_budget_that_is_not_a_number_is_one_line(s3_server, monkeypatch):
     monkeypatch.setenv(BUDGET_ENV, "two minutes")
     with pytest.raises(StorageError, match=f"{BUDGET_ENV}='two minutes': not a number"):
         Store.open(s3_server.uri("anything"))
+
+
+@pytest.mark.slow
+def test_a_sweep_rides_out_a_30s_storage_outage(local_ray, s3_server, proxy, tmp_path):
+    """Storage refused for 30 s once the first checkpoint is stored: every trial still
+    finishes, every epoch is reported once, and nobody has to run `hmtl resume`."""
+    import boto3
+    from helpers import tiny_space
+    from mlflow.tracking import MlflowClient
+
+    from orchestration.sweep import run_sweep
+    from orchestration.tracking import ROLE_TAG
+
+    epochs, outage = 5, {}
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint)  # moto itself, not the proxy
+
+    def cut_storage_once_training_checkpoints() -> None:
+        while "start" not in outage:
+            listed = s3.list_objects_v2(Bucket=s3_server.bucket, Prefix="outage-sweep/")
+            if any("/checkpoint_" in o["Key"] for o in listed.get("Contents", [])):
+                proxy.close()
+                outage["start"] = time.monotonic()
+            time.sleep(0.2)
+        time.sleep(30)
+        proxy.open()
+        outage["end"] = time.monotonic()
+
+    watcher = threading.Thread(target=cut_storage_once_training_checkpoints, daemon=True)
+    watcher.start()
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    storage = f"s3://{s3_server.bucket}/outage-sweep?endpoint_override={proxy.endpoint}"
+    space = tiny_space(tmp_path, name="it-outage", epochs=epochs, num_samples=2)
+    started = time.monotonic()
+    result = run_sweep(space, storage, tracking, verbose=0)
+    finished = time.monotonic()
+    print(f"sweep {finished - started:.0f} s, outage from {outage.get('start', 0) - started:.0f} s")
+    watcher.join(timeout=60)
+
+    assert "end" in outage and outage["end"] < finished, "the outage did not hit the sweep"
+    assert (result.trials, result.errors) == (2, 0)
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("it-outage")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'")
+    assert len(runs) == 2
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "val/balanced_accuracy")
+        assert sorted(m.step for m in history) == list(range(1, epochs + 1))

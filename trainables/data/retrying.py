@@ -33,7 +33,7 @@ import pyarrow.fs as pafs
 BUDGET_ENV = "HMTL_STORAGE_RETRY_S"
 DEFAULT_BUDGET_S = 180.0
 FIRST_DELAY_S = 0.5
-MAX_DELAY_S = 15.0
+MAX_DELAY_S = 5.0
 _SPOOL_IN_MEMORY = 16 * 1024 * 1024
 _TRANSIENT = re.compile(
     r"NETWORK_CONNECTION|Could not connect|curlCode|Couldn't connect|Connection refused|"
