@@ -67,9 +67,12 @@ class Store:
         except (OSError, ValueError) as err:
             raise storage_error(self.display(name), err, "writing") from None
 
-    def read_text(self, name: str) -> str:
+    def read_text(self, name: str, fail_fast: bool = False) -> str:
+        """The text of `name`; `fail_fast` for a command's first touch of the store, where an
+        unreachable endpoint is reported at once instead of waited out."""
+        fs = without_retries(self.fs) if fail_fast else self.fs
         try:
-            with self.fs.open_input_stream(self.path(name)) as f:
+            with fs.open_input_stream(self.path(name)) as f:
                 return f.read().decode()
         except FileNotFoundError:
             raise

@@ -179,7 +179,7 @@ def write_manifest(store: Store, space: SearchSpace, tracking_uri: str) -> None:
 def read_manifest(path: str) -> dict[str, Any]:
     sweep = Store.open(path)
     try:
-        text = sweep.read_text(MANIFEST)
+        text = sweep.read_text(MANIFEST, fail_fast=True)  # resume/status/report start here
     except FileNotFoundError:
         raise SpaceError(f"{sweep.uri}: not a sweep folder (no {MANIFEST})") from None
     try:

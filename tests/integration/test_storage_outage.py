@@ -130,3 +130,21 @@ def test_a_sweep_rides_out_a_30s_storage_outage(local_ray, s3_server, proxy, tmp
     for run in runs:
         history = client.get_metric_history(run.info.run_id, "val/balanced_accuracy")
         assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+
+
+def test_resume_of_an_unreachable_sweep_is_one_line_within_seconds(s3_server, proxy, monkeypatch):
+    from click.testing import CliRunner
+
+    from orchestration.cli import main
+
+    monkeypatch.setenv(BUDGET_ENV, "180")
+    sweep = f"s3://{s3_server.bucket}/runs/sweeps/any?endpoint_override={proxy.endpoint}"
+    proxy.close()
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["resume", sweep])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"hmtl: error: s3://{s3_server.bucket}/runs/sweeps/any/hmtl-sweep.json: reading failed: "
+        "cannot reach the storage endpoint"
+    ]
+    assert time.monotonic() - start < 10

@@ -46,7 +46,8 @@ def filesystem_for(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem for `uri` and the path to use on it.
 
     Local paths (plain or `file://`) give a LocalFileSystem and an absolute path; `s3://`
-    URIs an S3FileSystem behind `RetryingS3` and `bucket/prefix`. Other schemes are a StorageError.
+    URIs an S3FileSystem behind `RetryingS3` and `bucket/prefix`. Other schemes are a
+    StorageError.
     """
     text = str(uri)
     if text.startswith("file://"):
