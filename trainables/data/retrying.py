@@ -1,10 +1,11 @@
 """Object storage that rides out outages: every S3 call retried with backoff and jitter.
 
-pyarrow's own retry strategies cannot do this for Ray. Measured against a refused port
-(2-core VM, pyarrow's S3 client): `AwsStandardS3RetryStrategy` gave up after 1-2 s with 3
-attempts, 8-14 s with 6 and ~48 s with 8 (random, capped delays); `AwsDefaultS3RetryStrategy`
-after 0.16 s, 1.6 s and 6.4 s (25 ms doubling, no jitter). Worse, an `S3FileSystem` pickles
-without its retry strategy, so the trial processes Ray ships it to fall back to 3 attempts.
+pyarrow's own retry strategies cannot do this for Ray. Against a refused port
+(benchmarks/storage_retry.py, BENCHMARKS.md) `AwsStandardS3RetryStrategy` gave up after
+1-2 s with 3 attempts, 8-20 s with 6, ~50 s with 8 and ~70 s with 10 (random, capped
+delays); `AwsDefaultS3RetryStrategy` after 0.16 s, 1.6 s, 6.4 s and 26 s (25 ms doubling, no
+jitter): a budget only as an attempt count. Worse, an `S3FileSystem` pickles without its
+retry strategy, so in the trial processes Ray ships it to it falls back to 3 attempts.
 
 `RetryingS3` is a `pyarrow.fs.PyFileSystem` handler that keeps the S3 options (never
 credentials: those come from the AWS chain in each process), builds the S3 client lazily
