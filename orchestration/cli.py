@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from orchestration.cli_data import data_group
 from orchestration.cli_jobs import logs_command, stop_command, submit_command
 from orchestration.cli_train import train_command
 from trainables.config import ConfigError
-from trainables.data.storage import StorageError
+from trainables.data.storage import StorageError, join
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,8 +111,7 @@ def sweep_command(
         fail(str(err))
     click.echo(sweep_summary(result, spec.metrics[0]))
     click.echo(f"\nMLflow UI: {mlflow_ui_command(tracking_uri)}")
-    if result.best_trial is None:
-        sys.exit(1)
+    finish(result, join(storage, "sweeps", spec.name), address)
 
 
 @main.command("resume")
@@ -136,6 +136,7 @@ def resume_command(sweep_uri: str, address: str | None) -> None:
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, result_metric(manifest)))
+    finish(result, sweep_uri, address)
 
 
 @main.command("status")
@@ -178,6 +179,25 @@ def report_command(sweep_uri: str, out: str | None, tracking_uri: str | None) ->
 def result_metric(manifest: dict) -> str:
     metric = manifest["space"].get("metric", "val/balanced_accuracy")
     return metric[0] if isinstance(metric, list) else metric
+
+
+# Exit codes of `hmtl sweep` and `hmtl resume` (README "Exit codes"); 2 is `fail`'s.
+NO_METRIC_EXIT = 1
+ERRORED_EXIT = 3
+
+
+def finish(result, sweep_uri: str, address: str | None) -> None:
+    """Exit 3 with the exact resume command when trials errored, 1 when no trial reported
+    the metric; return (exit 0) otherwise."""
+    if result.errors:
+        command = ["hmtl", "resume", sweep_uri, *(["--address", address] if address else [])]
+        click.echo(
+            f"\n{result.errors} trial(s) errored; continue them from their latest checkpoints "
+            f"with:\n  {shlex.join(command)}"
+        )
+        sys.exit(ERRORED_EXIT)
+    if result.best_trial is None:
+        sys.exit(NO_METRIC_EXIT)
 
 
 def sweep_summary(result, metric: str) -> str:

@@ -128,7 +128,7 @@ def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
     try:
         if "://" in uri and not is_remote(uri):
             filesystem_for(uri)  # refuses the scheme, instead of reading it as a local path
-        prepared = read_prepared(uri)
+        prepared = read_prepared(uri, fail_fast=True)
     except _data_errors() as err:
         fail(str(err))
     except NotADirectoryError:

@@ -8,6 +8,7 @@ that can never be placed is refused with a message instead of waiting forever.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -175,21 +176,54 @@ def check_local(
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join a running cluster (`auto` or HOST:PORT) or start local Ray on 127.0.0.1."""
+    """Join a running cluster (`auto` or HOST:PORT) or start local Ray on 127.0.0.1.
+
+    Either way, trials will not carry AWS credentials in their runtime envs."""
     import ray
 
+    from orchestration.credentials import keep_credentials_out_of_runtime_envs
+
+    keep_credentials_out_of_runtime_envs()
     if ray.is_initialized():
         return
     if address:
         ray.init(address=address, log_to_driver=True)
         return
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        _node_ip_address="127.0.0.1",
-        log_to_driver=True,
-    )
+    with _loopback_only():
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            _node_ip_address="127.0.0.1",
+            log_to_driver=True,
+        )
+
+
+# Ray 2.60 turns a node IP of 127.0.0.1 into the machine's address (`resolve_ip_for_localhost`)
+# unless it runs as a single-machine "cluster" (its Windows/macOS default). Then its node IP
+# is 127.0.0.1, and gcs_server, raylet, core workers and both agents bind to it instead of
+# all interfaces or the external address.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """While local Ray starts: single-machine mode in this process (Ray's module constant,
+    read when it was imported) and in the processes it spawns (their environment). Undone
+    afterwards, so that a later `ray start --address` from this environment still works."""
+    from ray._private import ray_constants
+
+    saved_env, saved_flag = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = saved_env
 
 
 def cluster_nodes() -> list[NodeShape]:

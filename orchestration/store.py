@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
+from trainables.data.retrying import without_retries
 from trainables.data.storage import StorageError, filesystem_for, redact, storage_error
 
 
@@ -66,9 +67,12 @@ class Store:
         except (OSError, ValueError) as err:
             raise storage_error(self.display(name), err, "writing") from None
 
-    def read_text(self, name: str) -> str:
+    def read_text(self, name: str, fail_fast: bool = False) -> str:
+        """The text of `name`; `fail_fast` for a command's first touch of the store, where an
+        unreachable endpoint is reported at once instead of waited out."""
+        fs = without_retries(self.fs) if fail_fast else self.fs
         try:
-            with self.fs.open_input_stream(self.path(name)) as f:
+            with fs.open_input_stream(self.path(name)) as f:
                 return f.read().decode()
         except FileNotFoundError:
             raise
@@ -79,11 +83,12 @@ class Store:
         """Fail fast, with one line, on a missing bucket, denied access or an unreachable
         endpoint, by writing and removing a probe object."""
         probe = f".hmtl-write-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        fs = without_retries(self.fs)  # an outage at the start is reported, not waited out
         try:
-            self.fs.create_dir(self.root, recursive=True)
-            with self.fs.open_output_stream(self.path(probe)) as out:
+            fs.create_dir(self.root, recursive=True)
+            with fs.open_output_stream(self.path(probe)) as out:
                 out.write(b"")
-            self.fs.delete_file(self.path(probe))
+            fs.delete_file(self.path(probe))
         except (OSError, ValueError) as err:
             raise storage_error(self.uri, err, "writing") from None
 

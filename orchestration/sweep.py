@@ -93,6 +93,10 @@ def _shape_searched(space: SearchSpace) -> bool:
 
 
 MANIFEST = "hmtl-sweep.json"
+# Tune restarts an errored trial from its latest checkpoint this many times. Storage calls
+# already wait out an outage for HMTL_STORAGE_RETRY_S, and each restart waits again before
+# training, so a storage outage costs a trial a restart only once a whole budget is spent.
+TRIAL_RETRIES = 3
 # Tune snapshots the experiment state (what resume reads) at most every 10 s by default; a
 # sweep killed inside that window comes back without its newest trials, which then start
 # over as new trials. The state is small, so it is written every second.
@@ -196,7 +200,7 @@ def write_manifest(store: Store, space: SearchSpace, tracking_uri: str) -> None:
 def read_manifest(path: str) -> dict[str, Any]:
     sweep = Store.open(path)
     try:
-        text = sweep.read_text(MANIFEST)
+        text = sweep.read_text(MANIFEST, fail_fast=True)  # resume/status/report start here
     except FileNotFoundError:
         raise SpaceError(f"{sweep.uri}: not a sweep folder (no {MANIFEST})") from None
     try:
@@ -248,7 +252,7 @@ def _run_config(
         callbacks=[tracker, *callbacks],
         progress_reporter=reporter,
         verbose=verbose,
-        failure_config=ray.tune.FailureConfig(max_failures=1),
+        failure_config=ray.tune.FailureConfig(max_failures=TRIAL_RETRIES),
     )
 
 

@@ -64,6 +64,10 @@ def make_trial(
 
     def run_trial(params: dict[str, Any]) -> None:
         cfg = resolve_paths(space.trial_config(params), origin)
+        if storage_filesystem is not None:
+            # A trial Tune retries after a storage outage first waits, with backoff, for the
+            # store to answer (trainables/data/retrying.py) rather than failing again at once.
+            storage_filesystem.get_file_info(sweep_path)
         if not plan.use_train:
             train(cfg, TuneSession())
             return

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from trainables.data.retrying import without_retries
 from trainables.data.storage import (
     StorageError,
     cache_root,
@@ -123,7 +124,7 @@ class PreparedWriter:
     def __enter__(self) -> PreparedWriter:
         try:
             # Also the first write probe: a missing bucket or a read-only store fails here.
-            self.fs.create_dir(self.staging, recursive=True)
+            without_retries(self.fs).create_dir(self.staging, recursive=True)
         except OSError as err:
             raise storage_error(self.out, err, "creating the dataset folder") from None
         self._open = True
@@ -338,18 +339,24 @@ def _update_digest(digest, table: pa.Table) -> None:
             digest.update(col.encode() + b"=" + len(raw).to_bytes(8, "little") + raw)
 
 
-def read_prepared(uri: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Prepared:
+def read_prepared(
+    uri: str | os.PathLike, cache_dir: str | os.PathLike | None = None, fail_fast: bool = False
+) -> Prepared:
     """Read a prepared dataset (a local folder or an S3 URI), checking the card against
     the shards. S3 datasets are read through the node cache (`fetch_to_cache`)."""
-    folder = fetch_to_cache(str(uri), cache_dir) if is_remote(uri) else Path(uri)
+    folder = fetch_to_cache(str(uri), cache_dir, fail_fast) if is_remote(uri) else Path(uri)
     return _read_folder(folder)
 
 
-def fetch_to_cache(uri: str, cache_dir: str | os.PathLike | None = None) -> Path:
+def fetch_to_cache(
+    uri: str, cache_dir: str | os.PathLike | None = None, fail_fast: bool = False
+) -> Path:
     """The local copy of the dataset at S3 `uri`, downloaded on first use.
 
     The copy lives at `<cache>/<fingerprint>/`. A URI ending in the fingerprint (the form
     `prepare` publishes) is served from the cache without contacting the store at all.
+    `fail_fast`: the first touch (the card) does not wait out an outage (commands a user
+    runs by hand); trials wait, retrying for the storage budget.
     """
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     last = uri.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
@@ -357,7 +364,8 @@ def fetch_to_cache(uri: str, cache_dir: str | os.PathLike | None = None) -> Path
         return root / last
     fs, path = filesystem_for(uri)
     try:
-        with fs.open_input_stream(f"{path}/card.json") as f:
+        first = without_retries(fs) if fail_fast else fs
+        with first.open_input_stream(f"{path}/card.json") as f:
             card = json.loads(f.read())
     except FileNotFoundError:
         bucket = path.split("/", 1)[0]

@@ -8,6 +8,9 @@ take from `AWS_ENDPOINT_URL`. It comes from, in this order:
 2. the `HMTL_S3_ENDPOINT` environment variable (e.g. `http://minio.internal:9000`), the
    setting for a whole cluster, so configs and cards keep plain `s3://` URIs.
 
+Every S3 call retries transient failures for `HMTL_STORAGE_RETRY_S` seconds (see
+`retrying.py`); preflight checks use `without_retries` and fail within seconds.
+
 Credentials come only from the standard AWS chain (environment, profile, instance role).
 A URI that carries them (`s3://KEY:SECRET@bucket`, `?access_key=`, `?secret_key=`,
 `?session_token=`) is refused, so they never reach a card, a log line or an MLflow param.
@@ -22,6 +25,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.fs as pafs
+
+from trainables.data.retrying import RetryingS3, retry_budget
 
 ENDPOINT_ENV = "HMTL_S3_ENDPOINT"
 CACHE_ENV = "HMTL_CACHE_DIR"
@@ -41,7 +46,8 @@ def filesystem_for(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem for `uri` and the path to use on it.
 
     Local paths (plain or `file://`) give a LocalFileSystem and an absolute path; `s3://`
-    URIs an S3FileSystem and `bucket/prefix`. Other schemes are a StorageError.
+    URIs an S3FileSystem behind `RetryingS3` and `bucket/prefix`. Other schemes are a
+    StorageError.
     """
     text = str(uri)
     if text.startswith("file://"):
@@ -75,12 +81,11 @@ def filesystem_for(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     region = (
         query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     )
-    options: dict = {
-        "connect_timeout": 5.0,
-        "request_timeout": 60.0,
-        # Fail within seconds on an unreachable store instead of retrying for minutes.
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
-    }
+    try:
+        budget = retry_budget()
+    except ValueError as err:
+        raise StorageError(str(err)) from None
+    options: dict = {"connect_timeout": 5.0, "request_timeout": 60.0}
     if endpoint:
         scheme, _, host = endpoint.rpartition("://")
         options["endpoint_override"] = host or endpoint
@@ -95,7 +100,8 @@ def filesystem_for(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
             # Unresolvable: let the first request report what is wrong with the bucket.
             with contextlib.suppress(OSError):
                 options["region"] = pafs.resolve_s3_region(parts.netloc)
-    return pafs.S3FileSystem(**options), path
+    # Outages are ridden out call by call; `without_retries` gives the fail-fast client.
+    return pafs.PyFileSystem(RetryingS3(options, budget)), path
 
 
 def join(uri: str | os.PathLike, *names: str) -> str:
