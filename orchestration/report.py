@@ -60,7 +60,7 @@ class Report:
 
 
 def build_report(
-    sweep_uri: str, out: str | Path | None = None, tracking_uri: str | None = None
+    sweep_uri: str | Store, out: str | Path | None = None, tracking_uri: str | None = None
 ) -> Report:
     """Draw the sweep at `sweep_uri`, write its trial table, log both to its parent run.
 

@@ -32,7 +32,7 @@ class TrialRow:
         return self.peak.value if self.peak else None
 
 
-def trial_rows(path: str) -> tuple[list[TrialRow], str, str]:
+def trial_rows(path: str | Store) -> tuple[list[TrialRow], str, str]:
     """Every trial of the sweep at `path` with its state, peak and history; plus metric, mode."""
     from ray.tune import ExperimentAnalysis
 
@@ -48,7 +48,7 @@ def trial_rows(path: str) -> tuple[list[TrialRow], str, str]:
             for c in trial.run_metadata.checkpoint_manager.best_checkpoint_results
         ]
         peak = trial_peak(results, checkpoints, metric, mode)
-        if peak and peak.checkpoint:
+        if peak and peak.checkpoint:  # a TorchTrainer trial's reported path lacks the scheme
             peak = Peak(peak.epoch, peak.value, sweep.as_uri(peak.checkpoint))
         rows.append(
             TrialRow(
