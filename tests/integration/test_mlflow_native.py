@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 2-epoch tiny training's checkpoints (synthetic faces) and artifacts folder."""
+    """The artifacts folder of a 2-epoch tiny training (synthetic faces), best epoch 1."""
     from trainables.config import build_config
 
     root = tmp_path_factory.mktemp("native")
@@ -50,11 +50,11 @@ def trained(tmp_path_factory):
     )
     train(cfg, LocalSession(root / "run", log=None))
     index = {int(p.name.rsplit("_", 1)[1]): str(p) for p in (root / "run").glob("checkpoint_*")}
-    return root, trial_artifacts(index, 1, root / "scratch")
+    return trial_artifacts(index, 1, root / "scratch")
 
 
 def test_trial_outputs_are_a_dataset_and_a_loadable_model(trained, tmp_path):
-    root, artifacts = trained
+    artifacts = trained
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.create_experiment("native", artifact_location=tmp_path.as_uri())
     tag_training_experiment(client, experiment)
