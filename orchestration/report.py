@@ -1,10 +1,13 @@
 """`hmtl report`: figures and a table of a sweep's trials, logged to its MLflow parent run.
 
 Reads only storage (Tune's experiment state and the Optuna study the searcher saved beside
-it), so Ray need not run. Tune says what each trial reported last; the Optuna study says
-what the sampler learned from: COMPLETE trials with their final value, PRUNED ones (stopped
-by ASHA) with the value of the last epoch they reached, FAIL. Every file is written under a
-temporary name and renamed into place, so an interrupted report leaves nothing half-written.
+it), so Ray need not run. Tune's results give every trial's metric per epoch: the table
+ranks trials by their best epoch (orchestration/best.py), and importances and metric-vs-
+parameter plots compare trials at ASHA's rungs (orchestration/rungs.py), so trials stopped
+early count. The Optuna study says what the sampler learned from (the history plot):
+COMPLETE trials with their final value, PRUNED ones (stopped by ASHA) with the value of the
+last epoch they reached, FAIL. Every file is written under a temporary name and renamed into
+place, so an interrupted report leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from orchestration.rungs import common_rung, space_rungs
 from orchestration.search import HmtlOptunaSearch
 from orchestration.space import SearchSpace, SpaceError, validate_space
 from orchestration.status import TrialRow, trial_rows
@@ -86,17 +90,25 @@ def build_report(
         plot(fig.add_subplot())
         return _atomic(folder / name, lambda path: fig.savefig(path, format="png", dpi=110))
 
+    # Trials compared where they all reported: at ASHA's rungs (orchestration/rungs.py).
+    histories = {r.trial_id: r.history for r in rows}
+    rungs, asha = space_rungs(space, histories)
+    at = Rung(common_rung(histories, rungs), rungs, asha)
+    if len(space.metrics) == 1:
+        importances = partial(_rung_importances, rows=rows, space=space, at=at)
+    else:  # no early stopping with several objectives: Optuna's complete trials
+        importances = partial(_importances, study=study, space=space)
     files = [
         draw("optimization_history.png", lambda ax: _history(ax, study, metric, mode)),
-        draw("param_importances.png", lambda ax: _importances(ax, study, space)),
+        draw("param_importances.png", importances),
     ]
     for key, dist in space.distributions().items():
         if _numeric(dist):
             log = getattr(dist, "log", False)
-            plot = partial(_versus, rows=rows, kind=kind, key=key, log=log, metric=metric)
+            plot = partial(_versus, rows=rows, key=key, log=log, metric=metric, at=at)
             files.append(draw(f"metric_vs_{key}.png", plot))
     if "augmentation.level" in space.space:
-        plot = partial(_levels, rows=rows, kind=kind, space=space, metric=metric)
+        plot = partial(_levels, rows=rows, kind=kind, space=space, metric=metric, at=at)
         files.append(draw("augmentation_levels.png", plot))
     csv_text, md_text = _tables(rows, ot, space, mode)
     files.append(_atomic(folder / "trials.csv", lambda path: path.write_text(csv_text)))
@@ -158,13 +170,55 @@ def _history(ax, study: optuna.Study, metric: str, mode: str) -> None:
     _finish(ax, done, "no trial has finished")
 
 
-def _importances(ax, study: optuna.Study, space: SearchSpace) -> None:
+@dataclass(frozen=True)
+class Rung:
+    """Where trials are compared: the common rung, every rung, and whether they are ASHA's."""
+
+    common: int | None
+    rungs: list[int]
+    asha: bool
+
+    def label(self, epoch: int) -> str:
+        if not self.asha:
+            return f"epoch {epoch}, reached by every trial"
+        first = " (the grace period)" if self.rungs and epoch == self.rungs[0] else ""
+        return f"ASHA rung at epoch {epoch}{first}"
+
+
+def _rung_importances(ax, rows: list[TrialRow], space: SearchSpace, at: Rung) -> None:
+    """Optuna's parameter importances over every trial's value at the common rung, so
+    trials ASHA stopped count as much as complete ones."""
+    dists = space.distributions()
+    study = optuna.create_study(direction="maximize" if space.modes[0] == "max" else "minimize")
+    for row in rows:
+        if at.common is None or at.common not in row.history:
+            continue
+        try:
+            params = {k: row.params[k] for k in dists}
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=dists, value=row.history[at.common]
+                )
+            )
+        except (KeyError, ValueError):
+            continue  # a trial without every searched value (or outside the space now)
+    where = "no common rung" if at.common is None else at.label(at.common)
+    title = f"Parameter importances\n{space.metrics[0]} at {where}, {len(study.trials)} trials"
+    _importances(ax, study, space, title, "not enough trials at a common rung")
+
+
+def _importances(
+    ax, study: optuna.Study, space: SearchSpace, title: str | None = None, few: str | None = None
+) -> None:
     """Optuna's parameter importances over COMPLETE trials (the first metric if several)."""
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     varying = [k for k in space.space if len({repr(t.params.get(k)) for t in complete}) > 1]
-    ax.set_title(f"Parameter importances\n{space.metrics[0]}, {len(complete)} complete trials")
+    ax.set_title(
+        title or f"Parameter importances\n{space.metrics[0]}, {len(complete)} complete trials"
+    )
     if len(complete) < 2 or not varying:
-        return _finish(ax, [], "not enough trials: 2 complete ones with differing values needed")
+        few = few or "not enough trials"
+        return _finish(ax, [], f"{few}: 2 complete ones with differing values needed")
     sign = -1.0 if space.modes[0] == "max" else 1.0
     # With several objectives, PED-ANOVA is given a target and ranks what makes it low.
     target = (lambda t: sign * t.values[0]) if len(space.modes) > 1 else None
@@ -179,25 +233,40 @@ def _importances(ax, study: optuna.Study, space: SearchSpace) -> None:
     ax.set_xlabel("importance (normalised to 1)")
 
 
-def _versus(ax, rows: list[TrialRow], kind: dict, key: str, log: bool, metric: str) -> None:
-    """The metric each trial reported last against its value of `key`."""
-    rows = [r for r in rows if r.metric is not None and isinstance(r.params.get(key), int | float)]
-    _scatter(
-        ax,
-        [r.params[key] for r in rows],
-        [r.metric for r in rows],
-        [kind[r.trial_id] for r in rows],
-    )
+def _versus(ax, rows: list[TrialRow], key: str, log: bool, metric: str, at: Rung) -> None:
+    """The metric against `key`: every trial at each ASHA rung it reached (one colour a
+    rung), or without ASHA at the common rung."""
+    rows = [r for r in rows if isinstance(r.params.get(key), int | float)]
+    shown = at.rungs if at.asha else [at.common] if at.common is not None else []
+    drawn = []
+    for i, epoch in enumerate(shown):
+        there = [r for r in rows if epoch in r.history]
+        if not there:
+            continue
+        label = f"epoch {epoch}: {len(there)} trial{'s' if len(there) != 1 else ''}"
+        ax.scatter(
+            [r.params[key] for r in there],
+            [r.history[epoch] for r in there],
+            label=label,
+            color=f"C{i % 10}",
+            marker="os^Dv<>p*h"[i % 10],
+        )
+        drawn += there
     if log:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
-    ax.set(xlabel=key, ylabel=f"{metric} (last reported)", title=f"{metric} against {key}")
-    _finish(ax, rows, f"no trial reported {metric}")
+    where = "ASHA rungs" if at.asha else "no common rung" if at.common is None else None
+    where = where or at.label(at.common)
+    ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key}\nat {where}")
+    _finish(ax, drawn, f"no trial reported {metric}")
 
 
-def _levels(ax, rows: list[TrialRow], kind: dict, space: SearchSpace, metric: str) -> None:
-    """The metric per augmentation level, side by side (split by `model.pretrained` none or
-    set, when searched): boxes over complete trials, every trial as a point."""
+def _levels(
+    ax, rows: list[TrialRow], kind: dict, space: SearchSpace, metric: str, at: Rung
+) -> None:
+    """The metric at the common rung per augmentation level, side by side (split by
+    `model.pretrained` none or set, when searched): boxes over every trial that reached
+    the rung, each trial a point marked by its state."""
     split = "model.pretrained" in space.space
     groups = [
         (level, pretrained)
@@ -209,20 +278,21 @@ def _levels(ax, rows: list[TrialRow], kind: dict, space: SearchSpace, metric: st
         mine = [
             r
             for r in rows
-            if r.metric is not None
+            if at.common in r.history
             and r.params.get("augmentation.level") == level
             and (pretrained is None or pretrained == _is_set(r.params.get("model.pretrained")))
         ]
-        boxed = [r.metric for r in mine if kind[r.trial_id] == "COMPLETE"]
+        boxed = [r.history[at.common] for r in mine]
         if boxed:
             ax.boxplot([boxed], positions=[pos], widths=0.5, showfliers=False)
         xs += [pos + jitter.uniform(-0.12, 0.12) for _ in mine]
         points += mine
-    _scatter(ax, xs, [r.metric for r in points], [kind[r.trial_id] for r in points])
+    _scatter(ax, xs, [r.history[at.common] for r in points], [kind[r.trial_id] for r in points])
     names = [f"{lv}\n{'pretrained' if p else 'from scratch'}" if split else lv for lv, p in groups]
     ax.set_xticks(range(1, len(groups) + 1), names)
-    ax.set(xlabel="augmentation.level", ylabel=f"{metric} (last reported)")
-    ax.set_title("Per augmentation level (boxes: complete trials)")
+    where = "no common rung" if at.common is None else at.label(at.common)
+    ax.set(xlabel="augmentation.level", ylabel=metric)
+    ax.set_title(f"Per augmentation level, at {where}")
     _finish(ax, points, f"no trial reported {metric}")
 
 
@@ -230,17 +300,19 @@ def _tables(
     rows: list[TrialRow], ot: dict[str, FrozenTrial], space: SearchSpace, mode: str
 ) -> tuple[str, str]:
     """trials.csv (Tune's order, full precision) and trials.md (best first, 4 digits).
-    The first metric is Tune's last result; further objectives are Optuna's final values."""
+    The first metric is the trial's value at its best epoch (orchestration/best.py);
+    further objectives are Optuna's final values."""
     metrics, keys = space.metrics, list(space.space)
     table = []
     for r in rows:
         t = ot.get(r.trial_id)
         extra = [t.values[i] if t and t.values else None for i in range(1, len(metrics))]
         state = t.state.name if t else "-"
-        table.append(
-            [r.trial_id, r.state, state, r.epoch, r.metric, *extra, *map(r.params.get, keys)]
-        )
-    header = ["trial", "tune_state", "optuna_state", "epochs", *metrics, *keys]
+        best_epoch = r.peak.epoch if r.peak else None
+        values = [r.params.get(k) for k in keys]
+        table.append([r.trial_id, r.state, state, r.epoch, r.metric, best_epoch, *extra, *values])
+    header = ["trial", "tune_state", "optuna_state", "epochs", metrics[0], "best_epoch"]
+    header += [*metrics[1:], *keys]
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(
         [header, *[["" if v is None else v for v in row] for row in table]]
