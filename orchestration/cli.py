@@ -201,7 +201,7 @@ def sweep_command(
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, spec.metrics[0]))
-    click.echo(f"\nMLflow UI: {mlflow_ui_command(tracking_uri)}")
+    click.echo(f"\nMLflow UI: {mlflow_ui_command(tracking_uri, spec.name)}")
     if result.best_trial is None:
         sys.exit(1)
 

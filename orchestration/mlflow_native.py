@@ -16,6 +16,7 @@ Every function takes an `MlflowClient` and plain values, so a caller may queue t
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,34 @@ from orchestration.store import Store
 KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
 """What MLflow 3.17's UI calls the training-runs view (its bundle's CUSTOM_MODEL_DEVELOPMENT)."""
-MODEL_NAME = "model"
+WORKFLOW = "machine_learning"
+"""The UI's workflow switch (`?workflowType=`) value for training runs."""
+MODEL_NAME = "expression-classifier"
 MODEL_TAG = "hmtl.model_id"
 DIGEST_CHARS = 36  # MLflow's datasets.digest column is VARCHAR(36); the full one is profiled
 
 
 def tag_training_experiment(client: MlflowClient, experiment_id: str) -> None:
-    """Open the experiment on MLflow's training-runs view."""
+    """Mark the experiment as model training (MLflow clients and older UIs read the tag)."""
     client.set_experiment_tag(experiment_id, KIND_TAG, TRAINING_KIND)
+
+
+def training_view_path(tracking_uri: str, experiment: str) -> str:
+    """The UI path of the experiment's training runs, e.g. `/#/experiments/3?workflowType=
+    machine_learning` ("/" when it cannot be looked up). MLflow 3.17's UI chooses between its
+    GenAI and machine-learning views by a sidebar switch (default GenAI, kept in the
+    browser) or this query parameter; with the switch it no longer reads the experiment tag."""
+    from mlflow.exceptions import MlflowException
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).exists():
+        return "/"  # MlflowClient would create an empty database
+    try:
+        found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    except (MlflowException, OSError):
+        return "/"
+    if found is None:
+        return "/"
+    return f"/#/experiments/{found.experiment_id}?workflowType={WORKFLOW}"
 
 
 def dataset_input(card: dict[str, Any], source: str) -> DatasetInput:
@@ -96,6 +117,9 @@ def log_classifier(
         source_run_id=run_id,
         tags={"hmtl.epoch": str(step), "hmtl.classes": ",".join(classifier.classes)},
     )
+    quiet = logging.getLogger("mlflow.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its pickle warning, once per trial: the choice is ours
     try:
         with tempfile.TemporaryDirectory(prefix="hmtl-model-") as scratch:
             local = str(Path(scratch, MODEL_NAME))
@@ -121,22 +145,28 @@ def log_classifier(
     except Exception:
         client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
         raise
+    finally:
+        quiet.setLevel(level)
     client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=step)])
     client.log_batch(run_id, tags=[RunTag(MODEL_TAG, model.model_id)])
     return model.model_id
 
 
-def log_trial_outputs(client: MlflowClient, run_id: str, artifacts: Path) -> str | None:
+def log_trial_outputs(
+    client: MlflowClient, run_id: str, artifacts: Path, parent_id: str | None = None
+) -> str | None:
     """Dataset input and model of a finished trial, from the folder `trial_artifacts` built
-    (its `best_checkpoint/` and `dataset_card.json`); returns the model id."""
+    (its `best_checkpoint/` and `dataset_card.json`); returns the model id. The dataset goes
+    on the sweep's parent run too: the UI lists child runs folded under it."""
     from trainables.checkpoint import load_checkpoint
 
     state = load_checkpoint(artifacts / "best_checkpoint")
     card_file = artifacts / "dataset_card.json"
     if card_file.exists():
         card = json.loads(card_file.read_text())
-        log_dataset(client, run_id, card, dataset_uri(state["config"]["data"], card))
+        for target in (run_id, parent_id) if parent_id else (run_id,):
+            log_dataset(client, target, card, dataset_uri(state["config"]["data"], card))
     return log_classifier(client, run_id, state, int(state["epoch"]))
 
 

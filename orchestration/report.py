@@ -189,7 +189,12 @@ def _rung_importances(ax, rows: list[TrialRow], space: SearchSpace, at: Rung) ->
     """Optuna's parameter importances over every trial's value at the common rung, so
     trials ASHA stopped count as much as complete ones."""
     dists = space.distributions()
-    study = optuna.create_study(direction="maximize" if space.modes[0] == "max" else "minimize")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a throwaway study is not news
+    try:
+        study = optuna.create_study(direction="maximize" if space.modes[0] == "max" else "minimize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for row in rows:
         if at.common is None or at.common not in row.history:
             continue

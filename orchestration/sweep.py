@@ -272,10 +272,16 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
     )
 
 
-def mlflow_ui_command(tracking_uri: str) -> str:
+def mlflow_ui_command(tracking_uri: str, sweep: str | None = None) -> str:
+    """How to look at the sweep: the command and the page of its training runs."""
+    from orchestration.mlflow_native import training_view_path
+
+    page = training_view_path(tracking_uri, sweep) if sweep else "/"
     if tracking_uri.startswith("sqlite:///"):
         return (
             f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
-            "   # then open http://127.0.0.1:5000"
+            f"   # then open http://127.0.0.1:5000{page}"
         )
-    return f"open {tracking_uri} in a browser (through an SSH tunnel on a cluster)"
+    return (
+        f"open {tracking_uri.rstrip('/')}{page} in a browser (through an SSH tunnel on a cluster)"
+    )

@@ -250,7 +250,7 @@ class MlflowCallback(Callback):
                 index, best, Path(scratch), self.store.filesystem if self.store else None
             )
             client.log_artifacts(run_id, str(folder))
-            log_trial_outputs(client, run_id, folder)
+            log_trial_outputs(client, run_id, folder, self.tracker.parent_id)
         client.log_batch(
             run_id,
             tags=[
