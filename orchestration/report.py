@@ -18,10 +18,8 @@ import io
 import math
 import os
 import pickle
-import random
 import tempfile
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -32,10 +30,18 @@ import optuna
 import pyarrow.fs as pafs
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, NullFormatter
-from optuna.distributions import CategoricalDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
+from orchestration.report_plots import (
+    Rung,
+    first_line,
+    is_numeric,
+    plot_history,
+    plot_importances,
+    plot_levels,
+    plot_rung_importances,
+    plot_versus,
+)
 from orchestration.rungs import common_rung, space_rungs
 from orchestration.search import HmtlOptunaSearch
 from orchestration.space import SearchSpace, SpaceError, validate_space
@@ -43,14 +49,6 @@ from orchestration.status import TrialRow, trial_rows
 from orchestration.store import Store
 from orchestration.sweep import read_manifest
 from trainables.data.storage import StorageError
-
-# By state, the same everywhere: pruned trials hollow triangles; anything else (FAIL with a
-# partial result, a trial still running) red crosses.
-STYLES = {
-    "COMPLETE": {"marker": "o", "facecolors": "C0", "edgecolors": "C0"},
-    "PRUNED": {"marker": "v", "facecolors": "none", "edgecolors": "C1"},
-}
-OTHER = {"marker": "x", "c": "C3"}
 
 
 @dataclass
@@ -77,7 +75,7 @@ def build_report(
     except (SpaceError, StorageError):
         raise
     except (OSError, ValueError) as err:
-        raise StorageError(f"{sweep_uri}: unreadable sweep state ({_line(err)})") from None
+        raise StorageError(f"{sweep_uri}: unreadable sweep state ({first_line(err)})") from None
     study, ot = _restore_study(space, Store.open(sweep_uri))
     # A trial's state in the figures: Optuna's, or Tune's status if Optuna never saw it.
     kind = {r.trial_id: ot[r.trial_id].state.name if r.trial_id in ot else r.state for r in rows}
@@ -95,20 +93,20 @@ def build_report(
     rungs, asha = space_rungs(space, histories)
     at = Rung(common_rung(histories, rungs), rungs, asha)
     if len(space.metrics) == 1:
-        importances = partial(_rung_importances, rows=rows, space=space, at=at)
+        importances = partial(plot_rung_importances, rows=rows, space=space, at=at)
     else:  # no early stopping with several objectives: Optuna's complete trials
-        importances = partial(_importances, study=study, space=space)
+        importances = partial(plot_importances, study=study, space=space)
     files = [
-        draw("optimization_history.png", lambda ax: _history(ax, study, metric, mode)),
+        draw("optimization_history.png", lambda ax: plot_history(ax, study, metric, mode)),
         draw("param_importances.png", importances),
     ]
     for key, dist in space.distributions().items():
-        if _numeric(dist):
+        if is_numeric(dist):
             log = getattr(dist, "log", False)
-            plot = partial(_versus, rows=rows, key=key, log=log, metric=metric, at=at)
+            plot = partial(plot_versus, rows=rows, key=key, log=log, metric=metric, at=at)
             files.append(draw(f"metric_vs_{key}.png", plot))
     if "augmentation.level" in space.space:
-        plot = partial(_levels, rows=rows, kind=kind, space=space, metric=metric, at=at)
+        plot = partial(plot_levels, rows=rows, kind=kind, space=space, metric=metric, at=at)
         files.append(draw("augmentation_levels.png", plot))
     csv_text, md_text = _tables(rows, ot, space, mode)
     files.append(_atomic(folder / "trials.csv", lambda path: path.write_text(csv_text)))
@@ -141,164 +139,11 @@ def _restore_study(space: SearchSpace, sweep: Store) -> tuple[optuna.Study, dict
                 local.write_bytes(f.readall())
             searcher.restore(str(local))
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as err:
-        raise StorageError(f"{sweep.uri}: unreadable Optuna study ({_line(err)})") from None
+        raise StorageError(f"{sweep.uri}: unreadable Optuna study ({first_line(err)})") from None
     study = searcher._ot_study
     frozen = {t.number: t for t in study.trials}
     ot = {tid: frozen[t.number] for tid, t in searcher._ot_trials.items() if t.number in frozen}
     return study, ot
-
-
-def _history(ax, study: optuna.Study, metric: str, mode: str) -> None:
-    """Each trial's value in completion order (a pruned one at its last epoch) and the best
-    COMPLETE value so far."""
-    done = sorted(
-        (t for t in study.trials if t.datetime_complete and _value(t) is not None),
-        key=lambda t: t.datetime_complete,
-    )
-    better = max if mode == "max" else min
-    best, running = [], math.nan
-    for t in done:
-        if t.state == TrialState.COMPLETE:
-            running = t.values[0] if math.isnan(running) else better(running, t.values[0])
-        best.append(running)
-    x = list(range(1, len(done) + 1))
-    _scatter(ax, x, [_value(t) for t in done], [t.state.name for t in done])
-    if not all(math.isnan(b) for b in best):
-        ax.step(x, best, where="post", c="C2", label=f"best so far ({mode})")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="trial, in completion order", ylabel=metric, title="Optimization history")
-    _finish(ax, done, "no trial has finished")
-
-
-@dataclass(frozen=True)
-class Rung:
-    """Where trials are compared: the common rung, every rung, and whether they are ASHA's."""
-
-    common: int | None
-    rungs: list[int]
-    asha: bool
-
-    def label(self, epoch: int) -> str:
-        if not self.asha:
-            return f"epoch {epoch}, reached by every trial"
-        first = " (the grace period)" if self.rungs and epoch == self.rungs[0] else ""
-        return f"ASHA rung at epoch {epoch}{first}"
-
-
-def _rung_importances(ax, rows: list[TrialRow], space: SearchSpace, at: Rung) -> None:
-    """Optuna's parameter importances over every trial's value at the common rung, so
-    trials ASHA stopped count as much as complete ones."""
-    dists = space.distributions()
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a throwaway study is not news
-    try:
-        study = optuna.create_study(direction="maximize" if space.modes[0] == "max" else "minimize")
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    for row in rows:
-        if at.common is None or at.common not in row.history:
-            continue
-        try:
-            params = {k: row.params[k] for k in dists}
-            study.add_trial(
-                optuna.trial.create_trial(
-                    params=params, distributions=dists, value=row.history[at.common]
-                )
-            )
-        except (KeyError, ValueError):
-            continue  # a trial without every searched value (or outside the space now)
-    where = "no common rung" if at.common is None else at.label(at.common)
-    title = f"Parameter importances\n{space.metrics[0]} at {where}, {len(study.trials)} trials"
-    _importances(ax, study, space, title, "not enough trials at a common rung")
-
-
-def _importances(
-    ax, study: optuna.Study, space: SearchSpace, title: str | None = None, few: str | None = None
-) -> None:
-    """Optuna's parameter importances over COMPLETE trials (the first metric if several)."""
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    varying = [k for k in space.space if len({repr(t.params.get(k)) for t in complete}) > 1]
-    ax.set_title(
-        title or f"Parameter importances\n{space.metrics[0]}, {len(complete)} complete trials"
-    )
-    if len(complete) < 2 or not varying:
-        few = few or "not enough trials"
-        return _finish(ax, [], f"{few}: 2 complete ones with differing values needed")
-    sign = -1.0 if space.modes[0] == "max" else 1.0
-    # With several objectives, PED-ANOVA is given a target and ranks what makes it low.
-    target = (lambda t: sign * t.values[0]) if len(space.modes) > 1 else None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            found = optuna.importance.get_param_importances(study, params=varying, target=target)
-    except (ValueError, RuntimeError) as err:
-        return _finish(ax, [], f"importances unavailable: {_line(err)}")
-    keys = list(found)[::-1]
-    ax.barh(keys, [found[k] for k in keys], color="C0")
-    ax.set_xlabel("importance (normalised to 1)")
-
-
-def _versus(ax, rows: list[TrialRow], key: str, log: bool, metric: str, at: Rung) -> None:
-    """The metric against `key`: every trial at each ASHA rung it reached (one colour a
-    rung), or without ASHA at the common rung."""
-    rows = [r for r in rows if isinstance(r.params.get(key), int | float)]
-    shown = at.rungs if at.asha else [at.common] if at.common is not None else []
-    drawn = []
-    for i, epoch in enumerate(shown):
-        there = [r for r in rows if epoch in r.history]
-        if not there:
-            continue
-        label = f"epoch {epoch}: {len(there)} trial{'s' if len(there) != 1 else ''}"
-        ax.scatter(
-            [r.params[key] for r in there],
-            [r.history[epoch] for r in there],
-            label=label,
-            color=f"C{i % 10}",
-            marker="os^Dv<>p*h"[i % 10],
-        )
-        drawn += there
-    if log:
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
-    where = "ASHA rungs" if at.asha else "no common rung" if at.common is None else None
-    where = where or at.label(at.common)
-    ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key}\nat {where}")
-    _finish(ax, drawn, f"no trial reported {metric}")
-
-
-def _levels(
-    ax, rows: list[TrialRow], kind: dict, space: SearchSpace, metric: str, at: Rung
-) -> None:
-    """The metric at the common rung per augmentation level, side by side (split by
-    `model.pretrained` none or set, when searched): boxes over every trial that reached
-    the rung, each trial a point marked by its state."""
-    split = "model.pretrained" in space.space
-    groups = [
-        (level, pretrained)
-        for level in space.distributions()["augmentation.level"].choices
-        for pretrained in ((False, True) if split else (None,))
-    ]
-    jitter, xs, points = random.Random(0), [], []
-    for pos, (level, pretrained) in enumerate(groups, 1):
-        mine = [
-            r
-            for r in rows
-            if at.common in r.history
-            and r.params.get("augmentation.level") == level
-            and (pretrained is None or pretrained == _is_set(r.params.get("model.pretrained")))
-        ]
-        boxed = [r.history[at.common] for r in mine]
-        if boxed:
-            ax.boxplot([boxed], positions=[pos], widths=0.5, showfliers=False)
-        xs += [pos + jitter.uniform(-0.12, 0.12) for _ in mine]
-        points += mine
-    _scatter(ax, xs, [r.history[at.common] for r in points], [kind[r.trial_id] for r in points])
-    names = [f"{lv}\n{'pretrained' if p else 'from scratch'}" if split else lv for lv, p in groups]
-    ax.set_xticks(range(1, len(groups) + 1), names)
-    where = "no common rung" if at.common is None else at.label(at.common)
-    ax.set(xlabel="augmentation.level", ylabel=metric)
-    ax.set_title(f"Per augmentation level, at {where}")
-    _finish(ax, points, f"no trial reported {metric}")
 
 
 def _tables(
@@ -351,45 +196,10 @@ def _log(tracking_uri: str | None, sweep: str, files: list[Path], folder: Path) 
             client.log_artifact(runs[0].info.run_id, str(path), "report")
     except (MlflowException, OSError) as err:
         raise StorageError(
-            f"{tracking_uri}: could not log the report ({_line(err)}); the files are in {folder}"
+            f"{tracking_uri}: could not log the report ({first_line(err)}); "
+            f"the files are in {folder}"
         ) from None
     return runs[0].info.run_id
-
-
-def _scatter(ax, xs: list, ys: list, kinds: list[str]) -> None:
-    for kind in dict.fromkeys(kinds):
-        pick = [i for i, k in enumerate(kinds) if k == kind]
-        style = STYLES.get(kind, OTHER)
-        ax.scatter([xs[i] for i in pick], [ys[i] for i in pick], label=kind.lower(), **style)
-
-
-def _finish(ax, points: list, empty: str) -> None:
-    """A legend, or where nothing could be drawn, a note saying why."""
-    if points:
-        ax.legend(fontsize="small")
-        return
-    ax.text(0.5, 0.5, empty, ha="center", va="center", wrap=True, transform=ax.transAxes)
-    ax.set(xticks=[], yticks=[])
-
-
-def _value(t: FrozenTrial) -> float | None:
-    """A COMPLETE trial's (first) value; a PRUNED one's last intermediate value."""
-    if t.state == TrialState.COMPLETE and t.values:
-        return t.values[0]
-    if t.state == TrialState.PRUNED and t.intermediate_values:
-        return t.intermediate_values[max(t.intermediate_values)]
-    return None
-
-
-def _numeric(dist) -> bool:
-    """Float and int distributions, and choices among numbers (`choice(0, 50)`)."""
-    if isinstance(dist, CategoricalDistribution):
-        return all(isinstance(c, int | float) and not isinstance(c, bool) for c in dist.choices)
-    return True
-
-
-def _is_set(pretrained: Any) -> bool:
-    return pretrained not in (None, "", "none")
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
@@ -406,8 +216,3 @@ def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return (f"{value:.4g}" if isinstance(value, float) else str(value)).replace("|", "\\|")
-
-
-def _line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

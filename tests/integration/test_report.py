@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from mlflow.tracking import MlflowClient
 
-from orchestration.report import Rung, _importances, _rung_importances, build_report
+from orchestration.report import build_report
+from orchestration.report_plots import Rung, plot_importances, plot_rung_importances
 from orchestration.space import SpaceError
 from orchestration.status import best_row, trial_rows
 from orchestration.sweep import run_sweep, sweep_path
@@ -134,7 +135,7 @@ def test_importances_draw_or_say_why(objectives, complete):
             )
         )
     ax = Figure().add_subplot()
-    _importances(ax, study, space)
+    plot_importances(ax, study, space)
     notes = [t.get_text() for t in ax.texts]
     if complete == 1:
         assert notes and notes[0].startswith("not enough trials")
@@ -177,7 +178,7 @@ def test_a_sweep_asha_mostly_pruned_has_a_report_and_summary_at_its_end(local_ra
 
     # Importances over all 4 trials at ASHA's first rung, not "2 complete ones needed".
     ax = Figure().add_subplot()
-    _rung_importances(ax, rows, space, Rung(1, [1, 2, 3], True))
+    plot_rung_importances(ax, rows, space, Rung(1, [1, 2, 3], True))
     assert not ax.texts and len(ax.patches) == 2
     assert "ASHA rung at epoch 1 (the grace period), 4 trials" in ax.get_title()
 

@@ -5,7 +5,7 @@ import optuna
 import pytest
 from matplotlib.figure import Figure
 
-from orchestration.report import Rung, _rung_importances, _versus
+from orchestration.report_plots import Rung, plot_rung_importances, plot_versus
 from orchestration.rungs import asha_rungs, common_rung, values_at
 from orchestration.space import validate_space
 from orchestration.status import TrialRow
@@ -59,7 +59,7 @@ def test_the_common_rung_is_the_grace_period_when_asha_stopped_most():
 @pytest.mark.integration  # Optuna's importance evaluator takes about 2 s to warm up
 def test_importances_use_every_trial_at_the_rung_and_say_which():
     ax = Figure().add_subplot()
-    _rung_importances(ax, _rows(), _space(), Rung(2, [2, 4, 8, 10], True))
+    plot_rung_importances(ax, _rows(), _space(), Rung(2, [2, 4, 8, 10], True))
     assert not ax.texts and len(ax.patches) == 2  # bars for lr and dropout
     title = ax.get_title()
     assert "ASHA rung at epoch 2 (the grace period), 12 trials" in title
@@ -68,13 +68,15 @@ def test_importances_use_every_trial_at_the_rung_and_say_which():
 
 def test_without_a_common_rung_the_plot_says_so():
     ax = Figure().add_subplot()
-    _rung_importances(ax, _rows()[:1], _space(), Rung(2, [2, 4], True))
+    plot_rung_importances(ax, _rows()[:1], _space(), Rung(2, [2, 4], True))
     assert ax.texts[0].get_text().startswith("not enough trials at a common rung")
 
 
 def test_metric_against_a_parameter_draws_each_rung():
     ax = Figure().add_subplot()
-    _versus(ax, _rows(), "optim.lr", True, "val/balanced_accuracy", Rung(2, [2, 4, 8, 10], True))
+    plot_versus(
+        ax, _rows(), "optim.lr", True, "val/balanced_accuracy", Rung(2, [2, 4, 8, 10], True)
+    )
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == [
         "epoch 2: 12 trials",
