@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,20 @@ def training_view_path(tracking_uri: str, experiment: str) -> str:
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).exists():
         return "/"  # MlflowClient would create an empty database
+    # One quick try: MLflow's client would retry an absent server for minutes, for a hint.
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    saved = {key: os.environ.get(key) for key in quick}
+    os.environ.update(quick)
     try:
         found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
     except (MlflowException, OSError):
         return "/"
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     if found is None:
         return "/"
     return f"/#/experiments/{found.experiment_id}?workflowType={WORKFLOW}"

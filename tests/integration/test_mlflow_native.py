@@ -117,3 +117,15 @@ def test_parent_summary_metrics_and_tags(tmp_path):
     }
     assert data.tags["hmtl.best_trial"] == "abc_00003"
     assert data.tags["hmtl.best_checkpoint"].endswith("checkpoint_000003")
+
+
+def test_training_view_path_is_quick_when_tracking_is_away(tmp_path):
+    import time
+
+    from orchestration.mlflow_native import training_view_path
+
+    start = time.monotonic()
+    assert training_view_path("http://127.0.0.1:9", "x") == "/"  # nothing listens on port 9
+    assert time.monotonic() - start < 30  # not MLflow's minutes of retries
+    missing = tmp_path / "none.db"
+    assert training_view_path(f"sqlite:///{missing}", "x") == "/" and not missing.exists()
