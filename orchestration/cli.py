@@ -110,7 +110,7 @@ def sweep_command(
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, spec.metrics[0]))
-    click.echo(f"\nMLflow UI: {mlflow_ui_command(tracking_uri)}")
+    click.echo(f"\nMLflow UI: {mlflow_ui_command(tracking_uri, spec.name)}")
     finish(result, join(storage, "sweeps", spec.name), address)
 
 
@@ -211,10 +211,11 @@ def sweep_summary(result, metric: str) -> str:
         return "\n".join(lines)
     lines.append(
         f"  best trial    {result.best_trial}   {metric} = {result.best_metrics[metric]:.4f}"
+        f" at epoch {result.best_epoch} (its best epoch)"
     )
     for key, value in sorted(result.best_params.items()):
         lines.append(f"    {key} = {value}")
-    lines.append(f"  checkpoint    {result.best_checkpoint}")
+    lines.append(f"  checkpoint    {result.best_checkpoint}   (epoch {result.best_epoch})")
     return "\n".join(lines)
 
 

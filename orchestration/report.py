@@ -1,10 +1,13 @@
 """`hmtl report`: figures and a table of a sweep's trials, logged to its MLflow parent run.
 
 Reads only storage (Tune's experiment state and the Optuna study the searcher saved beside
-it), so Ray need not run. Tune says what each trial reported last; the Optuna study says
-what the sampler learned from: COMPLETE trials with their final value, PRUNED ones (stopped
-by ASHA) with the value of the last epoch they reached, FAIL. Every file is written under a
-temporary name and renamed into place, so an interrupted report leaves nothing half-written.
+it), so Ray need not run. Tune's results give every trial's metric per epoch: the table
+ranks trials by their best epoch (orchestration/best.py), and importances and metric-vs-
+parameter plots compare trials at ASHA's rungs (orchestration/rungs.py), so trials stopped
+early count. The Optuna study says what the sampler learned from (the history plot):
+COMPLETE trials with their final value, PRUNED ones (stopped by ASHA) with the value of the
+last epoch they reached, FAIL. Every file is written under a temporary name and renamed into
+place, so an interrupted report leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -15,10 +18,8 @@ import io
 import math
 import os
 import pickle
-import random
 import tempfile
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -29,24 +30,25 @@ import optuna
 import pyarrow.fs as pafs
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, NullFormatter
-from optuna.distributions import CategoricalDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
+from orchestration.report_plots import (
+    Rung,
+    first_line,
+    is_numeric,
+    plot_history,
+    plot_importances,
+    plot_levels,
+    plot_rung_importances,
+    plot_versus,
+)
+from orchestration.rungs import common_rung, space_rungs
 from orchestration.search import HmtlOptunaSearch
 from orchestration.space import SearchSpace, SpaceError, validate_space
 from orchestration.status import TrialRow, trial_rows
 from orchestration.store import Store
 from orchestration.sweep import read_manifest
 from trainables.data.storage import StorageError
-
-# By state, the same everywhere: pruned trials hollow triangles; anything else (FAIL with a
-# partial result, a trial still running) red crosses.
-STYLES = {
-    "COMPLETE": {"marker": "o", "facecolors": "C0", "edgecolors": "C0"},
-    "PRUNED": {"marker": "v", "facecolors": "none", "edgecolors": "C1"},
-}
-OTHER = {"marker": "x", "c": "C3"}
 
 
 @dataclass
@@ -60,7 +62,7 @@ class Report:
 
 
 def build_report(
-    sweep_uri: str, out: str | Path | None = None, tracking_uri: str | None = None
+    sweep_uri: str | Store, out: str | Path | None = None, tracking_uri: str | None = None
 ) -> Report:
     """Draw the sweep at `sweep_uri`, write its trial table, log both to its parent run.
 
@@ -73,7 +75,7 @@ def build_report(
     except (SpaceError, StorageError):
         raise
     except (OSError, ValueError) as err:
-        raise StorageError(f"{sweep_uri}: unreadable sweep state ({_line(err)})") from None
+        raise StorageError(f"{sweep_uri}: unreadable sweep state ({first_line(err)})") from None
     study, ot = _restore_study(space, Store.open(sweep_uri))
     # A trial's state in the figures: Optuna's, or Tune's status if Optuna never saw it.
     kind = {r.trial_id: ot[r.trial_id].state.name if r.trial_id in ot else r.state for r in rows}
@@ -86,17 +88,25 @@ def build_report(
         plot(fig.add_subplot())
         return _atomic(folder / name, lambda path: fig.savefig(path, format="png", dpi=110))
 
+    # Trials compared where they all reported: at ASHA's rungs (orchestration/rungs.py).
+    histories = {r.trial_id: r.history for r in rows}
+    rungs, asha = space_rungs(space, histories)
+    at = Rung(common_rung(histories, rungs), rungs, asha)
+    if len(space.metrics) == 1:
+        importances = partial(plot_rung_importances, rows=rows, space=space, at=at)
+    else:  # no early stopping with several objectives: Optuna's complete trials
+        importances = partial(plot_importances, study=study, space=space)
     files = [
-        draw("optimization_history.png", lambda ax: _history(ax, study, metric, mode)),
-        draw("param_importances.png", lambda ax: _importances(ax, study, space)),
+        draw("optimization_history.png", lambda ax: plot_history(ax, study, metric, mode)),
+        draw("param_importances.png", importances),
     ]
     for key, dist in space.distributions().items():
-        if _numeric(dist):
+        if is_numeric(dist):
             log = getattr(dist, "log", False)
-            plot = partial(_versus, rows=rows, kind=kind, key=key, log=log, metric=metric)
+            plot = partial(plot_versus, rows=rows, key=key, log=log, metric=metric, at=at)
             files.append(draw(f"metric_vs_{key}.png", plot))
     if "augmentation.level" in space.space:
-        plot = partial(_levels, rows=rows, kind=kind, space=space, metric=metric)
+        plot = partial(plot_levels, rows=rows, kind=kind, space=space, metric=metric, at=at)
         files.append(draw("augmentation_levels.png", plot))
     csv_text, md_text = _tables(rows, ot, space, mode)
     files.append(_atomic(folder / "trials.csv", lambda path: path.write_text(csv_text)))
@@ -129,118 +139,30 @@ def _restore_study(space: SearchSpace, sweep: Store) -> tuple[optuna.Study, dict
                 local.write_bytes(f.readall())
             searcher.restore(str(local))
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as err:
-        raise StorageError(f"{sweep.uri}: unreadable Optuna study ({_line(err)})") from None
+        raise StorageError(f"{sweep.uri}: unreadable Optuna study ({first_line(err)})") from None
     study = searcher._ot_study
     frozen = {t.number: t for t in study.trials}
     ot = {tid: frozen[t.number] for tid, t in searcher._ot_trials.items() if t.number in frozen}
     return study, ot
 
 
-def _history(ax, study: optuna.Study, metric: str, mode: str) -> None:
-    """Each trial's value in completion order (a pruned one at its last epoch) and the best
-    COMPLETE value so far."""
-    done = sorted(
-        (t for t in study.trials if t.datetime_complete and _value(t) is not None),
-        key=lambda t: t.datetime_complete,
-    )
-    better = max if mode == "max" else min
-    best, running = [], math.nan
-    for t in done:
-        if t.state == TrialState.COMPLETE:
-            running = t.values[0] if math.isnan(running) else better(running, t.values[0])
-        best.append(running)
-    x = list(range(1, len(done) + 1))
-    _scatter(ax, x, [_value(t) for t in done], [t.state.name for t in done])
-    if not all(math.isnan(b) for b in best):
-        ax.step(x, best, where="post", c="C2", label=f"best so far ({mode})")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="trial, in completion order", ylabel=metric, title="Optimization history")
-    _finish(ax, done, "no trial has finished")
-
-
-def _importances(ax, study: optuna.Study, space: SearchSpace) -> None:
-    """Optuna's parameter importances over COMPLETE trials (the first metric if several)."""
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    varying = [k for k in space.space if len({repr(t.params.get(k)) for t in complete}) > 1]
-    ax.set_title(f"Parameter importances\n{space.metrics[0]}, {len(complete)} complete trials")
-    if len(complete) < 2 or not varying:
-        return _finish(ax, [], "not enough trials: 2 complete ones with differing values needed")
-    sign = -1.0 if space.modes[0] == "max" else 1.0
-    # With several objectives, PED-ANOVA is given a target and ranks what makes it low.
-    target = (lambda t: sign * t.values[0]) if len(space.modes) > 1 else None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            found = optuna.importance.get_param_importances(study, params=varying, target=target)
-    except (ValueError, RuntimeError) as err:
-        return _finish(ax, [], f"importances unavailable: {_line(err)}")
-    keys = list(found)[::-1]
-    ax.barh(keys, [found[k] for k in keys], color="C0")
-    ax.set_xlabel("importance (normalised to 1)")
-
-
-def _versus(ax, rows: list[TrialRow], kind: dict, key: str, log: bool, metric: str) -> None:
-    """The metric each trial reported last against its value of `key`."""
-    rows = [r for r in rows if r.metric is not None and isinstance(r.params.get(key), int | float)]
-    _scatter(
-        ax,
-        [r.params[key] for r in rows],
-        [r.metric for r in rows],
-        [kind[r.trial_id] for r in rows],
-    )
-    if log:
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
-    ax.set(xlabel=key, ylabel=f"{metric} (last reported)", title=f"{metric} against {key}")
-    _finish(ax, rows, f"no trial reported {metric}")
-
-
-def _levels(ax, rows: list[TrialRow], kind: dict, space: SearchSpace, metric: str) -> None:
-    """The metric per augmentation level, side by side (split by `model.pretrained` none or
-    set, when searched): boxes over complete trials, every trial as a point."""
-    split = "model.pretrained" in space.space
-    groups = [
-        (level, pretrained)
-        for level in space.distributions()["augmentation.level"].choices
-        for pretrained in ((False, True) if split else (None,))
-    ]
-    jitter, xs, points = random.Random(0), [], []
-    for pos, (level, pretrained) in enumerate(groups, 1):
-        mine = [
-            r
-            for r in rows
-            if r.metric is not None
-            and r.params.get("augmentation.level") == level
-            and (pretrained is None or pretrained == _is_set(r.params.get("model.pretrained")))
-        ]
-        boxed = [r.metric for r in mine if kind[r.trial_id] == "COMPLETE"]
-        if boxed:
-            ax.boxplot([boxed], positions=[pos], widths=0.5, showfliers=False)
-        xs += [pos + jitter.uniform(-0.12, 0.12) for _ in mine]
-        points += mine
-    _scatter(ax, xs, [r.metric for r in points], [kind[r.trial_id] for r in points])
-    names = [f"{lv}\n{'pretrained' if p else 'from scratch'}" if split else lv for lv, p in groups]
-    ax.set_xticks(range(1, len(groups) + 1), names)
-    ax.set(xlabel="augmentation.level", ylabel=f"{metric} (last reported)")
-    ax.set_title("Per augmentation level (boxes: complete trials)")
-    _finish(ax, points, f"no trial reported {metric}")
-
-
 def _tables(
     rows: list[TrialRow], ot: dict[str, FrozenTrial], space: SearchSpace, mode: str
 ) -> tuple[str, str]:
     """trials.csv (Tune's order, full precision) and trials.md (best first, 4 digits).
-    The first metric is Tune's last result; further objectives are Optuna's final values."""
+    The first metric is the trial's value at its best epoch (orchestration/best.py);
+    further objectives are Optuna's final values."""
     metrics, keys = space.metrics, list(space.space)
     table = []
     for r in rows:
         t = ot.get(r.trial_id)
         extra = [t.values[i] if t and t.values else None for i in range(1, len(metrics))]
         state = t.state.name if t else "-"
-        table.append(
-            [r.trial_id, r.state, state, r.epoch, r.metric, *extra, *map(r.params.get, keys)]
-        )
-    header = ["trial", "tune_state", "optuna_state", "epochs", *metrics, *keys]
+        best_epoch = r.peak.epoch if r.peak else None
+        values = [r.params.get(k) for k in keys]
+        table.append([r.trial_id, r.state, state, r.epoch, r.metric, best_epoch, *extra, *values])
+    header = ["trial", "tune_state", "optuna_state", "epochs", metrics[0], "best_epoch"]
+    header += [*metrics[1:], *keys]
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(
         [header, *[["" if v is None else v for v in row] for row in table]]
@@ -274,45 +196,10 @@ def _log(tracking_uri: str | None, sweep: str, files: list[Path], folder: Path) 
             client.log_artifact(runs[0].info.run_id, str(path), "report")
     except (MlflowException, OSError) as err:
         raise StorageError(
-            f"{tracking_uri}: could not log the report ({_line(err)}); the files are in {folder}"
+            f"{tracking_uri}: could not log the report ({first_line(err)}); "
+            f"the files are in {folder}"
         ) from None
     return runs[0].info.run_id
-
-
-def _scatter(ax, xs: list, ys: list, kinds: list[str]) -> None:
-    for kind in dict.fromkeys(kinds):
-        pick = [i for i, k in enumerate(kinds) if k == kind]
-        style = STYLES.get(kind, OTHER)
-        ax.scatter([xs[i] for i in pick], [ys[i] for i in pick], label=kind.lower(), **style)
-
-
-def _finish(ax, points: list, empty: str) -> None:
-    """A legend, or where nothing could be drawn, a note saying why."""
-    if points:
-        ax.legend(fontsize="small")
-        return
-    ax.text(0.5, 0.5, empty, ha="center", va="center", wrap=True, transform=ax.transAxes)
-    ax.set(xticks=[], yticks=[])
-
-
-def _value(t: FrozenTrial) -> float | None:
-    """A COMPLETE trial's (first) value; a PRUNED one's last intermediate value."""
-    if t.state == TrialState.COMPLETE and t.values:
-        return t.values[0]
-    if t.state == TrialState.PRUNED and t.intermediate_values:
-        return t.intermediate_values[max(t.intermediate_values)]
-    return None
-
-
-def _numeric(dist) -> bool:
-    """Float and int distributions, and choices among numbers (`choice(0, 50)`)."""
-    if isinstance(dist, CategoricalDistribution):
-        return all(isinstance(c, int | float) and not isinstance(c, bool) for c in dist.choices)
-    return True
-
-
-def _is_set(pretrained: Any) -> bool:
-    return pretrained not in (None, "", "none")
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
@@ -329,8 +216,3 @@ def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return (f"{value:.4g}" if isinstance(value, float) else str(value)).replace("|", "\\|")
-
-
-def _line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

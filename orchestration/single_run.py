@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from orchestration.artifacts import fetch
+from orchestration.mlflow_native import tag_training_experiment
 from orchestration.tracking import (
     CHECKPOINT_TAG,
     MAX_PARAM_LENGTH,
@@ -114,6 +115,7 @@ class TrackedSession(LocalSession):
             experiment_id = (
                 found.experiment_id if found else self.client.create_experiment(experiment)
             )
+            tag_training_experiment(self.client, experiment_id)
         if origin_uri:
             tags["hmtl.resumed_from_checkpoint"] = origin_uri
         self.run_id = self.client.create_run(

@@ -160,6 +160,8 @@ class SearchSpace(_Strict):
     scheduler: SchedulerConfig | None = Field(default_factory=SchedulerConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    register_model: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Register the sweep's best model in MLflow's model registry under this name."""
     base: str | dict[str, Any]
     """A TrainConfig mapping, a YAML path relative to the space file, or a shipped config name."""
     space: dict[str, Any]

@@ -29,7 +29,9 @@ class Store:
     """The folder on that filesystem: an absolute local path, or `bucket/prefix`."""
 
     @classmethod
-    def open(cls, uri: str) -> Store:
+    def open(cls, uri: str | Store) -> Store:
+        if isinstance(uri, Store):
+            return uri  # already open: keeps an endpoint a display URI would not carry
         fs, root = filesystem_for(uri)
         remote = not isinstance(fs, pafs.LocalFileSystem)
         shown = redact(uri).split("?", 1)[0].rstrip("/")
@@ -45,6 +47,10 @@ class Store:
 
     def path(self, *names: str) -> str:
         return "/".join([self.root, *names])
+
+    def child(self, *names: str) -> Store:
+        """The folder `names` under this store, on the same filesystem."""
+        return Store(self.display(*names), self.filesystem, self.path(*names))
 
     def display(self, *names: str) -> str:
         """A path under the store as a user would type it (`s3://...` or a local path)."""

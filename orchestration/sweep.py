@@ -9,6 +9,7 @@ space (validated when loaded), the storage location and the resource plan.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import ray.tune  # (1) Tuner, TuneConfig, RunConfig, with_resources
 from optuna.distributions import CategoricalDistribution
 
+from orchestration.best import best_trial, frame_rows, trial_peak
 from orchestration.cluster import (
     Plan,
     autoscaler_node_types,
@@ -48,6 +50,8 @@ class SweepResult:
     errors: int
     epochs_run: int
     """Trial-epochs spent, summed over trials (what early stopping saves)."""
+    best_epoch: int | None = None
+    """The best trial's best epoch; `best_metrics` and `best_checkpoint` are that epoch's."""
 
 
 def sweep_path(storage: str, name: str) -> str:
@@ -257,36 +261,52 @@ def _run_config(
 
 
 def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
+    """The sweep's answer: its best trial by the one definition of best (orchestration/
+    best.py), with that trial's best epoch, the metrics reported then and its checkpoint."""
     path = store.display("sweeps", space.name)
     errors = sum(1 for r in results if r.error is not None)
     epochs = sum(int((r.metrics or {}).get("epoch", 0)) for r in results)
     metric, mode = space.metrics[0], space.modes[0]
-    try:
-        best = results.get_best_result(metric=metric, mode=mode, scope="all")
-    except RuntimeError:
-        best = None
-    if best is None or best.metrics is None or metric not in best.metrics:
+    peaks, reported = {}, {}
+    for r in results:
+        trial_id = (r.metrics or {}).get("trial_id")
+        if trial_id is None:
+            continue
+        rows = frame_rows(r.metrics_dataframe)
+        checkpoints = [(c.path, m) for c, m in r.best_checkpoints or []]
+        peaks[trial_id] = trial_peak(rows, checkpoints, metric, mode)
+        reported[trial_id] = (r, rows)
+    found = best_trial(peaks, mode)
+    if found is None:
         return SweepResult(space.name, path, None, {}, {}, None, len(results), errors, epochs)
-    # Single-worker trials checkpoint through Tune; TorchTrainer trials report the path.
-    checkpoint = best.checkpoint.path if best.checkpoint else best.metrics.get("checkpoint_path")
-    checkpoint = store.as_uri(checkpoint) if checkpoint else None
+    trial_id, peak = found
+    best, rows = reported[trial_id]
+    at_peak = next((row for row in rows if row.get("epoch") == peak.epoch), {})
+    metrics = {k: v for k, v in at_peak.items() if not (isinstance(v, float) and math.isnan(v))}
     return SweepResult(
         name=space.name,
         path=path,
-        best_trial=best.metrics.get("trial_id"),
-        best_params=dict(best.config),
-        best_metrics=dict(best.metrics),
-        best_checkpoint=checkpoint,
+        best_trial=trial_id,
+        best_params=dict(best.config or {}),
+        best_metrics={**metrics, "epoch": peak.epoch, metric: peak.value},
+        best_checkpoint=store.as_uri(peak.checkpoint) if peak.checkpoint else None,
         trials=len(results),
         errors=errors,
         epochs_run=epochs,
+        best_epoch=peak.epoch,
     )
 
 
-def mlflow_ui_command(tracking_uri: str) -> str:
+def mlflow_ui_command(tracking_uri: str, sweep: str | None = None) -> str:
+    """How to look at the sweep: the command and the page of its training runs."""
+    from orchestration.mlflow_native import training_view_path
+
+    page = training_view_path(tracking_uri, sweep) if sweep else "/"
     if tracking_uri.startswith("sqlite:///"):
         return (
             f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
-            "   # then open http://127.0.0.1:5000"
+            f"   # then open http://127.0.0.1:5000{page}"
         )
-    return f"open {tracking_uri} in a browser (through an SSH tunnel on a cluster)"
+    return (
+        f"open {tracking_uri.rstrip('/')}{page} in a browser (through an SSH tunnel on a cluster)"
+    )

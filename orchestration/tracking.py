@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from orchestration.artifacts import trial_artifacts
+from orchestration.mlflow_native import finish_sweep, log_trial_outputs, tag_training_experiment
 from orchestration.space import SearchSpace
 from orchestration.store import Store
 
@@ -75,6 +76,7 @@ class SweepTracker:
             if experiment
             else self.client.create_experiment(sweep, artifact_location=artifact_root)
         )
+        tag_training_experiment(self.client, self.experiment_id)
         self.parent_id = self._find_or_create({ROLE_TAG: "sweep"}, run_name=sweep)
         self._children: dict[str, str] = {}
         self._last_step: dict[str, int] = {}
@@ -221,6 +223,14 @@ class MlflowCallback(Callback):
         self.tracker.finish(self._run(trial), "FAILED")
 
     def on_experiment_end(self, trials, **info) -> None:
+        if self.store is not None:
+            finish_sweep(
+                self.tracker.client,
+                self.tracker.parent_id,
+                self.space,
+                self.store.child("sweeps", self.space.name),
+                self.tracking_uri,
+            )
         self.tracker.finish(self.tracker.parent_id)
 
     def _log_artifacts(self, run_id: str) -> None:
@@ -240,6 +250,7 @@ class MlflowCallback(Callback):
                 index, best, Path(scratch), self.store.filesystem if self.store else None
             )
             client.log_artifacts(run_id, str(folder))
+            log_trial_outputs(client, run_id, folder, self.tracker.parent_id)
         client.log_batch(
             run_id,
             tags=[

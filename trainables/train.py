@@ -184,7 +184,10 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
                 },
             )
             # The dataset card travels with the checkpoint (trackers log it beside the model).
-            Path(folder, "card.json").write_text(json.dumps(splits.info.card, indent=2))
+            # With the rows this run drew for each split (trackers profile the dataset with them).
+            used = {"train": len(train_data), "val": len(val_data), "test": len(test_data)}
+            card = {**splits.info.card, "split_rows": used}
+            Path(folder, "card.json").write_text(json.dumps(card, indent=2))
         try:
             session.report(metrics, checkpoint_dir=folder)
         finally:

@@ -12,8 +12,10 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from mlflow.tracking import MlflowClient
 
-from orchestration.report import _importances, build_report
+from orchestration.report import build_report
+from orchestration.report_plots import Rung, plot_importances, plot_rung_importances
 from orchestration.space import SpaceError
+from orchestration.status import best_row, trial_rows
 from orchestration.sweep import run_sweep, sweep_path
 from orchestration.tracking import ROLE_TAG, SWEEP_TAG, default_tracking_uri
 
@@ -133,9 +135,72 @@ def test_importances_draw_or_say_why(objectives, complete):
             )
         )
     ax = Figure().add_subplot()
-    _importances(ax, study, space)
+    plot_importances(ax, study, space)
     notes = [t.get_text() for t in ax.texts]
     if complete == 1:
         assert notes and notes[0].startswith("not enough trials")
     else:
         assert not notes and len(ax.patches) == 2  # lr and rotation vary; the level does not
+
+
+def test_a_sweep_asha_mostly_pruned_has_a_report_and_summary_at_its_end(local_ray, tmp_path):
+    # One trial at a time; each later one carries a heavier jigsaw weight, so its train/loss
+    # at the first rung is worse than the median so far and ASHA stops it there: 3 of 4.
+    weights = [0, 10, 20, 50]
+    space = tiny_space(
+        tmp_path,
+        epochs=3,
+        name="it-pruned",
+        num_samples=4,
+        max_concurrent_trials=1,
+        metric="train/loss",
+        mode="min",
+        register_model="it-pruned-best",
+        scheduler={"type": "asha", "max_epochs": 3, "grace_period": 1, "reduction_factor": 2},
+        search={
+            "sampler": "tpe",
+            "seed": 0,
+            "points_to_evaluate": [
+                {"tasks.loss_weights.jigsaw": w, "optim.lr": 1e-3 * (i + 1)}
+                for i, w in enumerate(weights)
+            ],
+        },
+        space={
+            "tasks.loss_weights.jigsaw": "choice(0, 10, 20, 50)",
+            "optim.lr": "uniform(1e-3, 5e-3)",
+        },
+    )
+    tracking = default_tracking_uri(str(tmp_path))
+    result = run_sweep(space, str(tmp_path), tracking, verbose=0)
+    path = sweep_path(str(tmp_path), "it-pruned")
+    rows, metric, mode = trial_rows(path)
+    assert sorted(r.epoch for r in rows) == [1, 1, 1, 3]
+
+    # Importances over all 4 trials at ASHA's first rung, not "2 complete ones needed".
+    ax = Figure().add_subplot()
+    plot_rung_importances(ax, rows, space, Rung(1, [1, 2, 3], True))
+    assert not ax.texts and len(ax.patches) == 2
+    assert "ASHA rung at epoch 1 (the grace period), 4 trials" in ax.get_title()
+
+    # The parent run has the answer without `hmtl report`: the same best as the summary.
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("it-pruned")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (parent,) = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'sweep'")
+    data = parent.data
+    assert data.metrics["trials/stopped_early"] == 3 and data.metrics["trials/complete"] == 1
+    assert data.metrics["epochs_spent"] == 6 == result.epochs_run
+    assert data.tags["hmtl.best_trial"] == result.best_trial == best_row(rows, mode).trial_id
+    assert data.metrics["best/train/loss"] == pytest.approx(result.best_metrics[metric])
+    assert data.tags["hmtl.best_epoch"] == str(result.best_epoch)
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/param_importances.png" in logged and "report/trials.csv" in logged
+
+    # Every trial run has its dataset and its model; the best one is registered.
+    trials = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'")
+    assert len(trials) == 4
+    for run in trials:
+        assert len(run.inputs.dataset_inputs) == 1 and len(run.outputs.model_outputs) == 1
+    (version,) = client.search_model_versions("name = 'it-pruned-best'")
+    best_run = next(r for r in trials if r.data.tags["hmtl.trial_id"] == result.best_trial)
+    assert version.run_id == best_run.info.run_id

@@ -104,7 +104,7 @@ def test_two_worker_trial_runs_data_parallel_through_torchtrainer(local_ray, tmp
     )
     result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)))
     assert result.trials == 1 and result.errors == 0
-    assert result.best_metrics["epoch"] == 2
+    assert result.best_epoch in (1, 2) and result.best_metrics["epoch"] == result.best_epoch
     (trial_dir,) = Path(sweep_path(str(tmp_path), "it-ddp")).glob("trial-*")
     assert len(list(trial_dir.glob("train/checkpoint_*/checkpoint.pt"))) == 2
     assert "/train/checkpoint_" in result.best_checkpoint

@@ -409,3 +409,12 @@ def test_unknown_shipped_name_lists_shipped_ones():
     message = str(err.value)
     assert "hmtl_affectnet7" in message
     assert all(name in message for name in shipped())
+
+
+@pytest.mark.parametrize("value", ["fer best", "", "a/b", 3])
+def test_register_model_name_is_checked(tmp_path, value):
+    with pytest.raises(SpaceError, match=r"study\.yaml.*register_model") as err:
+        load_space(str(write(tmp_path, {**VALID, "register_model": value})))
+    assert "\n" not in str(err.value)
+    named = load_space(str(write(tmp_path, {**VALID, "register_model": "hmtl-fer.best_1"})))
+    assert named.register_model == "hmtl-fer.best_1"

@@ -1,0 +1,87 @@
+"""Trials stopped by ASHA are compared at a common rung: rung arithmetic matches Ray's
+ASHA, and the report's importances and metric-vs-parameter plots use every trial there."""
+
+import optuna
+import pytest
+from matplotlib.figure import Figure
+
+from orchestration.report_plots import Rung, plot_rung_importances, plot_versus
+from orchestration.rungs import asha_rungs, common_rung, values_at
+from orchestration.space import validate_space
+from orchestration.status import TrialRow
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    ("grace", "max_epochs", "factor", "expected"),
+    [(2, 10, 2, [2, 4, 8, 10]), (1, 3, 2, [1, 2, 3]), (1, 9, 3, [1, 3, 9]), (5, 5, 2, [5])],
+)
+def test_rungs_are_ashas_milestones(grace, max_epochs, factor, expected):
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    assert asha_rungs(grace, max_epochs, factor) == expected
+    bracket = _Bracket(grace, max_epochs, factor, s=0)
+    assert sorted({m for m, _ in bracket._rungs} | {max_epochs}) == expected
+
+
+def _space():
+    return validate_space(
+        {
+            "name": "rungs",
+            "num_samples": 12,
+            "scheduler": {"type": "asha", "max_epochs": 10, "grace_period": 2},
+            "base": {"schedule": {"epochs": 10}},
+            "space": {"optim.lr": "loguniform(1e-4, 1e-2)", "model.dropout": "uniform(0, 0.5)"},
+        }
+    )
+
+
+def _rows():
+    """12 trials: 11 stopped at rung 2 or 4, one complete; lr drives the metric."""
+    rows = []
+    for i in range(12):
+        lr, stop = 10 ** -(2 + i / 6), 10 if i == 0 else (4 if i < 4 else 2)
+        history = {e: 0.2 + 0.02 * e - lr * 10 for e in range(1, stop + 1)}
+        params = {"optim.lr": lr, "model.dropout": 0.05 * (i % 3)}
+        rows.append(TrialRow(f"t{i}", "TERMINATED", stop, None, params, history))
+    return rows
+
+
+def test_the_common_rung_is_the_grace_period_when_asha_stopped_most():
+    histories = {r.trial_id: r.history for r in _rows()}
+    assert common_rung(histories, [2, 4, 8, 10]) == 2
+    assert len(values_at(histories, 2)) == 12 and len(values_at(histories, 4)) == 4
+    assert common_rung({"a": {1: 0.1, 2: 0.2}, "b": {1: 0.3, 2: 0.1}}, [1, 2]) == 2
+    assert common_rung({"a": {}}, [2]) is None and common_rung({}, []) is None
+
+
+@pytest.mark.integration  # Optuna's importance evaluator takes about 2 s to warm up
+def test_importances_use_every_trial_at_the_rung_and_say_which():
+    ax = Figure().add_subplot()
+    plot_rung_importances(ax, _rows(), _space(), Rung(2, [2, 4, 8, 10], True))
+    assert not ax.texts and len(ax.patches) == 2  # bars for lr and dropout
+    title = ax.get_title()
+    assert "ASHA rung at epoch 2 (the grace period), 12 trials" in title
+    assert ax.get_yticklabels()[-1].get_text() == "optim.lr"  # the most important on top
+
+
+def test_without_a_common_rung_the_plot_says_so():
+    ax = Figure().add_subplot()
+    plot_rung_importances(ax, _rows()[:1], _space(), Rung(2, [2, 4], True))
+    assert ax.texts[0].get_text().startswith("not enough trials at a common rung")
+
+
+def test_metric_against_a_parameter_draws_each_rung():
+    ax = Figure().add_subplot()
+    plot_versus(
+        ax, _rows(), "optim.lr", True, "val/balanced_accuracy", Rung(2, [2, 4, 8, 10], True)
+    )
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [
+        "epoch 2: 12 trials",
+        "epoch 4: 4 trials",
+        "epoch 8: 1 trial",
+        "epoch 10: 1 trial",
+    ]
+    assert "at ASHA rungs" in ax.get_title()
