@@ -151,6 +151,9 @@ def train_command(
     is_flag=True,
     help="Synthetic data, 2 tiny trials of 2 epochs on CPU: checks the whole path.",
 )
+@click.option(
+    "--verbose", is_flag=True, help="Also show Ray's and MLflow's log lines (quiet by default)."
+)
 def sweep_command(
     space: str,
     name: str | None,
@@ -159,6 +162,7 @@ def sweep_command(
     address: str | None,
     num_samples: int | None,
     smoke: bool,
+    verbose: bool,
 ) -> None:
     """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
     from orchestration.smoke import smoke as make_smoke
@@ -197,7 +201,9 @@ def sweep_command(
         f"tracking {tracking_uri}"
     )
     try:
-        result = run_sweep(spec, storage, tracking_uri, address=address)
+        result = run_sweep(
+            spec, storage, tracking_uri, address=address, verbose=2 if verbose else 1
+        )
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, spec.metrics[0]))
@@ -209,7 +215,10 @@ def sweep_command(
 @main.command("resume")
 @click.argument("sweep_uri")
 @click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
-def resume_command(sweep_uri: str, address: str | None) -> None:
+@click.option(
+    "--verbose", is_flag=True, help="Also show Ray's and MLflow's log lines (quiet by default)."
+)
+def resume_command(sweep_uri: str, address: str | None, verbose: bool) -> None:
     """Continue an interrupted sweep from its storage (e.g. hmtl-runs/sweeps/quickstart)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from orchestration.cluster import InfeasibleError
@@ -219,7 +228,7 @@ def resume_command(sweep_uri: str, address: str | None) -> None:
     try:
         manifest = read_manifest(sweep_uri)
         click.echo(f"hmtl resume {sweep_uri}: tracking {manifest['tracking_uri']}")
-        result = resume_sweep(sweep_uri, address=address)
+        result = resume_sweep(sweep_uri, address=address, verbose=2 if verbose else 1)
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, result_metric(manifest)))

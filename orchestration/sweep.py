@@ -16,7 +16,9 @@ from typing import Any
 
 import ray.tune  # (1) Tuner, TuneConfig, RunConfig, with_resources
 from optuna.distributions import CategoricalDistribution
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+from orchestration import console
 from orchestration.cluster import (
     Plan,
     autoscaler_node_types,
@@ -96,16 +98,18 @@ def run_sweep(
 ) -> SweepResult:
     """Run the sweep to the end and return its best trial.
 
-    `force_train` runs even single-worker trials through a TorchTrainer (benchmarks).
+    `force_train` runs even single-worker trials through a TorchTrainer (benchmarks);
+    `verbose` 2 or more keeps every library's log lines (orchestration/console.py).
     """
     preflight(space, storage)
     store = Store.open(storage)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
+    _console(verbose)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, force_train)
     write_manifest(store, space, tracking_uri)
     tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
-        _trainable(space, plan, store, os.getcwd()),
+        _trainable(space, plan, store, os.getcwd(), quiet=verbose < 2),
         tune_config=_tune_config(space, plan),
         run_config=_run_config(space, store, tracking_uri, verbose, callbacks or []),
     )
@@ -122,11 +126,12 @@ def resume_sweep(
     space = validate_space(manifest["space"])
     store = _parent_store(sweep)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
+    _console(verbose)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, False)
     tuner = ray.tune.Tuner.restore(  # (4) experiment state, searcher and callbacks come back
         sweep.root,
-        trainable=_trainable(space, plan, store, manifest["origin"]),
+        trainable=_trainable(space, plan, store, manifest["origin"], quiet=verbose < 2),
         resume_unfinished=True,
         resume_errored=True,
         storage_filesystem=sweep.filesystem,
@@ -153,9 +158,18 @@ def _plan(space: SearchSpace, force_train: bool) -> Plan:
     )
 
 
-def _trainable(space: SearchSpace, plan: Plan, store: Store, origin: str):
-    trial = make_trial(space, plan, store.path("sweeps", space.name), store.filesystem, origin)
+def _trainable(space: SearchSpace, plan: Plan, store: Store, origin: str, quiet: bool = True):
+    sweep = store.path("sweeps", space.name)
+    trial = make_trial(space, plan, sweep, store.filesystem, origin, quiet=quiet)
     return ray.tune.with_resources(trial, plan.trial_resources())
+
+
+def _console(verbose: int) -> None:
+    """Tune's own loggers only (no TensorBoard files or hint: `_run_config` names JSON and
+    CSV); below verbose 2, the driver's library chatter is quieted too."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if verbose < 2:
+        console.quiet(console.DRIVER_LOGGERS)
 
 
 def write_manifest(store: Store, space: SearchSpace, tracking_uri: str) -> None:
@@ -196,6 +210,9 @@ def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
         max_concurrent_trials=plan.max_concurrent,
         trial_dirname_creator=lambda trial: trial_dirname(trial.trial_id),
         trial_name_creator=lambda trial: f"trial-{trial.trial_id}",
+        # A finished trial's process trains the next one: no new process, imports or data
+        # decoding per trial (orchestration/reuse.py resets what a trial leaves behind).
+        reuse_actors=True,
     )
 
 
@@ -224,7 +241,8 @@ def _run_config(
         name=space.name,
         storage_path=store.path("sweeps"),
         storage_filesystem=store.filesystem,
-        callbacks=[tracker, *callbacks],
+        # result.json and progress.csv per trial, as Tune's defaults would; no TensorBoard.
+        callbacks=[tracker, JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
         progress_reporter=reporter,
         verbose=verbose,
         failure_config=ray.tune.FailureConfig(max_failures=1),
