@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import tiny_space
 from mlflow.tracking import MlflowClient
+from ray.tune import Callback
 
 from orchestration.cli import main
 from orchestration.search import HmtlOptunaSearch
@@ -40,6 +41,38 @@ def test_three_trials_two_epochs_with_checkpoints_and_runs(local_ray, tmp_path):
         history = client.get_metric_history(run.info.run_id, "val/balanced_accuracy")
         assert sorted(m.step for m in history) == [1, 2]
         assert run.data.params["schedule.epochs"] == "2"
+
+
+class LastResults(Callback):
+    """Each trial's config and last result, as the sweep driver saw them."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[dict, dict]] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.last[trial.trial_id] = (dict(trial.config), dict(result))
+
+
+def test_a_reused_process_trains_a_config_as_a_fresh_one_did(local_ray, tmp_path):
+    # One trial at a time, so every trial after the first runs in the process of the one
+    # before (reuse_actors): the first two have the same values, the first in a fresh
+    # process, the second in the same process after it.
+    same = {"optim.lr": 0.003, "tasks.loss_weights.rotation": 0.5}
+    space = tiny_space(
+        tmp_path,
+        name="it-reuse",
+        num_samples=3,
+        max_concurrent_trials=1,
+        search={"sampler": "random", "seed": 0, "points_to_evaluate": [same, same]},
+    )
+    seen = LastResults()
+    result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)), callbacks=[seen])
+    assert result.trials == 3 and result.errors == 0
+    assert len({r["pid"] for _, r in seen.last.values()}) == 1  # one process trained all three
+    fresh, reused = [r for config, r in seen.last.values() if config == same]
+    assert fresh["epoch"] == reused["epoch"] == 2
+    for key in ("train/loss", "val/accuracy", "val/balanced_accuracy", "test/accuracy"):
+        assert reused[key] == pytest.approx(fresh[key], rel=0, abs=1e-12), key
 
 
 def test_asha_stop_is_recorded_as_pruned(local_ray, tmp_path):
