@@ -84,6 +84,7 @@ MANIFEST = "hmtl-sweep.json"
 # sweep killed inside that window comes back without its newest trials, which then start
 # over as new trials. The state is small, so it is written every second.
 STATE_PERIOD_S = "1"
+REUSE_ENV = "HMTL_REUSE_ACTORS"
 
 
 def run_sweep(
@@ -212,7 +213,8 @@ def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
         trial_name_creator=lambda trial: f"trial-{trial.trial_id}",
         # A finished trial's process trains the next one: no new process, imports or data
         # decoding per trial (orchestration/reuse.py resets what a trial leaves behind).
-        reuse_actors=True,
+        # HMTL_REUSE_ACTORS=0 gives every trial a fresh process (benchmarks, diagnosis).
+        reuse_actors=os.environ.get(REUSE_ENV, "1") != "0",
     )
 
 
