@@ -32,6 +32,7 @@ from trainables.config import TrainConfig
 from trainables.train import train
 
 TRAIN_RUN_NAME = "train"
+RESET_TIMEOUT_S = "30"
 
 
 class TuneSession:
@@ -87,6 +88,10 @@ def make_trial(
 
     def run_trial(params: dict[str, Any]) -> None:
         cfg = resolve_paths(space.trial_config(params), origin)
+        # Before this process takes the next trial, Tune waits this long (Ray's default: 2 s)
+        # for a stopped trial's thread to wind up (its clean-up included); past it, the next
+        # trial fails. Read in this process at that moment, so set here.
+        os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", RESET_TIMEOUT_S)
         if quiet:
             console.quiet(console.TRIAL_LOGGERS)
         with trial_scope(cfg.runtime.seed):  # a reused process trains as a fresh one would

@@ -77,12 +77,13 @@ def test_a_reused_process_trains_a_config_as_a_fresh_one_did(local_ray, tmp_path
 
 def test_asha_stop_is_recorded_as_pruned(local_ray, tmp_path):
     # Trials run one at a time; the second carries a huge jigsaw weight, so its train/loss
-    # at the first rung is far worse than the first trial's and ASHA stops it there.
+    # at the first rung is far worse than the first trial's and ASHA stops it there. The
+    # third then trains in the stopped trial's process (reuse_actors) to the end.
     space = tiny_space(
         tmp_path,
         epochs=3,
         name="it-asha",
-        num_samples=2,
+        num_samples=3,
         max_concurrent_trials=1,
         metric="train/loss",
         mode="min",
@@ -93,16 +94,20 @@ def test_asha_stop_is_recorded_as_pruned(local_ray, tmp_path):
             "points_to_evaluate": [
                 {"tasks.loss_weights.jigsaw": 0},
                 {"tasks.loss_weights.jigsaw": 50},
+                {"tasks.loss_weights.jigsaw": 0},
             ],
         },
         space={"tasks.loss_weights.jigsaw": "choice(0, 50)"},
     )
-    result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)))
-    assert result.trials == 2
+    seen = LastResults()
+    result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)), callbacks=[seen])
+    assert result.trials == 3 and result.errors == 0
+    assert len({r["pid"] for _, r in seen.last.values()}) == 1
     searcher = HmtlOptunaSearch(space, metric="train/loss", mode="min")
     searcher.restore_from_dir(sweep_path(str(tmp_path), "it-asha"))
     states = [t.state for t in searcher._ot_study.trials]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+    complete, pruned = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    assert states == [complete, pruned, complete]
     pruned = searcher._ot_study.trials[1]
     assert pruned.params == {"tasks.loss_weights.jigsaw": 50}
     assert list(pruned.intermediate_values) == [1]
