@@ -50,6 +50,9 @@ def main() -> None:
     is_flag=True,
     help="Synthetic data, 2 tiny trials of 2 epochs on CPU: checks the whole path.",
 )
+@click.option(
+    "--verbose", is_flag=True, help="Also show Ray's and MLflow's log lines (quiet by default)."
+)
 def sweep_command(
     space: str,
     name: str | None,
@@ -58,6 +61,7 @@ def sweep_command(
     address: str | None,
     num_samples: int | None,
     smoke: bool,
+    verbose: bool,
 ) -> None:
     """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
     from orchestration.cluster import InfeasibleError, address_problem, check_local
@@ -105,7 +109,12 @@ def sweep_command(
     try:
         # The header comes once the sweep's checks pass, so a refusal is the only line.
         result = run_sweep(
-            spec, storage, tracking_uri, address=address, announce=lambda: click.echo(header)
+            spec,
+            storage,
+            tracking_uri,
+            address=address,
+            verbose=2 if verbose else 1,
+            announce=lambda: click.echo(header),
         )
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
@@ -117,7 +126,10 @@ def sweep_command(
 @main.command("resume")
 @click.argument("sweep_uri")
 @click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
-def resume_command(sweep_uri: str, address: str | None) -> None:
+@click.option(
+    "--verbose", is_flag=True, help="Also show Ray's and MLflow's log lines (quiet by default)."
+)
+def resume_command(sweep_uri: str, address: str | None, verbose: bool) -> None:
     """Continue an interrupted sweep from its storage (e.g. hmtl-runs/sweeps/quickstart)."""
     from orchestration.cluster import address_problem
 
@@ -132,7 +144,7 @@ def resume_command(sweep_uri: str, address: str | None) -> None:
     try:
         manifest = read_manifest(sweep_uri)
         click.echo(f"hmtl resume {sweep_uri}: tracking {manifest['tracking_uri']}")
-        result = resume_sweep(sweep_uri, address=address)
+        result = resume_sweep(sweep_uri, address=address, verbose=2 if verbose else 1)
     except (InfeasibleError, SpaceError, StorageError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, result_metric(manifest)))

@@ -18,7 +18,9 @@ from typing import Any
 
 import ray.tune  # (1) Tuner, TuneConfig, RunConfig, with_resources
 from optuna.distributions import CategoricalDistribution
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+from orchestration import console
 from orchestration.best import best_trial, frame_rows, trial_peak
 from orchestration.cluster import (
     Plan,
@@ -105,6 +107,7 @@ TRIAL_RETRIES = 3
 # sweep killed inside that window comes back without its newest trials, which then start
 # over as new trials. The state is small, so it is written every second.
 STATE_PERIOD_S = "1"
+REUSE_ENV = "HMTL_REUSE_ACTORS"
 
 
 def run_sweep(
@@ -122,6 +125,7 @@ def run_sweep(
 
     `force_train` runs even single-worker trials through a TorchTrainer (benchmarks);
     `announce()` is called once every check has passed, just before Ray starts.
+    `verbose` 2 or more keeps every library's log lines (orchestration/console.py).
     """
     check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
     preflight(space, storage)
@@ -129,11 +133,12 @@ def run_sweep(
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     if announce is not None:
         announce()
+    _console(verbose)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, force_train)
     write_manifest(store, space, tracking_uri)
     tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
-        _trainable(space, plan, store, os.getcwd()),
+        _trainable(space, plan, store, os.getcwd(), quiet=verbose < 2),
         tune_config=_tune_config(space, plan),
         run_config=_run_config(space, store, tracking_uri, verbose, callbacks or []),
     )
@@ -151,11 +156,12 @@ def resume_sweep(
     store = _parent_store(sweep)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     check_local(space, address, num_cpus)
+    _console(verbose)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, False)
     tuner = ray.tune.Tuner.restore(  # (4) experiment state, searcher and callbacks come back
         sweep.root,
-        trainable=_trainable(space, plan, store, manifest["origin"]),
+        trainable=_trainable(space, plan, store, manifest["origin"], quiet=verbose < 2),
         resume_unfinished=True,
         resume_errored=True,
         storage_filesystem=sweep.filesystem,
@@ -182,9 +188,18 @@ def _plan(space: SearchSpace, force_train: bool) -> Plan:
     )
 
 
-def _trainable(space: SearchSpace, plan: Plan, store: Store, origin: str):
-    trial = make_trial(space, plan, store.path("sweeps", space.name), store.filesystem, origin)
+def _trainable(space: SearchSpace, plan: Plan, store: Store, origin: str, quiet: bool = True):
+    sweep = store.path("sweeps", space.name)
+    trial = make_trial(space, plan, sweep, store.filesystem, origin, quiet=quiet)
     return ray.tune.with_resources(trial, plan.trial_resources())
+
+
+def _console(verbose: int) -> None:
+    """Tune's own loggers only (no TensorBoard files or hint: `_run_config` names JSON and
+    CSV); below verbose 2, the driver's library chatter is quieted too."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if verbose < 2:
+        console.quiet(console.DRIVER_LOGGERS)
 
 
 def write_manifest(store: Store, space: SearchSpace, tracking_uri: str) -> None:
@@ -225,6 +240,10 @@ def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
         max_concurrent_trials=plan.max_concurrent,
         trial_dirname_creator=lambda trial: trial_dirname(trial.trial_id),
         trial_name_creator=lambda trial: f"trial-{trial.trial_id}",
+        # A finished trial's process trains the next one: no new process, imports or data
+        # decoding per trial (orchestration/reuse.py resets what a trial leaves behind).
+        # HMTL_REUSE_ACTORS=0 gives every trial a fresh process (benchmarks, diagnosis).
+        reuse_actors=os.environ.get(REUSE_ENV, "1") != "0",
     )
 
 
@@ -253,7 +272,8 @@ def _run_config(
         name=space.name,
         storage_path=store.path("sweeps"),
         storage_filesystem=store.filesystem,
-        callbacks=[tracker, *callbacks],
+        # result.json and progress.csv per trial, as Tune's defaults would; no TensorBoard.
+        callbacks=[tracker, JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
         progress_reporter=reporter,
         verbose=verbose,
         failure_config=ray.tune.FailureConfig(max_failures=TRIAL_RETRIES),

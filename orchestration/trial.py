@@ -5,26 +5,34 @@ same report/checkpoint/resume contract at a fraction of the start-up cost of a T
 run (STACK-NOTES.md: ~2 s against ~20 s). Trials with several workers build a
 TorchTrainer whose run name is fixed per trial, so a restarted trial resumes from its
 latest Train checkpoint.
+
+Tune reuses a finished trial's process for the next one (`reuse_actors`); every trial
+runs inside `trial_scope`, which seeds the global RNGs and undoes what it changed.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray.train  # (1) Train V2: TorchTrainer, RunConfig, Checkpoint
 import ray.tune  # (2) Tune function API: report, get_checkpoint, get_context
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from orchestration import console
 from orchestration.cluster import Plan
+from orchestration.reuse import trial_scope
 from orchestration.space import SearchSpace
 from orchestration.worker import scalar_metrics, train_loop_per_worker
 from trainables.config import TrainConfig
 from trainables.train import train
 
 TRAIN_RUN_NAME = "train"
+RESET_TIMEOUT_S = "30"
 
 
 class TuneSession:
@@ -34,16 +42,30 @@ class TuneSession:
     world_size = 1
     device = None
 
+    def __init__(self) -> None:
+        self._downloads: list[str] = []
+
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.tune.report(scalar_metrics(metrics), checkpoint=checkpoint)  # (3) persisted by Tune
 
     def latest_checkpoint(self) -> str | None:
         checkpoint = ray.tune.get_checkpoint()  # (4) set when the trial is restored
-        return checkpoint.to_directory() if checkpoint else None
+        if checkpoint is None:
+            return None
+        if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
+            return checkpoint.path  # read in place: a copy per call is wasted time and disk
+        folder = checkpoint.to_directory()
+        self._downloads.append(folder)
+        return folder
 
     def prepare_model(self, model):
         return model
+
+    def close(self) -> None:
+        """Remove the checkpoints this trial downloaded (its process may train others)."""
+        for folder in self._downloads:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def make_trial(
@@ -52,12 +74,14 @@ def make_trial(
     sweep_path: str,
     storage_filesystem=None,
     origin: str | None = None,
+    quiet: bool = True,
 ):
     """The Tune function for this sweep: params (dotted keys) -> one training run.
 
     `sweep_path` is where Tune keeps this sweep (`<storage>/sweeps/<sweep>`, without the
     scheme when a `storage_filesystem` is given); relative paths in trial configs are
-    read against `origin` (the folder the sweep was started from).
+    read against `origin` (the folder the sweep was started from). `quiet` keeps Ray's
+    per-checkpoint log lines off the console (orchestration/console.py).
     """
 
     origin = origin or os.getcwd()
@@ -68,13 +92,27 @@ def make_trial(
             # A trial Tune retries after a storage outage first waits, with backoff, for the
             # store to answer (trainables/data/retrying.py) rather than failing again at once.
             storage_filesystem.get_file_info(sweep_path)
-        if not plan.use_train:
-            train(cfg, TuneSession())
-            return
+        # Before this process takes the next trial, Tune waits this long (Ray's default: 2 s)
+        # for a stopped trial's thread to wind up (its clean-up included); past it, the next
+        # trial fails. Read in this process at that moment, so set here.
+        os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", RESET_TIMEOUT_S)
+        if quiet:
+            console.quiet(console.TRIAL_LOGGERS)
+        with trial_scope(cfg.runtime.seed):  # a reused process trains as a fresh one would
+            if plan.use_train:
+                fit_trainer(cfg)
+                return
+            session = TuneSession()
+            try:
+                train(cfg, session)
+            finally:
+                session.close()
+
+    def fit_trainer(cfg: TrainConfig) -> None:
         trial_id = ray.tune.get_context().get_trial_id()  # (5) names the Train run's folder
         trainer = TorchTrainer(
             train_loop_per_worker,
-            train_loop_config={"cfg": cfg.model_dump(mode="json")},
+            train_loop_config={"cfg": cfg.model_dump(mode="json"), "quiet": quiet},
             scaling_config=ray.train.ScalingConfig(
                 num_workers=plan.workers,
                 use_gpu=plan.gpus_per_worker > 0,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray.train  # (1) Ray Train's worker-side API
 import ray.train.torch
 from torch import nn
 
+from orchestration import console
 from trainables.config import TrainConfig
 from trainables.train import train
 
@@ -41,7 +43,11 @@ class TrainSession:
 
     def latest_checkpoint(self) -> str | None:
         checkpoint = ray.train.get_checkpoint()  # (5) set when this run resumes
-        return checkpoint.to_directory() if checkpoint else None
+        if checkpoint is None:
+            return None
+        if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
+            return checkpoint.path  # read in place rather than copied on every call
+        return checkpoint.to_directory()
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         if self.world_size == 1:
@@ -50,4 +56,6 @@ class TrainSession:
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    if loop_config.get("quiet", True):
+        console.quiet(console.TRIAL_LOGGERS)
     train(TrainConfig.model_validate(loop_config["cfg"]), TrainSession())

@@ -1,5 +1,6 @@
 """Kill a sweep mid-run and resume it: nothing lost, nothing repeated, same results."""
 
+import json
 import os
 import signal
 import subprocess
@@ -56,6 +57,11 @@ def _checkpoints(sweep: Path) -> dict[str, int]:
 def _state_names(sweep: Path, trial_dir: str) -> bool:
     trial_id = trial_dir.removeprefix("trial-")
     return any(trial_id in f.read_text() for f in sweep.glob("experiment_state-*.json"))
+
+
+def _last_pid(trial_dir: Path) -> int:
+    """The process that reported a trial's last result (Tune's result.json, one line each)."""
+    return json.loads((trial_dir / "result.json").read_text().splitlines()[-1])["pid"]
 
 
 def test_sigkill_then_resume_finishes_every_trial_once(local_ray, tmp_path):
@@ -121,8 +127,12 @@ def test_sigkill_then_resume_finishes_every_trial_once(local_ray, tmp_path):
             "confusion_matrix_val.png",
         } <= artifacts
 
-    # A resumed trial ends exactly where an uninterrupted one with the same seed ends.
+    # A resumed trial ends exactly where an uninterrupted one with the same seed ends, and
+    # its process then trained the trial that had not started (reuse_actors).
     interrupted = next(t for t, n in before.items() if 1 <= n < 4)
+    not_started = [t for t in after if before.get(t, 0) == 0]
+    assert len(not_started) == 1
+    assert _last_pid(sweep / not_started[0]) == _last_pid(sweep / interrupted)
     run = next(r for r in runs if f"trial-{r.data.tags['hmtl.trial_id']}" == interrupted)
     lr = float(run.data.params["optim.lr"])
     cfg = build_config(

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import tiny_space
 from mlflow.tracking import MlflowClient
+from ray.tune import Callback
 
 from orchestration.cli import main
 from orchestration.search import HmtlOptunaSearch
@@ -42,14 +43,47 @@ def test_three_trials_two_epochs_with_checkpoints_and_runs(local_ray, tmp_path):
         assert run.data.params["schedule.epochs"] == "2"
 
 
+class LastResults(Callback):
+    """Each trial's config and last result, as the sweep driver saw them."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[dict, dict]] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.last[trial.trial_id] = (dict(trial.config), dict(result))
+
+
+def test_a_reused_process_trains_a_config_as_a_fresh_one_did(local_ray, tmp_path):
+    # One trial at a time, so every trial after the first runs in the process of the one
+    # before (reuse_actors): the first two have the same values, the first in a fresh
+    # process, the second in the same process after it.
+    same = {"optim.lr": 0.003, "tasks.loss_weights.rotation": 0.5}
+    space = tiny_space(
+        tmp_path,
+        name="it-reuse",
+        num_samples=3,
+        max_concurrent_trials=1,
+        search={"sampler": "random", "seed": 0, "points_to_evaluate": [same, same]},
+    )
+    seen = LastResults()
+    result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)), callbacks=[seen])
+    assert result.trials == 3 and result.errors == 0
+    assert len({r["pid"] for _, r in seen.last.values()}) == 1  # one process trained all three
+    fresh, reused = [r for config, r in seen.last.values() if config == same]
+    assert fresh["epoch"] == reused["epoch"] == 2
+    for key in ("train/loss", "val/accuracy", "val/balanced_accuracy", "test/accuracy"):
+        assert reused[key] == pytest.approx(fresh[key], rel=0, abs=1e-12), key
+
+
 def test_asha_stop_is_recorded_as_pruned(local_ray, tmp_path):
     # Trials run one at a time; the second carries a huge jigsaw weight, so its train/loss
-    # at the first rung is far worse than the first trial's and ASHA stops it there.
+    # at the first rung is far worse than the first trial's and ASHA stops it there. The
+    # third then trains in the stopped trial's process (reuse_actors) to the end.
     space = tiny_space(
         tmp_path,
         epochs=3,
         name="it-asha",
-        num_samples=2,
+        num_samples=3,
         max_concurrent_trials=1,
         metric="train/loss",
         mode="min",
@@ -60,16 +94,20 @@ def test_asha_stop_is_recorded_as_pruned(local_ray, tmp_path):
             "points_to_evaluate": [
                 {"tasks.loss_weights.jigsaw": 0},
                 {"tasks.loss_weights.jigsaw": 50},
+                {"tasks.loss_weights.jigsaw": 0},
             ],
         },
         space={"tasks.loss_weights.jigsaw": "choice(0, 50)"},
     )
-    result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)))
-    assert result.trials == 2
+    seen = LastResults()
+    result = run_sweep(space, str(tmp_path), default_tracking_uri(str(tmp_path)), callbacks=[seen])
+    assert result.trials == 3 and result.errors == 0
+    assert len({r["pid"] for _, r in seen.last.values()}) == 1
     searcher = HmtlOptunaSearch(space, metric="train/loss", mode="min")
     searcher.restore_from_dir(sweep_path(str(tmp_path), "it-asha"))
     states = [t.state for t in searcher._ot_study.trials]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+    complete, pruned = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    assert states == [complete, pruned, complete]
     pruned = searcher._ot_study.trials[1]
     assert pruned.params == {"tasks.loss_weights.jigsaw": 50}
     assert list(pruned.intermediate_values) == [1]

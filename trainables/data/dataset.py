@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from trainables.config import DataConfig
+from trainables.data.cache import DATASETS
 from trainables.data.prepared import (
     EXPRESSIONS,
     DatasetError,
     Prepared,
     find_prepared,
-    read_prepared,
     write_prepared,
 )
 from trainables.data.storage import is_remote
@@ -136,16 +136,17 @@ def shard(data: FaceData, rank: int, world_size: int) -> FaceData:
 
 def load_splits(cfg: DataConfig) -> Splits:
     """Read the configured dataset and cut it into train/val/test `FaceData`."""
-    prepared = read_prepared(resolve_source(cfg))
+    prepared = DATASETS.read(resolve_source(cfg))  # decoded once per process (read-only)
     keep = prepared.labels["expression"] < cfg.classes
     split = assign_splits(prepared, cfg)
-    images = _to_channels(torch.from_numpy(prepared.images).permute(0, 3, 1, 2), cfg.channels)
-    labels = {k: torch.from_numpy(np.array(v)) for k, v in prepared.labels.items()}
-    labels["expression"] = labels["expression"].long()
 
     def take(name: str) -> FaceData:
-        idx = torch.from_numpy(np.flatnonzero((split == name) & keep))
-        return FaceData(images[idx].contiguous(), {k: v[idx] for k, v in labels.items()})
+        # Fancy indexing copies: each split owns its tensors, the cached arrays stay as read.
+        idx = np.flatnonzero((split == name) & keep)
+        images = torch.from_numpy(prepared.images[idx]).permute(0, 3, 1, 2)
+        labels = {k: torch.from_numpy(v[idx]) for k, v in prepared.labels.items()}
+        labels["expression"] = labels["expression"].long()
+        return FaceData(_to_channels(images, cfg.channels).contiguous(), labels)
 
     train = take("train")
     if len(train) == 0:

@@ -1,0 +1,179 @@
+"""hmtl on local Ray against plain Optuna on one machine: the same trainer, the same search.
+
+Both sides run the same random search (seed 0) over the same space on the same prepared
+synthetic faces, a fixed number of trials at a time, each trial tracked in an MLflow run
+(SQLite) with a checkpoint every epoch:
+
+  plain Optuna: `study.optimize(n_jobs=...)`, threads calling `trainables.train.train`
+                with an MLflow-tracked local session (what `hmtl train --tracking-uri` uses);
+  hmtl:         `run_sweep` on local Ray (Tune + Optuna, MLflow callback, Tune checkpoints).
+
+Ray's start is timed on its own and left out of the hmtl wall. Per trial it prints the
+overhead (a trial's wall time minus its time inside `train`) and the amortised overhead
+(slot-seconds not spent inside `train`, per trial: (wall x concurrency - summed time
+inside train) / trials).
+
+    python benchmarks/peer_optuna.py [--trials 6] [--epochs 3] [--faces 3000] [--concurrent 2]
+
+To measure other code (e.g. the code before a change), put its checkout first on
+PYTHONPATH; the script only uses interfaces that both have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import optuna
+from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from ray.tune import Callback
+
+from orchestration.cluster import init_ray
+from orchestration.single_run import TrackedSession
+from orchestration.space import validate_space
+from orchestration.sweep import run_sweep
+from orchestration.tracking import default_tracking_uri
+from trainables.data.dataset import ensure_synthetic
+from trainables.train import train
+
+
+def make_space(trials: int, epochs: int, faces: int, concurrent: int, cache: str):
+    return validate_space(
+        {
+            "name": "peer",
+            "num_samples": trials,
+            "max_concurrent_trials": concurrent,
+            "scheduler": None,
+            "search": {"sampler": "random", "seed": 0},
+            "base": {
+                "data": {
+                    "cache_dir": cache,
+                    "image_size": 48,
+                    "batch_size": 64,
+                    "synthetic": {"num_samples": faces},
+                },
+                "model": {"width": 16},
+                "schedule": {"epochs": epochs, "warmup_epochs": 0.5},
+                "runtime": {"device": "cpu", "num_threads": 1},
+            },
+            "space": {
+                "optim.lr": "loguniform(1e-4, 1e-2)",
+                "tasks.loss_weights.rotation": "uniform(0.0, 1.0)",
+            },
+        }
+    )
+
+
+class TrialClock(Callback):
+    """Per trial, as the sweep driver sees it: wall time from start to end, time in train."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.wall: dict[str, float] = {}
+        self.inside: dict[str, float] = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started[trial.trial_id] = time.perf_counter()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.inside[trial.trial_id] = result.get("time/train_s", 0.0)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.wall[trial.trial_id] = time.perf_counter() - self.started[trial.trial_id]
+
+
+def suggest(trial: optuna.Trial, key: str, dist: BaseDistribution):
+    """The plain-Optuna spelling of one search-space entry."""
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(key, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
+    return trial.suggest_categorical(key, dist.choices)
+
+
+def run_optuna(space, root: Path, concurrent: int) -> tuple[float, list[float], list[float]]:
+    """Plain Optuna: threads, one MLflow run and a checkpoint folder per trial."""
+    tracking = default_tracking_uri(str(root / "optuna"))
+    walls, inside, lock = [], [], threading.Lock()
+    dists = space.distributions()
+
+    def objective(trial: optuna.Trial) -> float:
+        began = time.perf_counter()
+        params = {key: suggest(trial, key, dist) for key, dist in dists.items()}
+        cfg = space.trial_config(params)
+        out = root / "optuna" / f"trial-{trial.number}"
+        session = TrackedSession(out, cfg, tracking, log=None, experiment="peer-optuna")
+        result = train(cfg, session)
+        session.finish()
+        with lock:
+            walls.append(time.perf_counter() - began)
+            inside.append(result.metrics["time/train_s"])
+        return result.metrics[space.metrics[0]]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=space.sampler())
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=space.num_samples, n_jobs=concurrent)
+    return time.perf_counter() - start, walls, inside
+
+
+def run_hmtl(space, root: Path, concurrent: int) -> tuple[float, float, list[float], list[float]]:
+    """hmtl: Ray's start, then the sweep as `hmtl sweep` runs it (console quiet)."""
+    start = time.perf_counter()
+    init_ray(None, num_cpus=concurrent)
+    ray_start = time.perf_counter() - start
+    clock = TrialClock()
+    start = time.perf_counter()
+    result = run_sweep(
+        space, str(root / "hmtl"), default_tracking_uri(str(root / "hmtl")), callbacks=[clock]
+    )
+    wall = time.perf_counter() - start
+    assert result.errors == 0, f"{result.errors} trials errored"
+    walls = [clock.wall[t] for t in clock.wall]
+    inside = [clock.inside[t] for t in clock.wall]
+    return ray_start, wall, walls, inside
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--faces", type=int, default=3000)
+    parser.add_argument("--concurrent", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    root = Path(tempfile.mkdtemp(prefix="hmtl-peer-"))
+    space = make_space(args.trials, args.epochs, args.faces, args.concurrent, str(root / "data"))
+    ensure_synthetic(space.trial_config({}).data)  # drawn once, before either side runs
+
+    o_wall, o_walls, o_inside = run_optuna(space, root, args.concurrent)
+    ray_start, h_wall, h_walls, h_inside = run_hmtl(space, root, args.concurrent)
+
+    n, c = args.trials, args.concurrent
+    print(f"\n{n} trials x {args.epochs} epochs, {args.faces} faces, {c} at a time")
+    print("  overhead: a trial's wall time minus its time inside train (mean)")
+    print("  amortised: (wall x concurrency - summed time inside train) / trials")
+    for label, wall, walls, inside in (
+        ("plain Optuna (threads)", o_wall, o_walls, o_inside),
+        ("hmtl on local Ray", h_wall, h_walls, h_inside),
+    ):
+        seen = statistics.mean(w - i for w, i in zip(walls, inside, strict=True))
+        amortised = (wall * c - sum(inside)) / n
+        print(
+            f"  {label:<24} wall {wall:7.1f} s   in train {statistics.mean(inside):5.2f} s/trial"
+            f"   overhead {seen:5.2f} s/trial   amortised {amortised:5.2f} s/trial"
+        )
+    print(f"  Ray's start (not in the hmtl wall): {ray_start:.1f} s")
+    print(
+        f"  ratio hmtl / Optuna: {h_wall / o_wall:.2f} without Ray's start, "
+        f"{(h_wall + ray_start) / o_wall:.2f} with it"
+    )
+
+
+if __name__ == "__main__":
+    main()
