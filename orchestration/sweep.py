@@ -29,6 +29,8 @@ from orchestration.search import make_scheduler, make_searcher
 from orchestration.space import SearchSpace, SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.tracking import MlflowCallback, redact_uri
+from orchestration.tracking_probe import probe
+from orchestration.tracking_queue import Spool, spooled
 from orchestration.trial import make_trial, trial_dirname
 
 
@@ -44,6 +46,9 @@ class SweepResult:
     errors: int
     epochs_run: int
     """Trial-epochs spent, summed over trials (what early stopping saves)."""
+    undelivered: int = 0
+    """MLflow operations still waiting in the tracking spool (replayed by `hmtl resume`)."""
+    spool: str | None = None
 
 
 def sweep_path(storage: str, name: str) -> str:
@@ -51,9 +56,10 @@ def sweep_path(storage: str, name: str) -> str:
     return Store.open(storage).display("sweeps", name)
 
 
-def preflight(space: SearchSpace, storage: str) -> None:
+def preflight(space: SearchSpace, storage: str, tracking_uri: str | None = None) -> None:
     """Refuse, before Ray starts, what would make every trial fail: a missing local dataset
-    or weights file (in the base or among searched choices) or an unwritable storage folder."""
+    or weights file (in the base or among searched choices), an unreachable tracking server
+    or an unwritable storage folder."""
     base = space.trial_config({})
     values = {"data.source": [base.data.source], "model.pretrained": [base.model.pretrained]}
     for key, dist in space.distributions().items():
@@ -68,6 +74,8 @@ def preflight(space: SearchSpace, storage: str) -> None:
                 raise SpaceError(
                     f"{space.source or space.name}: {key}: {value}: no such file or folder{hint}"
                 )
+    if tracking_uri:
+        probe(tracking_uri)  # before the storage check, which writes (and removes) a probe
     store = Store.open(storage)
     if not store.remote and autoscaler_node_types():
         raise SpaceError(
@@ -98,7 +106,7 @@ def run_sweep(
 
     `force_train` runs even single-worker trials through a TorchTrainer (benchmarks).
     """
-    preflight(space, storage)
+    preflight(space, storage, tracking_uri)
     store = Store.open(storage)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     init_ray(address, num_cpus=num_cpus)
@@ -121,6 +129,7 @@ def resume_sweep(
     manifest = read_manifest(path)
     space = validate_space(manifest["space"])
     store = _parent_store(sweep)
+    probe(manifest["tracking_uri"])  # the restored tracker replays its spool there
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, False)
@@ -233,6 +242,10 @@ def _run_config(
 
 def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
     path = store.display("sweeps", space.name)
+    undelivered = {
+        "undelivered": spooled(store, space.name),
+        "spool": Spool(store, space.name).where,
+    }
     errors = sum(1 for r in results if r.error is not None)
     epochs = sum(int((r.metrics or {}).get("epoch", 0)) for r in results)
     metric, mode = space.metrics[0], space.modes[0]
@@ -241,7 +254,9 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
     except RuntimeError:
         best = None
     if best is None or best.metrics is None or metric not in best.metrics:
-        return SweepResult(space.name, path, None, {}, {}, None, len(results), errors, epochs)
+        return SweepResult(
+            space.name, path, None, {}, {}, None, len(results), errors, epochs, **undelivered
+        )
     # Single-worker trials checkpoint through Tune; TorchTrainer trials report the path.
     checkpoint = best.checkpoint.path if best.checkpoint else best.metrics.get("checkpoint_path")
     checkpoint = store.as_uri(checkpoint) if checkpoint else None
@@ -255,6 +270,7 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
         trials=len(results),
         errors=errors,
         epochs_run=epochs,
+        **undelivered,
     )
 
 
