@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from orchestration.store import StorageError, Store
 from orchestration.tracking_ops import OPS, Delivery
+from orchestration.tracking_probe import cause
 
 BUDGET_ENV = "HMTL_TRACKING_BUDGET_S"
 DEFAULT_BUDGET_S = 300.0
@@ -181,7 +182,7 @@ class TrackingQueue:
                 if down_since is None:
                     down_since = time.monotonic()
                     self.notify(
-                        f"hmtl: MLflow at {self.server} is unreachable ({_reason(err)}); "
+                        f"hmtl: MLflow at {self.server} is unreachable ({cause(err)}); "
                         f"training goes on, tracking is queued (spooled to {self.spool.where} "
                         f"if it lasts over {self.budget:.0f} s)"
                     )
@@ -267,11 +268,4 @@ class TrackingQueue:
         """An operation the server rejected: retrying cannot help, so say so and go on."""
         op = self._advance() if self._replay or self._backlog else {"op": "?"}
         self.dropped += 1
-        self.notify(f"hmtl: MLflow at {self.server} rejected {op['op']}: {_reason(err)}")
-
-
-def _reason(err: Exception) -> str:
-    """The last line of an error, short enough for one line of output."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = lines[-1] if lines else type(err).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
+        self.notify(f"hmtl: MLflow at {self.server} rejected {op['op']}: {cause(err)}")

@@ -1,0 +1,134 @@
+"""A real `mlflow server` on 127.0.0.1 that tests and benchmarks stop and start again on the
+same port (SQLite runs and local artifacts survive the restart), to stage an outage.
+
+Imported as `from mlflow_server import MlflowServer` (tests/ is on `sys.path`, see helpers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+
+class MlflowServer:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.folder / "server.log"
+        self.proc: subprocess.Popen | None = None
+        self.startup_s = 0.0
+        """How long the last start took (the outage starts the next one that much early)."""
+
+    def start(self, timeout: float = 120) -> None:
+        """Start the server and wait until it answers its health check."""
+        command = [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            (self.folder / "artifacts").as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        begun = time.monotonic()
+        with open(self.log, "ab") as out:
+            # Its own process group: the CLI runs uvicorn and a job runner as children.
+            self.proc = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = begun + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/health", timeout=1).close()
+                self.startup_s = time.monotonic() - begun
+                return
+            except OSError as err:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"mlflow server did not start: {self.log.read_text()[-2000:]}"
+                    ) from err
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop the server; its port refuses connections until `start`."""
+        if self.proc is None:
+            return
+        group = self.proc.pid  # the group this server leads (start_new_session)
+        os.killpg(group, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(group, signal.SIGKILL)
+            self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # children still shutting down
+            os.killpg(group, signal.SIGKILL)
+        self.proc = None
+
+    def outage(self, seconds: float, before_start: Callable[[], None] = lambda: None):
+        """Stop the server, and start it again so that it answers about `seconds` after it
+        stopped (the new process is launched its last start-up time early; it refuses
+        connections until it is ready). Returns the monotonic times at which it stopped
+        answering and answered again."""
+        self.stop()
+        down = time.monotonic()
+        time.sleep(max(0.0, seconds - self.startup_s))
+        before_start()
+        self.start()
+        return down, time.monotonic()
+
+
+class OutageAtFirstResult(Callback):
+    """A Tune callback that takes `server` away for `seconds` (in a thread) when the sweep's
+    first epoch result arrives; `seconds=None` leaves it stopped. `while_down` is called
+    just before the restart and what it returns is kept in `seen`."""
+
+    def __init__(
+        self,
+        server: MlflowServer,
+        seconds: float | None,
+        while_down: Callable[[], Any] | None = None,
+    ) -> None:
+        self.server, self.seconds, self.while_down = server, seconds, while_down
+        self.thread: threading.Thread | None = None
+        self.window: tuple[float, float] | None = None
+        self.seen: Any = None
+
+    def __getstate__(self) -> dict:
+        return {}  # Tune pickles callbacks with the experiment; a server process does not
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._outage, daemon=True)
+            self.thread.start()
+
+    def _outage(self) -> None:
+        if self.seconds is None:
+            self.server.stop()
+            return
+        self.window = self.server.outage(self.seconds, self._check)
+
+    def _check(self) -> None:
+        if self.while_down is not None:
+            self.seen = self.while_down()
