@@ -149,36 +149,51 @@ def _trial_start(delivery: Delivery, trial_id: str, params: dict[str, Any]) -> N
     delivery.client.update_run(run_id, status="RUNNING")
 
 
+ROW_OPS = ("log_epoch", "tag")
+"""Operations that only add rows (metrics, tags) to runs: consecutive ones are delivered
+together, one request per run, so a backlog after an outage goes out in a few requests."""
+
+
+def log_rows(delivery: Delivery, ops: list[dict[str, Any]]) -> None:
+    """Deliver consecutive `log_epoch` and `tag` operations. A metric key is sent only for a
+    step after the last one stored for that run, so a replay (or a trial resumed from an
+    older checkpoint) adds nothing; tags are overwrites."""
+    rows: dict[str, tuple[list[Metric], dict[str, str]]] = {}
+    newest: dict[str, dict[str, int]] = {}
+    for op in ops:
+        args = op["args"]
+        run_id = delivery.run(args["trial_id"])
+        metrics, tags = rows.setdefault(run_id, ([], {}))
+        tags.update({k: str(v) for k, v in args["tags"].items()})
+        if op["op"] == "log_epoch":
+            last = newest.setdefault(run_id, dict(delivery.last_steps(run_id)))
+            step = args["step"]
+            for key, value in sorted(args["metrics"].items()):
+                if step > last.get(key, 0):
+                    metrics.append(Metric(key, float(value), args["timestamp_ms"], step))
+                    last[key] = step
+    for run_id, (metrics, tags) in rows.items():
+        tag_rows = [RunTag(k, v) for k, v in tags.items()]
+        for start in range(0, len(tag_rows), 100):  # MLflow's limits per request
+            delivery.client.log_batch(run_id, tags=tag_rows[start : start + 100])
+        stored = delivery.last_steps(run_id)
+        for start in range(0, len(metrics), 900):
+            chunk = metrics[start : start + 900]
+            delivery.client.log_batch(run_id, metrics=chunk)
+            for metric in chunk:
+                stored[metric.key] = max(stored.get(metric.key, 0), metric.step)
+
+
 @tracking_op("log_epoch")
-def _log_epoch(
-    delivery: Delivery,
-    trial_id: str,
-    step: int,
-    timestamp_ms: int,
-    metrics: dict[str, float],
-    tags: dict[str, str],
-) -> None:
-    """One epoch's metrics and tags in one request; keys already stored at `step` or later
-    are left out, so a replay (or a trial resumed from an older checkpoint) adds nothing."""
-    run_id = delivery.run(trial_id)
-    last = delivery.last_steps(run_id)
-    batch = [
-        Metric(k, float(v), timestamp_ms, step)
-        for k, v in sorted(metrics.items())
-        if step > last.get(k, 0)
-    ]
-    if batch or tags:
-        delivery.client.log_batch(
-            run_id, metrics=batch, tags=[RunTag(k, str(v)) for k, v in tags.items()]
-        )
-    for metric in batch:
-        last[metric.key] = step
+def _log_epoch(delivery: Delivery, **args: Any) -> None:
+    """One epoch: `trial_id`, `step`, `timestamp_ms`, `metrics` and `tags`."""
+    log_rows(delivery, [{"op": "log_epoch", "args": args}])
 
 
 @tracking_op("tag")
-def _tag(delivery: Delivery, trial_id: str, tags: dict[str, str]) -> None:
-    run = delivery.run(trial_id)
-    delivery.client.log_batch(run, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+def _tag(delivery: Delivery, **args: Any) -> None:
+    """Tags on a trial's run: `trial_id`, `tags`."""
+    log_rows(delivery, [{"op": "tag", "args": args}])
 
 
 @tracking_op("finish")

@@ -17,6 +17,7 @@ MLflow's client retries a failing call for minutes; the worker sets it to fail f
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -30,7 +31,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from orchestration.store import StorageError, Store
-from orchestration.tracking_ops import OPS, Delivery
+from orchestration.tracking_ops import OPS, ROW_OPS, Delivery, log_rows
 from orchestration.tracking_probe import cause
 
 BUDGET_ENV = "HMTL_TRACKING_BUDGET_S"
@@ -60,6 +61,10 @@ def transient(err: Exception) -> bool:
         return status >= 500 or status in (401, 403, 408, 429)
     # requests' and pyarrow's connection errors are OSErrors; the spool's store may be away too
     return isinstance(err, OSError | StorageError)
+
+
+def _is_row(op: dict[str, Any]) -> bool:
+    return op["op"] in ROW_OPS
 
 
 class Spool:
@@ -206,10 +211,15 @@ class TrackingQueue:
             self._on_disk = bool(self._replay)
         if not (self._replay or self._backlog):
             return
-        op = (self._replay or self._backlog)[0]
-        delivery.apply(op["op"], op["args"])
-        self._advance()
-        self.delivered += 1
+        source = self._replay or self._backlog
+        rows = list(itertools.islice(itertools.takewhile(_is_row, source), 500))
+        if rows:
+            log_rows(delivery, rows)
+        else:
+            delivery.apply(source[0]["op"], source[0]["args"])
+        for _ in rows or [None]:
+            self._advance()
+            self.delivered += 1
 
     def _advance(self) -> dict[str, Any]:
         """Take the head operation off (the spool's first); remove the spool once replayed."""

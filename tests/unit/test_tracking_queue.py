@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestration.store import Store
 from orchestration.tracking import ROLE_TAG, TRIAL_TAG
-from orchestration.tracking_ops import Delivery
+from orchestration.tracking_ops import Delivery, log_rows
 from orchestration.tracking_queue import Spool, TrackingQueue
 
 
@@ -144,3 +144,15 @@ def test_unknown_operation_and_unserialisable_arguments_fail_at_put(tmp_path):
         queue.put("no_such_op", trial_id="a")
     with pytest.raises(TypeError):
         queue.put("tag", trial_id="a", tags={"k": object()})
+
+
+def test_rows_of_a_replayed_and_resumed_trial_go_out_once(sqlite_uri):
+    """Epochs 1-3 then 2-4 again (a trial resumed from an older checkpoint) in one batch."""
+    delivery = Delivery(sqlite_uri, "q-rows")
+    delivery.apply("trial_start", {"trial_id": "a", "params": {"optim.lr": 0.01}})
+    epochs = [op for op in sweep_ops("a", 4) if op[0] in ("log_epoch", "tag")]
+    rows = [{"op": name, "args": args} for name, args in epochs[:6] + epochs[2:]]
+    log_rows(delivery, rows)
+    log_rows(Delivery(sqlite_uri, "q-rows"), rows)
+    delivery.apply("finish", {"trial_id": "a"})
+    assert_each_once(sqlite_uri, "q-rows", {"a": 4})
