@@ -15,9 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ray.tune import Callback
 
@@ -92,49 +90,47 @@ class MlflowServer:
             os.killpg(group, signal.SIGKILL)
         self.proc = None
 
-    def outage(self, seconds: float, before_start: Callable[[], None] = lambda: None):
+    def outage(self, seconds: float) -> tuple[float, float]:
         """Stop the server, and start it again so that it answers about `seconds` after it
         stopped: the new process is launched 3/4 of the last start-up time early (it refuses
         connections until it is ready; start-up times vary on a busy machine). Returns the
         monotonic times at which it stopped answering and answered again."""
+        down = time.monotonic()  # it stops answering as soon as it is told to stop
         self.stop()
-        down = time.monotonic()
-        time.sleep(max(0.0, seconds - 0.75 * self.startup_s))
-        before_start()
+        time.sleep(max(0.0, seconds - 0.75 * self.startup_s - (time.monotonic() - down)))
         self.start()
         return down, time.monotonic()
 
 
 class OutageAtFirstResult(Callback):
     """A Tune callback that takes `server` away for `seconds` (in a thread) when the sweep's
-    first epoch result arrives; `seconds=None` leaves it stopped. `while_down` is called
-    just before the restart and what it returns is kept in `seen`."""
+    first epoch result arrives; `seconds=None` leaves it stopped, `server=None` only notes
+    when training ended."""
 
     def __init__(
         self,
-        server: MlflowServer,
+        server: MlflowServer | None,
         seconds: float | None,
-        while_down: Callable[[], Any] | None = None,
     ) -> None:
-        self.server, self.seconds, self.while_down = server, seconds, while_down
+        self.server, self.seconds = server, seconds
         self.thread: threading.Thread | None = None
         self.window: tuple[float, float] | None = None
-        self.seen: Any = None
+        self.trained: float | None = None
+        """When the last trial finished training (monotonic): tracking may still be busy."""
 
     def __getstate__(self) -> dict:
         return {}  # Tune pickles callbacks with the experiment; a server process does not
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.thread is None:
+        if self.thread is None and self.server is not None:
             self.thread = threading.Thread(target=self._outage, daemon=True)
             self.thread.start()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.trained = time.monotonic()
 
     def _outage(self) -> None:
         if self.seconds is None:
             self.server.stop()
             return
-        self.window = self.server.outage(self.seconds, self._check)
-
-    def _check(self) -> None:
-        if self.while_down is not None:
-            self.seen = self.while_down()
+        self.window = self.server.outage(self.seconds)
