@@ -6,7 +6,7 @@ arrives and started again so that it answers `--outage` seconds later. Prints bo
 times, their ratio, and whether every epoch's metrics and checkpoint tags reached MLflow
 (each once).
 
-    python benchmarks/mlflow_outage.py [--outage 60] [--trials 2] [--epochs 36]
+    python benchmarks/mlflow_outage.py [--outage 60] [--trials 2] [--epochs N]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import tiny_space
-from mlflow_server import MlflowServer, OutageAtFirstResult
+from mlflow_server import MlflowServer, OutageAtFirstResult, epochs_lasting
 
 from orchestration.cluster import init_ray
 from orchestration.sweep import run_sweep
@@ -47,10 +47,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outage", type=float, default=60.0)
     parser.add_argument("--trials", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=36)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default: trials last about twice the outage"
+    )
     args = parser.parse_args()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     root = Path(tempfile.mkdtemp(prefix="hmtl-bench-outage-"))
+    args.epochs = args.epochs or epochs_lasting(root, 2 * args.outage)
     server = MlflowServer(root / "mlflow")
     server.start()
     init_ray(None)  # started once, before either sweep, so neither pays for it

@@ -13,15 +13,13 @@ import time
 import pytest
 from helpers import tiny_space
 from mlflow.tracking import MlflowClient
-from mlflow_server import MlflowServer, OutageAtFirstResult
+from mlflow_server import MlflowServer, OutageAtFirstResult, epochs_lasting
 
 from orchestration.cli import sweep_summary
 from orchestration.store import Store
 from orchestration.sweep import resume_sweep, run_sweep
 from orchestration.tracking import ROLE_TAG
 from orchestration.tracking_queue import BUDGET_ENV, Spool
-from trainables.session import LocalSession
-from trainables.train import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,17 +48,6 @@ def assert_tracked_once(uri: str, sweep: str, epochs: int, trials: int) -> None:
         assert tags["hmtl.best_checkpoint"] and run.info.status == "FINISHED"
     parent = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'sweep'")
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
-
-
-def epochs_lasting(tmp_path, seconds: float) -> int:
-    """How many epochs of the tiny space make a trial last about `seconds` on this machine,
-    from three epochs trained in this process (the first also draws the data, so the
-    estimate errs towards more epochs)."""
-    space = tiny_space(tmp_path, name="clock", epochs=3)
-    cfg = space.trial_config({"optim.lr": 1e-3, "tasks.loss_weights.rotation": 0.5})
-    start = time.monotonic()
-    train(cfg, LocalSession(tmp_path / "clock", log=None))
-    return max(10, min(200, round(seconds / ((time.monotonic() - start) / 3))))
 
 
 def test_sixty_second_outage_does_not_slow_the_sweep(local_ray, server, tmp_path, capfd):
