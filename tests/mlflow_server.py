@@ -137,17 +137,18 @@ class OutageAtFirstResult(Callback):
 
 
 def epochs_lasting(folder: Path, seconds: float) -> int:
-    """How many epochs of `tiny_space` make a trial last about `seconds` on this machine,
-    from three epochs trained in this process (the first also draws the data, so the
-    estimate errs towards more epochs): a sweep that must outlast an outage is sized by
-    time, not by a count that only fits one machine's speed."""
+    """How many epochs of `tiny_space` make a trial train for about `seconds` on this
+    machine, from three epochs timed in this process after one that draws the data: a
+    sweep that must outlast an outage is sized by time, not by a count that only fits one
+    machine's speed (trials in Ray also save checkpoints, so they take somewhat longer)."""
     from helpers import tiny_space
 
     from trainables.session import LocalSession
     from trainables.train import train
 
-    space = tiny_space(folder, name="clock", epochs=3)
-    cfg = space.trial_config({"optim.lr": 1e-3, "tasks.loss_weights.rotation": 0.5})
-    start = time.monotonic()
-    train(cfg, LocalSession(Path(folder) / "clock", log=None))
+    params = {"optim.lr": 1e-3, "tasks.loss_weights.rotation": 0.5}
+    for epochs in (1, 3):
+        cfg = tiny_space(folder, name="clock", epochs=epochs).trial_config(params)
+        start = time.monotonic()
+        train(cfg, LocalSession(Path(folder) / f"clock-{epochs}", log=None))
     return max(10, min(300, round(seconds / ((time.monotonic() - start) / 3))))
