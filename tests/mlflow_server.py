@@ -58,8 +58,11 @@ class MlflowServer:
         begun = time.monotonic()
         with open(self.log, "ab") as out:
             # Its own process group: the CLI runs uvicorn and a job runner as children.
+            # Without the job runner (GenAI jobs, not needed here): its executors start
+            # their own sessions, which a stop of the group would not reach.
+            env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
             self.proc = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         deadline = begun + timeout
         while True:
