@@ -100,6 +100,7 @@ def sweep_command(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from orchestration.sweep import mlflow_ui_command, run_sweep
     from orchestration.tracking import default_tracking_uri
+    from orchestration.tracking_probe import TrackingError
 
     tracking_uri = tracking_uri or default_tracking_uri(storage)
     header = (
@@ -116,7 +117,7 @@ def sweep_command(
             verbose=2 if verbose else 1,
             announce=lambda: click.echo(header),
         )
-    except (InfeasibleError, SpaceError, StorageError) as err:
+    except (InfeasibleError, SpaceError, StorageError, TrackingError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, spec.metrics[0]))
     click.echo(f"\nMLflow UI: {mlflow_ui_command(tracking_uri, spec.name)}")
@@ -140,12 +141,13 @@ def resume_command(sweep_uri: str, address: str | None, verbose: bool) -> None:
     from orchestration.cluster import InfeasibleError
     from orchestration.space import SpaceError
     from orchestration.sweep import read_manifest, resume_sweep
+    from orchestration.tracking_probe import TrackingError
 
     try:
         manifest = read_manifest(sweep_uri)
         click.echo(f"hmtl resume {sweep_uri}: tracking {manifest['tracking_uri']}")
         result = resume_sweep(sweep_uri, address=address, verbose=2 if verbose else 1)
-    except (InfeasibleError, SpaceError, StorageError) as err:
+    except (InfeasibleError, SpaceError, StorageError, TrackingError) as err:
         fail(str(err))
     click.echo(sweep_summary(result, result_metric(manifest)))
     finish(result, sweep_uri, address)
@@ -174,10 +176,13 @@ def report_command(sweep_uri: str, out: str | None, tracking_uri: str | None) ->
     """Plots and a table of a sweep's trials, logged to its MLflow parent run."""
     from orchestration.report import build_report
     from orchestration.space import SpaceError
+    from orchestration.tracking_probe import TrackingError, probe
 
     try:
+        if tracking_uri:
+            probe(tracking_uri)
         report = build_report(sweep_uri, out=out, tracking_uri=tracking_uri)
-    except (SpaceError, StorageError) as err:
+    except (SpaceError, StorageError, TrackingError) as err:
         fail(str(err))
     click.echo(f"report of {sweep_uri}: {len(report.files)} files in {report.folder}")
     for file in report.files:
@@ -218,6 +223,11 @@ def sweep_summary(result, metric: str) -> str:
         f"sweep {result.name}: {result.trials} trials, {result.errors} errored",
         f"  stored at     {result.path}",
     ]
+    if result.undelivered:
+        lines.append(
+            f"  tracking      {result.undelivered} MLflow calls not delivered yet, spooled in "
+            f"{result.spool}; `hmtl resume {result.path}` delivers them"
+        )
     if result.best_trial is None:
         lines.append("  no trial reported the metric")
         return "\n".join(lines)

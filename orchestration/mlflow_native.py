@@ -262,16 +262,27 @@ def finish_sweep(
 ) -> str | None:
     """At the end of a sweep: the summary on the parent run, the best model registered when
     the space asks (`register_model`), and `hmtl report`'s files logged under `report/`.
-    Returns the registered version, if any. A failure here costs the sweep nothing: it is
-    one warning line, and `hmtl report` redoes the report."""
+    `space` None: the one in the sweep's manifest. Returns the registered version, if any.
+    An outage (the server away) is raised, so the tracking queue retries or spools this;
+    any other failure costs the sweep nothing: one warning line, and `hmtl report` redoes
+    the report."""
     from mlflow.exceptions import MlflowException
 
     from orchestration.space import SpaceError
+    from orchestration.tracking_queue import transient
     from trainables.data.storage import StorageError
 
     try:
-        return _finish_sweep(client, parent_id, space, Store.open(sweep), tracking_uri)
+        sweep = Store.open(sweep)
+        if space is None:
+            from orchestration.space import validate_space
+            from orchestration.sweep import MANIFEST
+
+            space = validate_space(json.loads(sweep.read_text(MANIFEST))["space"])
+        return _finish_sweep(client, parent_id, space, sweep, tracking_uri)
     except (MlflowException, StorageError, SpaceError, OSError, ValueError) as err:
+        if isinstance(err, MlflowException | OSError) and transient(err):
+            raise
         line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         print(f"hmtl: warning: the sweep's summary was not logged to MLflow ({line})")
         return None

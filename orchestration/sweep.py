@@ -35,6 +35,8 @@ from orchestration.search import make_scheduler, make_searcher
 from orchestration.space import SearchSpace, SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.tracking import MlflowCallback, redact_uri
+from orchestration.tracking_probe import probe
+from orchestration.tracking_queue import Spool, spooled
 from orchestration.trial import make_trial, trial_dirname
 from trainables.config import ConfigError
 from trainables.models import check_pretrained
@@ -54,6 +56,9 @@ class SweepResult:
     """Trial-epochs spent, summed over trials (what early stopping saves)."""
     best_epoch: int | None = None
     """The best trial's best epoch; `best_metrics` and `best_checkpoint` are that epoch's."""
+    undelivered: int = 0
+    """MLflow operations still waiting in the tracking spool (replayed by `hmtl resume`)."""
+    spool: str | None = None
 
 
 def sweep_path(storage: str, name: str) -> str:
@@ -61,9 +66,10 @@ def sweep_path(storage: str, name: str) -> str:
     return Store.open(storage).display("sweeps", name)
 
 
-def preflight(space: SearchSpace, storage: str) -> None:
+def preflight(space: SearchSpace, storage: str, tracking_uri: str | None = None) -> None:
     """Refuse, before Ray starts, what would make every trial fail: a missing local dataset
-    or weights file (in the base or among searched choices) or an unwritable storage folder."""
+    or weights file (in the base or among searched choices), an unreachable tracking server
+    or an unwritable storage folder."""
     base = space.trial_config({})
     values = {"data.source": [base.data.source], "model.pretrained": [base.model.pretrained]}
     for key, dist in space.distributions().items():
@@ -84,6 +90,8 @@ def preflight(space: SearchSpace, storage: str) -> None:
                     check_pretrained(model, base.data.channels)
                 except ConfigError as err:
                     raise SpaceError(f"{space.source or space.name}: {err}") from None
+    if tracking_uri:
+        probe(tracking_uri)  # before the storage check, which writes (and removes) a probe
     store = Store.open(storage)
     if not store.remote and autoscaler_node_types():
         raise SpaceError(
@@ -128,7 +136,7 @@ def run_sweep(
     `verbose` 2 or more keeps every library's log lines (orchestration/console.py).
     """
     check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
-    preflight(space, storage)
+    preflight(space, storage, tracking_uri)
     store = Store.open(storage)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     if announce is not None:
@@ -154,6 +162,7 @@ def resume_sweep(
     manifest = read_manifest(path)
     space = validate_space(manifest["space"])
     store = _parent_store(sweep)
+    probe(manifest["tracking_uri"])  # the restored tracker replays its spool there
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     check_local(space, address, num_cpus)
     _console(verbose)
@@ -284,6 +293,10 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
     """The sweep's answer: its best trial by the one definition of best (orchestration/
     best.py), with that trial's best epoch, the metrics reported then and its checkpoint."""
     path = store.display("sweeps", space.name)
+    undelivered = {
+        "undelivered": spooled(store, space.name),
+        "spool": Spool(store, space.name).where,
+    }
     errors = sum(1 for r in results if r.error is not None)
     epochs = sum(int((r.metrics or {}).get("epoch", 0)) for r in results)
     metric, mode = space.metrics[0], space.modes[0]
@@ -298,7 +311,9 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
         reported[trial_id] = (r, rows)
     found = best_trial(peaks, mode)
     if found is None:
-        return SweepResult(space.name, path, None, {}, {}, None, len(results), errors, epochs)
+        return SweepResult(
+            space.name, path, None, {}, {}, None, len(results), errors, epochs, **undelivered
+        )
     trial_id, peak = found
     best, rows = reported[trial_id]
     at_peak = next((row for row in rows if row.get("epoch") == peak.epoch), {})
@@ -314,6 +329,7 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
         errors=errors,
         epochs_run=epochs,
         best_epoch=peak.epoch,
+        **undelivered,
     )
 
 

@@ -15,20 +15,13 @@ confusion-matrix image.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from orchestration.artifacts import trial_artifacts
-from orchestration.mlflow_native import finish_sweep, log_trial_outputs, tag_training_experiment
 from orchestration.space import SearchSpace
 from orchestration.store import Store
 
@@ -64,104 +57,12 @@ def redact_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class SweepTracker:
-    """Finds or creates the sweep's experiment, parent run and per-trial child runs."""
-
-    def __init__(self, tracking_uri: str, sweep: str, artifact_root: str | None = None) -> None:
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        self.sweep = sweep
-        experiment = self.client.get_experiment_by_name(sweep)
-        self.experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else self.client.create_experiment(sweep, artifact_location=artifact_root)
-        )
-        tag_training_experiment(self.client, self.experiment_id)
-        self.parent_id = self._find_or_create({ROLE_TAG: "sweep"}, run_name=sweep)
-        self._children: dict[str, str] = {}
-        self._last_step: dict[str, int] = {}
-
-    def _find(self, tags: dict[str, str]) -> str | None:
-        query = " and ".join(
-            f"tags.`{k}` = '{v}'" for k, v in {SWEEP_TAG: self.sweep, **tags}.items()
-        )
-        runs = self.client.search_runs([self.experiment_id], query, max_results=1)
-        return runs[0].info.run_id if runs else None
-
-    def _find_or_create(self, tags: dict[str, str], run_name: str) -> str:
-        found = self._find(tags)
-        if found:
-            self.client.update_run(found, status="RUNNING")
-            return found
-        run = self.client.create_run(
-            self.experiment_id, run_name=run_name, tags={SWEEP_TAG: self.sweep, **tags}
-        )
-        return run.info.run_id
-
-    def trial_run(self, trial_id: str, params: dict[str, Any]) -> str:
-        """The child run of a trial, created with its params the first time."""
-        if trial_id in self._children:
-            return self._children[trial_id]
-        run_id = self._find({TRIAL_TAG: trial_id})
-        if run_id is None:
-            tags = {
-                TRIAL_TAG: trial_id,
-                ROLE_TAG: "trial",
-                PARENT_TAG: self.parent_id,
-                "hmtl.git_commit": git_commit(),
-                "hmtl.host": socket.gethostname(),
-            }
-            run_id = self._find_or_create(tags, run_name=f"trial-{trial_id}")
-            self.client.log_batch(
-                run_id,
-                params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())],
-            )
-            self._last_step[run_id] = 0
-        else:
-            self.client.update_run(run_id, status="RUNNING")
-            self._last_step[run_id] = self.last_logged_epoch(run_id)
-        self._children[trial_id] = run_id
-        return run_id
-
-    def last_logged_epoch(self, run_id: str) -> int:
-        history = self.client.get_metric_history(run_id, "train/loss")
-        return max((m.step for m in history), default=0)
-
-    def log_epoch(self, run_id: str, metrics: dict[str, Any], tags: dict[str, str]) -> bool:
-        """Log one epoch's numbers (and tags) in one request; False if already logged."""
-        step = int(metrics.get("epoch", 0))
-        if step <= self._last_step.get(run_id, 0):
-            return False  # replayed after a resume from an older checkpoint
-        stamp = int(time.time() * 1000)
-        batch = [
-            Metric(k, float(v), stamp, step)
-            for k, v in metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and k != "epoch"
-        ]
-        self.client.log_batch(
-            run_id, metrics=batch, tags=[RunTag(k, str(v)) for k, v in tags.items()]
-        )
-        self._last_step[run_id] = step
-        return True
-
-    def tag(self, run_id: str, tags: dict[str, str]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-    def checkpoint_index(self, run_id: str) -> dict[int, str]:
-        """Epoch -> checkpoint URI, as recorded on the run."""
-        tags = self.client.get_run(run_id).data.tags
-        return {
-            int(k[len(CHECKPOINT_TAG) :]): v
-            for k, v in tags.items()
-            if k.startswith(CHECKPOINT_TAG)
-        }
-
-    def finish(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status=status)
-
-
 class MlflowCallback(Callback):
-    """Tune callback: a child run per trial, a metric row per epoch, artifacts at the end."""
+    """Tune callback: a child run per trial, a metric row per epoch, artifacts at the end.
+
+    Every call is queued for the tracking worker (orchestration/tracking_queue.py), so the
+    hooks return at once whatever MLflow is doing; trials are named by Tune trial id.
+    """
 
     def __init__(
         self,
@@ -170,94 +71,90 @@ class MlflowCallback(Callback):
         artifact_root: str | None = None,
         store: Store | None = None,
     ) -> None:
-        """`store` is where the sweep keeps its checkpoints (None: plain local paths)."""
+        """`store` is the sweep's storage root: where checkpoints and the spool live."""
         self.tracking_uri = redact_uri(tracking_uri)
         self.space = space
         self.artifact_root = artifact_root
         self.store = store
-        self._tracker: SweepTracker | None = None
+        self._queue = None
 
     def _uri(self, path: str) -> str:
         return self.store.as_uri(path) if self.store else path
 
     def __getstate__(self) -> dict:
-        # Tune pickles callbacks into the experiment state; the client stays behind.
-        return {**self.__dict__, "_tracker": None}
+        # Tune pickles callbacks into the experiment state; the worker thread stays behind.
+        return {**self.__dict__, "_queue": None}
 
     @property
-    def tracker(self) -> SweepTracker:
-        if self._tracker is None:
-            self._tracker = SweepTracker(self.tracking_uri, self.space.name, self.artifact_root)
-        return self._tracker
+    def queue(self):
+        if self._queue is None:
+            from orchestration.tracking_ops import Delivery
+            from orchestration.tracking_queue import Spool, TrackingQueue
 
-    def _run(self, trial) -> str:
-        cfg = self.space.trial_config(trial.config)
-        return self.tracker.trial_run(trial.trial_id, cfg.flat())
+            filesystem = self.store.filesystem if self.store else None
+            self._queue = TrackingQueue(
+                lambda: Delivery(
+                    self.tracking_uri, self.space.name, self.artifact_root, filesystem
+                ),
+                Spool(self.store or Store.open("hmtl-runs"), self.space.name),
+                self.tracking_uri,
+            )
+        return self._queue
+
+    def setup(self, **info) -> None:
+        self.queue.start()  # replays what an interrupted run left in the spool
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._run(trial)
+        params = self.space.trial_config(trial.config).flat()
+        self.queue.put("trial_start", trial_id=trial.trial_id, params=params)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        metrics = {k: v for k, v in result.items() if "/" in k or k in ("epoch", "lr")}
+        metrics = {
+            k: float(v)
+            for k, v in result.items()
+            if ("/" in k or k == "lr") and isinstance(v, int | float) and not isinstance(v, bool)
+        }
         tags = {}
         if "data/fingerprint" in result:
-            tags["hmtl.dataset_fingerprint"] = result["data/fingerprint"]
+            tags["hmtl.dataset_fingerprint"] = str(result["data/fingerprint"])
         if result.get("checkpoint_path"):  # TorchTrainer trials report their checkpoints
             tags[f"{CHECKPOINT_TAG}{int(result['epoch']):04d}"] = self._uri(
                 result["checkpoint_path"]
             )
-        self.tracker.log_epoch(self._run(trial), metrics, tags)
+        self.queue.put(
+            "log_epoch",
+            trial_id=trial.trial_id,
+            step=int(result.get("epoch", 0)),
+            timestamp_ms=int(time.time() * 1000),
+            metrics=metrics,
+            tags=tags,
+        )
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
         epoch = int((trial.last_result or {}).get("epoch", 0))
-        self.tracker.tag(
-            self._run(trial), {f"{CHECKPOINT_TAG}{epoch:04d}": self._uri(checkpoint.path)}
-        )
+        tags = {f"{CHECKPOINT_TAG}{epoch:04d}": self._uri(checkpoint.path)}
+        self.queue.put("tag", trial_id=trial.trial_id, tags=tags)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        run_id = self._run(trial)
-        self._log_artifacts(run_id)
-        self.tracker.finish(run_id)
+        metric, mode = self.space.metrics[0], self.space.modes[0]
+        self.queue.put("trial_artifacts", trial_id=trial.trial_id, metric=metric, mode=mode)
+        self.queue.put("finish", trial_id=trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.tracker.finish(self._run(trial), "FAILED")
+        self.queue.put("finish", trial_id=trial.trial_id, status="FAILED")
 
     def on_experiment_end(self, trials, **info) -> None:
         if self.store is not None:
-            finish_sweep(
-                self.tracker.client,
-                self.tracker.parent_id,
-                self.space,
-                self.store.child("sweeps", self.space.name),
-                self.tracking_uri,
+            sweep = self.store.child("sweeps", self.space.name)
+            self.queue.put(
+                "finish_sweep",
+                sweep_uri=sweep.uri,
+                sweep_root=sweep.root,
+                tracking_uri=self.tracking_uri,
             )
-        self.tracker.finish(self.tracker.parent_id)
-
-    def _log_artifacts(self, run_id: str) -> None:
-        """Config, card, confusion matrices, checkpoint index and the best checkpoint, once."""
-        client = self.tracker.client
-        index = self.tracker.checkpoint_index(run_id)
-        if not index:
-            return
-        history = {
-            m.step: m.value for m in client.get_metric_history(run_id, self.space.metrics[0])
-        }
-        sign = 1 if self.space.modes[0] == "max" else -1
-        scored = [e for e in index if e in history]
-        best = max(scored, key=lambda e: sign * history[e]) if scored else max(index)
-        with tempfile.TemporaryDirectory(prefix="hmtl-artifacts-") as scratch:
-            folder = trial_artifacts(
-                index, best, Path(scratch), self.store.filesystem if self.store else None
-            )
-            client.log_artifacts(run_id, str(folder))
-            log_trial_outputs(client, run_id, folder, self.tracker.parent_id)
-        client.log_batch(
-            run_id,
-            tags=[
-                RunTag("hmtl.best_epoch", str(best)),
-                RunTag("hmtl.best_checkpoint", index[best]),
-            ],
-        )
+        self.queue.put("finish", trial_id=None)
+        self.queue.close()
+        self._queue = None
 
 
 def default_tracking_uri(storage: str) -> str:

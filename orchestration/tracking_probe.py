@@ -1,0 +1,78 @@
+"""Is the tracking server there, and does it let us in? Asked before Ray starts.
+
+A sweep whose server is unreachable would start Ray, leave its trials pending and fail
+minutes later with a long MLflow traceback; one cheap authenticated request with a short
+timeout (searching for one experiment) turns that into one line before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+
+from orchestration.tracking import redact_uri
+
+
+class TrackingError(ValueError):
+    """A tracking server that cannot be used, as one line naming it."""
+
+
+@contextmanager
+def fast_fail(timeout: int):
+    """MLflow's client without its own retries (minutes by default) and with a short
+    timeout, for the duration of the block."""
+    settings = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout),
+    }
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def probe(tracking_uri: str, timeout: int = 5) -> None:
+    """Raise TrackingError unless an HTTP tracking server answers an authenticated request.
+    Other URIs (a SQLite file, the embedded default) are local and need no probe."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    shown = redact_uri(tracking_uri)
+    try:
+        with fast_fail(timeout):
+            MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except MlflowException as err:
+        status = err.get_http_status_code()
+        if status in (401, 403):
+            raise TrackingError(
+                f"MLflow at {shown} refused the request (HTTP {status}): set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+            ) from None
+        if "failed with exception" in str(err) or "timeout" in str(err):
+            raise TrackingError(f"MLflow at {shown} is unreachable ({cause(err)})") from None
+        raise TrackingError(
+            f"MLflow at {shown} did not answer as a tracking server ({cause(err)})"
+        ) from None
+    except OSError as err:
+        raise TrackingError(f"MLflow at {shown} is unreachable ({cause(err)})") from None
+
+
+def cause(err: Exception) -> str:
+    """The useful part of a connection error (`[Errno 111] Connection refused`, a timeout),
+    else its last line."""
+    text = str(err)
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+|timed out|Name or service not known", text)
+    if found:
+        return found.group(0).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else type(err).__name__
+    return last if len(last) <= 160 else last[:157] + "..."

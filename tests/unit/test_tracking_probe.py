@@ -1,0 +1,52 @@
+"""An unreachable tracking server is refused in one line before Ray starts or anything is
+written: `hmtl sweep`, `hmtl resume` (the manifest's URI) and `hmtl report --tracking-uri`."""
+
+import socket
+
+import pytest
+from click.testing import CliRunner
+from helpers import tiny_space
+
+from orchestration.cli import main
+
+
+@pytest.fixture
+def dead_uri() -> str:
+    """An HTTP URI on a loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def refused_in_one_line(result, uri: str) -> None:
+    import ray
+
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) <= 2 and "Traceback" not in result.output  # the command's banner, if any
+    assert lines[-1].startswith("hmtl: error: MLflow at ")
+    assert uri in lines[-1] and "unreachable" in lines[-1]
+    assert not ray.is_initialized()
+
+
+def test_sweep_with_unreachable_tracking_server_writes_nothing(tmp_path, dead_uri):
+    storage = tmp_path / "runs"
+    args = ["sweep", "quickstart", "--storage", str(storage), "--tracking-uri", dead_uri]
+    result = CliRunner().invoke(main, args)
+    refused_in_one_line(result, dead_uri)
+    assert not (storage / "sweeps").exists()
+
+
+def test_resume_probes_the_manifests_tracking_server(tmp_path, dead_uri):
+    from orchestration.store import Store
+    from orchestration.sweep import write_manifest
+
+    write_manifest(Store.open(str(tmp_path / "runs")), tiny_space(tmp_path, name="s"), dead_uri)
+    sweep = tmp_path / "runs" / "sweeps" / "s"
+    refused_in_one_line(CliRunner().invoke(main, ["resume", str(sweep)]), dead_uri)
+    assert sorted(p.name for p in sweep.iterdir()) == ["hmtl-sweep.json"]
+
+
+def test_report_probes_an_explicit_tracking_uri(tmp_path, dead_uri):
+    args = ["report", str(tmp_path / "nowhere"), "--tracking-uri", dead_uri]
+    refused_in_one_line(CliRunner().invoke(main, args), dead_uri)
