@@ -187,7 +187,11 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=True)
+        # A cluster `hmtl` started listens on 127.0.0.1 only; outside single-machine mode
+        # Ray would turn that address into the machine's own and never reach it.
+        joining = _loopback_only() if _is_loopback(address) else contextlib.nullcontext()
+        with joining:
+            ray.init(address=address, log_to_driver=True)
         return
     with _loopback_only():
         ray.init(
@@ -204,6 +208,22 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
 # is 127.0.0.1, and gcs_server, raylet, core workers and both agents bind to it instead of
 # all interfaces or the external address.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether `address` (HOST:PORT, or `auto`: the cluster this machine last started) is a
+    Ray on this machine's loopback interface. Ray Client addresses (ray://) are not."""
+    if address == "auto":
+        from ray._private.services import get_ray_address_from_environment
+
+        try:
+            address = get_ray_address_from_environment("auto", None) or ""
+        except (ConnectionError, OSError, ValueError):
+            return False
+    if address.startswith("ray://"):
+        return False
+    host = address.rpartition(":")[0] or address
+    return host == "localhost" or host.startswith("127.")
 
 
 @contextlib.contextmanager
