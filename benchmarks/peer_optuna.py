@@ -31,7 +31,7 @@ from pathlib import Path
 
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
-from ray.tune import Callback
+from sweep_overhead import TrialClock  # benchmarks/ is on sys.path when run as a script
 
 from orchestration.cluster import init_ray
 from orchestration.single_run import TrackedSession
@@ -67,24 +67,6 @@ def make_space(trials: int, epochs: int, faces: int, concurrent: int, cache: str
             },
         }
     )
-
-
-class TrialClock(Callback):
-    """Per trial, as the sweep driver sees it: wall time from start to end, time in train."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, float] = {}
-        self.wall: dict[str, float] = {}
-        self.inside: dict[str, float] = {}
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.started[trial.trial_id] = time.perf_counter()
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.inside[trial.trial_id] = result.get("time/train_s", 0.0)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.wall[trial.trial_id] = time.perf_counter() - self.started[trial.trial_id]
 
 
 def suggest(trial: optuna.Trial, key: str, dist: BaseDistribution):

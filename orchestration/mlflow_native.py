@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,22 +48,16 @@ def training_view_path(tracking_uri: str, experiment: str) -> str:
     browser) or this query parameter; with the switch it no longer reads the experiment tag."""
     from mlflow.exceptions import MlflowException
 
+    from orchestration.tracking_probe import fast_fail
+
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).exists():
         return "/"  # MlflowClient would create an empty database
     # One quick try: MLflow's client would retry an absent server for minutes, for a hint.
-    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-    saved = {key: os.environ.get(key) for key in quick}
-    os.environ.update(quick)
     try:
-        found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+        with fast_fail(5):
+            found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
     except (MlflowException, OSError):
         return "/"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     if found is None:
         return "/"
     return f"/#/experiments/{found.experiment_id}?workflowType={WORKFLOW}"
