@@ -15,6 +15,7 @@ confusion-matrix image.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ray.tune import Callback
 
 from orchestration.space import SearchSpace
-from orchestration.store import Store
+from orchestration.store import StorageError, Store
 
 SWEEP_TAG = "hmtl.sweep"
 TRIAL_TAG = "hmtl.trial_id"
@@ -77,13 +78,18 @@ class MlflowCallback(Callback):
         self.artifact_root = artifact_root
         self.store = store
         self._queue = None
+        self._ended: set[str] = set()  # trials this driver saw end
 
     def _uri(self, path: str) -> str:
         return self.store.as_uri(path) if self.store else path
 
     def __getstate__(self) -> dict:
-        # Tune pickles callbacks into the experiment state; the worker thread stays behind.
-        return {**self.__dict__, "_queue": None}
+        # Tune pickles callbacks into the experiment state; the worker thread stays behind,
+        # and a restored driver has seen no trial end yet.
+        return {**self.__dict__, "_queue": None, "_ended": set()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({"_ended": set(), **state})
 
     @property
     def queue(self):
@@ -107,6 +113,34 @@ class MlflowCallback(Callback):
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         params = self.space.trial_config(trial.config).flat()
         self.queue.put("trial_start", trial_id=trial.trial_id, params=params)
+        self._replay_stored_results(trial)
+
+    def _replay_stored_results(self, trial) -> None:
+        """Queue again what Tune stored of a trial's earlier epochs (its `result.json`).
+
+        A driver killed while the queue was behind loses the operations it held; the trial
+        then resumes after its checkpointed epochs, which Tune never reports again. Tune's
+        stored results are the record: replaying them is free where MLflow has them already
+        (a step is logged once) and fills in what was lost. A trial starting afresh has none.
+        """
+        if self.store is None:
+            return
+        name = f"sweeps/{self.space.name}/trial-{trial.trial_id}"
+        try:
+            lines = self.store.read_text(f"{name}/result.json").splitlines()
+        except (FileNotFoundError, StorageError):
+            return
+        for line in lines:
+            try:
+                result = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the kill
+            self.on_trial_result(None, None, trial, result)
+            if result.get("checkpoint_dir_name"):
+                epoch = int(result.get("epoch", 0))
+                path = self.store.path(name, result["checkpoint_dir_name"])
+                tags = {f"{CHECKPOINT_TAG}{epoch:04d}": self._uri(path)}
+                self.queue.put("tag", trial_id=trial.trial_id, tags=tags)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         metrics = {
@@ -136,14 +170,26 @@ class MlflowCallback(Callback):
         self.queue.put("tag", trial_id=trial.trial_id, tags=tags)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._ended.add(trial.trial_id)
         metric, mode = self.space.metrics[0], self.space.modes[0]
         self.queue.put("trial_artifacts", trial_id=trial.trial_id, metric=metric, mode=mode)
         self.queue.put("finish", trial_id=trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._ended.add(trial.trial_id)
         self.queue.put("finish", trial_id=trial.trial_id, status="FAILED")
 
     def on_experiment_end(self, trials, **info) -> None:
+        # Trials that ended before a killed driver's queue delivered their last operations
+        # are not run again on resume: finish them here from what Tune stored (idempotent).
+        for trial in trials:
+            if trial.trial_id in self._ended or trial.status not in ("TERMINATED", "ERROR"):
+                continue
+            self._replay_stored_results(trial)
+            if trial.status == "TERMINATED":
+                self.on_trial_complete(None, trials, trial)
+            else:
+                self.on_trial_error(None, trials, trial)
         if self.store is not None:
             sweep = self.store.child("sweeps", self.space.name)
             self.queue.put(

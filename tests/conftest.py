@@ -11,6 +11,9 @@ torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
+    # The unit tier first: it is fast, and several of its tests check that a command gave up
+    # before starting Ray, which they can only see while no integration test's Ray runs.
+    items.sort(key=lambda item: "integration" in item.keywords or "slow" in item.keywords)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA")
