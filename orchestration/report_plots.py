@@ -89,7 +89,7 @@ def plot_rung_importances(ax, rows: list[TrialRow], space: SearchSpace, at: Rung
         except (KeyError, ValueError):
             continue  # a trial without every searched value (or outside the space now)
     where = "no common rung" if at.common is None else at.label(at.common)
-    title = f"Parameter importances\n{space.metrics[0]} at {where}, {len(study.trials)} trials"
+    title = f"Parameter importances, {len(study.trials)} trials\n{space.metrics[0]} at {where}"
     plot_importances(ax, study, space, title, "not enough trials at a common rung")
 
 

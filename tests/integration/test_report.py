@@ -180,7 +180,7 @@ def test_a_sweep_asha_mostly_pruned_has_a_report_and_summary_at_its_end(local_ra
     ax = Figure().add_subplot()
     plot_rung_importances(ax, rows, space, Rung(1, [1, 2, 3], True))
     assert not ax.texts and len(ax.patches) == 2
-    assert "ASHA rung at epoch 1 (the grace period), 4 trials" in ax.get_title()
+    assert "4 trials\ntrain/loss at ASHA rung at epoch 1 (the grace period)" in ax.get_title()
 
     # The parent run has the answer without `hmtl report`: the same best as the summary.
     client = MlflowClient(tracking)

@@ -62,7 +62,7 @@ def test_importances_use_every_trial_at_the_rung_and_say_which():
     plot_rung_importances(ax, _rows(), _space(), Rung(2, [2, 4, 8, 10], True))
     assert not ax.texts and len(ax.patches) == 2  # bars for lr and dropout
     title = ax.get_title()
-    assert "ASHA rung at epoch 2 (the grace period), 12 trials" in title
+    assert "12 trials\nval/balanced_accuracy at ASHA rung at epoch 2 (the grace period)" in title
     assert ax.get_yticklabels()[-1].get_text() == "optim.lr"  # the most important on top
 
 
