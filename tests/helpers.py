@@ -125,3 +125,18 @@ def moto_auth(endpoint: str, count: bytes) -> None:
         headers={"Content-Type": "text/plain"},
     )
     urllib.request.urlopen(request, timeout=5).close()
+
+
+def refused(args: list[str], needle: str) -> str:
+    """Run `hmtl ARGS`, check it failed the one-line way (exit 2, one `hmtl: error:` line
+    containing `needle`), and return that line."""
+    from click.testing import CliRunner
+
+    from orchestration.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("hmtl: error: ") and needle in lines[0]
+    return lines[0]

@@ -7,20 +7,10 @@ import pytest
 import ray
 import torch
 import yaml
-from click.testing import CliRunner
+from helpers import refused
 
-from orchestration.cli import main
 from orchestration.cluster import InfeasibleError, check_local_resources, local_node
 from trainables.models import build_backbone
-
-
-def refused(args: list[str], needle: str) -> str:
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("hmtl: error: ") and needle in lines[0]
-    return lines[0]
 
 
 def space_file(tmp_path, resources=None, base=None):

@@ -9,20 +9,11 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from helpers import refused
 
 from orchestration.cli import main
 from orchestration.single_run import local_checkpoint
 from trainables.models import build_backbone
-
-
-def refused(args: list[str], needle: str) -> str:
-    """Run `hmtl ARGS`, check it failed the one-line way, and return that line."""
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("hmtl: error: ") and needle in lines[0]
-    return lines[0]
 
 
 @pytest.fixture
