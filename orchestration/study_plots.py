@@ -1,0 +1,106 @@
+"""The figures of a study's report, drawn on matplotlib axes from the cells it computed.
+
+Each point is a cell's mean over its finished seeds with its 95% Student-t interval as an
+error bar (none where a cell has one seed); the figures format the cells' numbers and never
+recompute them (orchestration/study_stats.py does the arithmetic).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from matplotlib.ticker import NullFormatter
+
+from orchestration.study_stats import COSTS, Cell
+
+MARKERS = "os^Dv<>p*h"
+
+
+def plot_factor(
+    ax, cells: Sequence[Cell], factors: Sequence[str], index: int, arms: Sequence[str], metric: str
+) -> None:
+    """The metric against factor `index`'s values, one line per arm (and per level of the
+    other factors, when there are several), 95% CI error bars."""
+    factor = factors[index]
+    values = list(dict.fromkeys(repr(c.levels[index]) for c in cells))  # cells come sorted
+    firsts = {repr(c.levels[index]): c.levels[index] for c in reversed(cells)}
+    numeric = all(_is_number(firsts[v]) for v in values)
+    lines: dict[tuple, list[Cell]] = {}
+    for c in cells:
+        if c.summary.n:
+            rest = tuple(f"{f}={c.levels[i]}" for i, f in enumerate(factors) if i != index)
+            lines.setdefault((c.arm, rest), []).append(c)
+    ordered = sorted(lines.items(), key=lambda item: (arms.index(item[0][0]), item[0][1]))
+    for i, ((arm, rest), mine) in enumerate(ordered):
+        if numeric:
+            xs = [c.levels[index] for c in mine]
+        else:  # categories at 0, 1, 2 ..., nudged apart so error bars do not hide each other
+            nudge = (i - (len(ordered) - 1) / 2) * 0.06
+            xs = [values.index(repr(c.levels[index])) + nudge for c in mine]
+        label = ", ".join([arm, *rest])
+        _errorbars(ax, xs, mine, label, i)
+    if numeric:
+        positive = [firsts[v] for v in values if firsts[v] > 0]
+        if len(positive) == len(values) and max(positive) / min(positive) >= 20:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
+        ax.set_xticks([firsts[v] for v in values], [str(firsts[v]) for v in values])
+    else:
+        ax.set_xticks(range(len(values)), [str(firsts[v]) for v in values])
+    title = f"{metric} against {factor}\nmean of finished seeds, 95% t CI"
+    ax.set(xlabel=factor, ylabel=metric, title=title)
+    _finish(ax, bool(lines), f"no trial reported {metric}")
+
+
+def plot_arms(ax, cells: Sequence[Cell], arms: Sequence[str], metric: str) -> None:
+    """A study without factors: the metric per arm with its 95% CI."""
+    shown = [c for c in cells if c.summary.n]
+    for i, c in enumerate(shown):
+        _errorbars(ax, [arms.index(c.arm)], [c], c.arm, i)
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set(xlabel="arm", ylabel=metric, title=f"{metric} per arm\nmean of finished seeds, 95% t CI")
+    _finish(ax, bool(shown), f"no trial reported {metric}")
+
+
+def plot_cost(ax, cells: Sequence[Cell], arms: Sequence[str], metric: str) -> None:
+    """Each cell's metric against its mean device-seconds per trial, one marker per arm."""
+    drawn = False
+    for i, arm in enumerate(arms):
+        mine = [c for c in cells if c.arm == arm and c.summary.n and c.costs[COSTS[0]]]
+        if mine:
+            _errorbars(ax, [c.costs[COSTS[0]] for c in mine], mine, arm, i, line=False)
+            drawn = True
+    title = f"{metric} against compute\none point per cell: mean over finished trials, 95% t CI"
+    ax.set(xlabel="device-seconds per trial (cost/device_seconds)", ylabel=metric, title=title)
+    _finish(ax, drawn, "no trial reported cost/device_seconds")
+
+
+def _errorbars(ax, xs: list, cells: Sequence[Cell], label: str, i: int, line: bool = True) -> None:
+    means = [c.summary.mean for c in cells]
+    # An interval's two arms; a one-seed cell has none (drawn as a bare point).
+    below = [c.summary.mean - c.summary.low if c.summary.low is not None else 0 for c in cells]
+    above = [c.summary.high - c.summary.mean if c.summary.high is not None else 0 for c in cells]
+    ax.errorbar(
+        xs,
+        means,
+        yerr=[below, above],
+        label=label,
+        color=f"C{i % 10}",
+        marker=MARKERS[i % len(MARKERS)],
+        linestyle="-" if line else "none",
+        capsize=3,
+    )
+
+
+def _finish(ax, drawn: bool, empty: str) -> None:
+    """A legend, or where nothing could be drawn, a note saying why."""
+    if drawn:
+        ax.legend(fontsize="small")
+        return
+    ax.text(0.5, 0.5, empty, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    ax.set(xticks=[], yticks=[])
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
