@@ -32,17 +32,21 @@ def plot_factor(
             rest = tuple(f"{f}={c.levels[i]}" for i, f in enumerate(factors) if i != index)
             lines.setdefault((c.arm, rest), []).append(c)
     ordered = sorted(lines.items(), key=lambda item: (arms.index(item[0][0]), item[0][1]))
+    log = numeric and _wide([firsts[v] for v in values])
+    span = max(firsts[v] for v in values) - min(firsts[v] for v in values) if numeric else 0
     for i, ((arm, rest), mine) in enumerate(ordered):
-        if numeric:
-            xs = [c.levels[index] for c in mine]
-        else:  # categories at 0, 1, 2 ..., nudged apart so error bars do not hide each other
-            nudge = (i - (len(ordered) - 1) / 2) * 0.06
+        # Lines nudged apart so their error bars do not hide each other.
+        nudge = (i - (len(ordered) - 1) / 2) * 0.06
+        if log:
+            xs = [c.levels[index] * 10 ** (nudge / 4) for c in mine]
+        elif numeric:
+            xs = [c.levels[index] + nudge * span / 10 for c in mine]
+        else:  # categories at 0, 1, 2 ...
             xs = [values.index(repr(c.levels[index])) + nudge for c in mine]
         label = ", ".join([arm, *rest])
         _errorbars(ax, xs, mine, label, i)
     if numeric:
-        positive = [firsts[v] for v in values if firsts[v] > 0]
-        if len(positive) == len(values) and max(positive) / min(positive) >= 20:
+        if log:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
         ax.set_xticks([firsts[v] for v in values], [str(firsts[v]) for v in values])
@@ -71,6 +75,9 @@ def plot_cost(ax, cells: Sequence[Cell], arms: Sequence[str], metric: str) -> No
         if mine:
             _errorbars(ax, [c.costs[COSTS[0]] for c in mine], mine, arm, i, line=False)
             drawn = True
+    costs = [c.costs[COSTS[0]] for c in cells if c.summary.n and c.costs[COSTS[0]]]
+    if costs and _wide(costs):
+        ax.set_xscale("log")
     title = f"{metric} against compute\none point per cell: mean over finished trials, 95% t CI"
     ax.set(xlabel="device-seconds per trial (cost/device_seconds)", ylabel=metric, title=title)
     _finish(ax, drawn, "no trial reported cost/device_seconds")
@@ -104,3 +111,8 @@ def _finish(ax, drawn: bool, empty: str) -> None:
 
 def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _wide(values: list[float]) -> bool:
+    """Positive values spanning 20× or more read better on a log axis."""
+    return min(values) > 0 and max(values) / min(values) >= 20
