@@ -16,6 +16,7 @@ from orchestration.study_stats import (
     arm_costs,
     direction,
 )
+from orchestration.study_stats import failed as is_failed  # `failed` names the list below
 
 CELLS_RULE = (
     "Mean and sd over each cell's finished seeds; 95% CI: Student t with n − 1 degrees of "
@@ -53,7 +54,7 @@ def render(
     figures: Sequence[Path],
 ) -> str:
     """The whole report.md."""
-    failed = [r for r in rows if r["value"] is None]
+    failed = [r for r in rows if is_failed(r)]
     better = "higher" if design.mode == "max" else "lower"
     out = [
         f"# Study report: {design.metric}",
@@ -103,10 +104,11 @@ def render(
     ]
     out += ["", "## Failed trials", ""]
     if failed:
-        table = [
-            [r["trial_id"], r["arm"], r["cell"], r["seed"], r.get("run_id") or "-"] for r in failed
-        ]
-        out += _table(["trial", "arm", "cell", "seed", "run"], table)
+        table = []
+        for r in failed:
+            value = "none" if r["value"] is None else "nan"
+            table.append([r["trial_id"], r["arm"], r["cell"], r["seed"], value, r.get("run_id")])
+        out += _table(["trial", "arm", "cell", "seed", "value", "run"], table)
     else:
         out.append("None.")
     out += ["", "## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figures]

@@ -25,7 +25,7 @@ def plot_factor(
     factor = factors[index]
     values = list(dict.fromkeys(repr(c.levels[index]) for c in cells))  # cells come sorted
     firsts = {repr(c.levels[index]): c.levels[index] for c in reversed(cells)}
-    numeric = all(_is_number(firsts[v]) for v in values)
+    numeric = bool(values) and all(_is_number(firsts[v]) for v in values)
     lines: dict[tuple, list[Cell]] = {}
     for c in cells:
         if c.summary.n:
@@ -33,7 +33,7 @@ def plot_factor(
             lines.setdefault((c.arm, rest), []).append(c)
     ordered = sorted(lines.items(), key=lambda item: (arms.index(item[0][0]), item[0][1]))
     log = numeric and _wide([firsts[v] for v in values])
-    span = max(firsts[v] for v in values) - min(firsts[v] for v in values) if numeric else 0
+    span = (max(firsts[v] for v in values) - min(firsts[v] for v in values) or 1) if numeric else 0
     for i, ((arm, rest), mine) in enumerate(ordered):
         # Lines nudged apart so their error bars do not hide each other.
         nudge = (i - (len(ordered) - 1) / 2) * 0.06

@@ -111,7 +111,7 @@ def design_kind(arm_aux: Mapping[str, Mapping[str, bool]], aux: Sequence[str]) -
     k = len(aux)
     if k == 0:
         return None
-    if len(patterns) == 2**k:
+    if len(patterns) == len(arm_aux) == 2**k:  # each pattern once: contrasts weigh arms alike
         return "factorial"
     needed = {tuple(True for _ in aux)} | {tuple(j != i for j in range(k)) for i in range(k)}
     return "leave_one_out" if needed <= patterns else None
@@ -182,7 +182,7 @@ class Cell:
 
     @property
     def failed(self) -> list[dict]:
-        return [t for t in self.trials if t["value"] is None]
+        return [t for t in self.trials if failed(t)]
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,12 @@ class Comparison:
     paired: Paired
     unpaired: list[int]  # finished seeds that had no partner
     cost_ratio: float | None = None  # the arm's mean device-seconds ÷ the baseline's
+
+
+def failed(row: dict) -> bool:
+    """A trial without a value, or with a value that is not a number (a diverged run's NaN
+    would otherwise turn its cell's mean into NaN)."""
+    return row["value"] is None or not math.isfinite(row["value"])
 
 
 def group_cells(rows: Sequence[dict], arms: Sequence[str], factors: Sequence[str]) -> list[Cell]:
@@ -220,8 +226,8 @@ def group_cells(rows: Sequence[dict], arms: Sequence[str], factors: Sequence[str
         twice = [s for s, n in Counter(t["seed"] for t in trials).items() if n > 1]
         if twice:
             raise ValueError(f"cell {trials[0]['cell']}: seed {twice[0]} appears twice")
-        by_seed = {t["seed"]: float(t["value"]) for t in trials if t["value"] is not None}
-        finished = [t for t in trials if t["value"] is not None]
+        finished = [t for t in trials if not failed(t)]
+        by_seed = {t["seed"]: float(t["value"]) for t in finished}
         costs = {c: _mean([t.get(c) for t in finished]) for c in COSTS}
         levels = tuple(trials[0]["factors"].get(f) for f in factors)
         summary = summarize(list(by_seed.values()))
@@ -291,7 +297,7 @@ def arm_costs(cells: Sequence[Cell], arms: Sequence[str]) -> dict[str, dict[str,
     finished trials reported device-seconds (`trials`)."""
     out = {}
     for arm in arms:
-        finished = [t for c in cells if c.arm == arm for t in c.trials if t["value"] is not None]
+        finished = [t for c in cells if c.arm == arm for t in c.trials if not failed(t)]
         out[arm] = {k: _mean([t.get(k) for t in finished]) for k in COSTS}
         out[arm]["trials"] = sum(t.get(COSTS[0]) is not None for t in finished)
     return out

@@ -51,6 +51,7 @@ def test_factorial_report_writes_every_file_and_lists_the_failed_trial(tmp_path)
     assert (failed["trials"], failed["failed"], failed["n"]) == ("3", "1", "2")
     assert "24 trials: 23 finished, 1 failed" in report.markdown
     assert "| jigsaw+inpainting-1.0-2 | jigsaw+inpainting |" in report.markdown
+    assert "| 2 | none | - |" in report.markdown  # seed, value, run of the failed trial
 
     diffs = read_csv(tmp_path / "differences.csv")
     jig = next(d for d in diffs if d["name"] == "jigsaw" and d[LF] == "0.2")
@@ -107,6 +108,30 @@ def test_two_categorical_and_numeric_factors_get_one_figure_each(tmp_path):
     assert all(f.read_bytes()[:8] == PNG for f in report.files if f.suffix == ".png")
     levels = [(c["augmentation.level"], c[LF]) for c in read_csv(tmp_path / "cells.csv")][::2]
     assert levels == [(a, lf) for a in ("none", "weak", "strong") for lf in ("0.01", "0.1", "1.0")]
+
+
+def test_a_baseline_without_finished_trials_leaves_nothing_to_pair(tmp_path):
+    rows = [row("scratch", 0, None), row("scratch", 1, float("nan"))]
+    rows += [row("hmtl", 0, 0.5), row("hmtl", 1, 0.6)]
+    design = Design("test/accuracy", "max", "scratch", [LF], ["scratch", "hmtl"])
+    report = build_report(rows, design, tmp_path)
+    cells = {c["arm"]: c for c in read_csv(tmp_path / "cells.csv")}
+    assert (cells["scratch"]["failed"], cells["scratch"]["n"], cells["scratch"]["mean"]) == (
+        "2",
+        "0",
+        "",
+    )
+    (diff,) = read_csv(tmp_path / "differences.csv")
+    assert (diff["pairs"], diff["unpaired_seeds"], diff["mean"]) == ("0", "0 1", "")
+    assert "4 trials: 2 finished, 2 failed" in report.markdown
+    assert "| scratch-0.2-1 | scratch | scratch/lf=0.2 | 1 | nan | - |" in report.markdown
+
+
+def test_no_rows_still_give_a_report(tmp_path):
+    design = Design("test/accuracy", "max", "scratch", [LF], ["scratch", "hmtl"])
+    report = build_report([], design, tmp_path)
+    assert "0 trials: 0 finished, 0 failed" in report.markdown
+    assert all(f.stat().st_size > 0 for f in report.files)
 
 
 def test_leave_one_out_and_no_factors(tmp_path):
