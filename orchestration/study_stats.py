@@ -274,6 +274,17 @@ def compare(
     return differences, effects
 
 
+def arm_costs(cells: Sequence[Cell], arms: Sequence[str]) -> dict[str, dict[str, float | None]]:
+    """Per arm, across its cells: the finished trials' mean of each cost, and how many
+    finished trials reported device-seconds (`trials`)."""
+    out = {}
+    for arm in arms:
+        finished = [t for c in cells if c.arm == arm for t in c.trials if not failed(t)]
+        out[arm] = {k: _mean([t.get(k) for t in finished]) for k in COSTS}
+        out[arm]["trials"] = sum(t.get(COSTS[0]) is not None for t in finished)
+    return out
+
+
 def _key(value) -> str:
     """A factor value's identity (values may be lists or dicts, which do not hash)."""
     return repr(value)
@@ -290,14 +301,3 @@ def _level_order(values: list) -> list[str]:
 def _mean(values: list) -> float | None:
     there = [float(v) for v in values if v is not None]
     return sum(there) / len(there) if there else None
-
-
-def arm_costs(cells: Sequence[Cell], arms: Sequence[str]) -> dict[str, dict[str, float | None]]:
-    """Per arm, across its cells: the finished trials' mean of each cost, and how many
-    finished trials reported device-seconds (`trials`)."""
-    out = {}
-    for arm in arms:
-        finished = [t for c in cells if c.arm == arm for t in c.trials if not failed(t)]
-        out[arm] = {k: _mean([t.get(k) for t in finished]) for k in COSTS}
-        out[arm]["trials"] = sum(t.get(COSTS[0]) is not None for t in finished)
-    return out
