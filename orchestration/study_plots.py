@@ -1,4 +1,4 @@
-"""The figures of a study's report, drawn on matplotlib axes from the cells it computed.
+"""The figures of a study's report, drawn on matplotlib figures from the cells it computed.
 
 Each point is a cell's mean over its finished seeds with its 95% Student-t interval as an
 error bar (none where a cell has one seed); the figures format the cells' numbers and never
@@ -18,57 +18,77 @@ MARKERS = "os^Dv<>p*h"
 
 
 def plot_factor(
-    ax, cells: Sequence[Cell], factors: Sequence[str], index: int, arms: Sequence[str], metric: str
+    fig, cells: Sequence[Cell], factors: Sequence[str], index: int, arms: Sequence[str], metric: str
 ) -> None:
-    """The metric against factor `index`'s values, one line per arm (and per level of the
-    other factors, when there are several), 95% CI error bars."""
+    """The metric against factor `index`'s values, one line per arm (the same colour in every
+    panel), 95% CI error bars; with several factors, one panel per combination of the other
+    factors' levels, on a shared y axis."""
     factor = factors[index]
     values = list(dict.fromkeys(repr(c.levels[index]) for c in cells))  # cells come sorted
     firsts = {repr(c.levels[index]): c.levels[index] for c in reversed(cells)}
     numeric = bool(values) and all(_is_number(firsts[v]) for v in values)
-    lines: dict[tuple, list[Cell]] = {}
-    for c in cells:
-        if c.summary.n:
-            rest = tuple(f"{f}={c.levels[i]}" for i, f in enumerate(factors) if i != index)
-            lines.setdefault((c.arm, rest), []).append(c)
-    ordered = sorted(lines.items(), key=lambda item: (arms.index(item[0][0]), item[0][1]))
     log = numeric and _wide([firsts[v] for v in values])
     span = (max(firsts[v] for v in values) - min(firsts[v] for v in values) or 1) if numeric else 0
-    for i, ((arm, rest), mine) in enumerate(ordered):
-        # Lines nudged apart so their error bars do not hide each other.
-        nudge = (i - (len(ordered) - 1) / 2) * 0.06
+
+    def x(cell: Cell, arm: int) -> float:
+        # Arms nudged apart so their error bars do not hide each other.
+        nudge = (arm - (len(arms) - 1) / 2) * 0.06
         if log:
-            xs = [c.levels[index] * 10 ** (nudge / 4) for c in mine]
-        elif numeric:
-            xs = [c.levels[index] + nudge * span / 10 for c in mine]
-        else:  # categories at 0, 1, 2 ...
-            xs = [values.index(repr(c.levels[index])) + nudge for c in mine]
-        label = ", ".join([arm, *rest])
-        _errorbars(ax, xs, mine, label, i)
-    if numeric:
+            return cell.levels[index] * 10 ** (nudge / 4)
+        if numeric:
+            return cell.levels[index] + nudge * span / 10
+        return values.index(repr(cell.levels[index])) + nudge  # categories at 0, 1, 2 ...
+
+    panels: dict[str, list[Cell]] = {}
+    for c in cells:
+        rest = ", ".join(f"{f}={c.levels[i]}" for i, f in enumerate(factors) if i != index)
+        panels.setdefault(rest, []).append(c)
+    cols = min(3, len(panels)) or 1
+    rows = math.ceil(len(panels) / cols) or 1
+    if len(panels) > 1:
+        fig.set_size_inches(4.2 * cols, 3.2 * rows + 1.2)
+    axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
+    for ax, (rest, mine) in zip(axes, panels.items(), strict=False):
+        for i, arm in enumerate(arms):
+            line = [c for c in mine if c.arm == arm and c.summary.n]
+            if line:
+                _errorbars(ax, [x(c, i) for c in line], line, arm, i)
         if log:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
-        ax.set_xticks([firsts[v] for v in values], [str(firsts[v]) for v in values])
-    else:
-        ax.set_xticks(range(len(values)), [str(firsts[v]) for v in values])
-    title = f"{metric} against {factor}\nmean of finished seeds, 95% t CI"
-    ax.set(xlabel=factor, ylabel=metric, title=title)
-    _finish(ax, bool(lines), f"no trial reported {metric}")
+        ticks = [firsts[v] for v in values] if numeric else range(len(values))
+        ax.set_xticks(ticks, [str(firsts[v]) for v in values])
+        ax.set(xlabel=factor, title=rest)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    for ax in axes[::cols]:
+        ax.set_ylabel(metric)
+    fig.suptitle(f"{metric} against {factor}\nmean of finished seeds, 95% t CI")
+    labels = {}
+    for ax in axes:
+        labels.update(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
+    if labels and (len(panels) > 1 or len(labels) > 4):  # one legend, outside the data
+        fig.legend(
+            labels.values(), labels.keys(), loc="outside lower center", ncols=4, fontsize="small"
+        )
+        return
+    _finish(axes[0], any(c.summary.n for c in cells), f"no trial reported {metric}")
 
 
-def plot_arms(ax, cells: Sequence[Cell], arms: Sequence[str], metric: str) -> None:
+def plot_arms(fig, cells: Sequence[Cell], arms: Sequence[str], metric: str) -> None:
     """A study without factors: the metric per arm with its 95% CI."""
+    ax = fig.add_subplot()
     shown = [c for c in cells if c.summary.n]
-    for i, c in enumerate(shown):
-        _errorbars(ax, [arms.index(c.arm)], [c], c.arm, i)
+    for c in shown:
+        _errorbars(ax, [arms.index(c.arm)], [c], c.arm, arms.index(c.arm))
     ax.set_xticks(range(len(arms)), arms)
     ax.set(xlabel="arm", ylabel=metric, title=f"{metric} per arm\nmean of finished seeds, 95% t CI")
     _finish(ax, bool(shown), f"no trial reported {metric}")
 
 
-def plot_cost(ax, cells: Sequence[Cell], arms: Sequence[str], metric: str) -> None:
+def plot_cost(fig, cells: Sequence[Cell], arms: Sequence[str], metric: str) -> None:
     """Each cell's metric against its mean device-seconds per trial, one marker per arm."""
+    ax = fig.add_subplot()
     drawn = False
     for i, arm in enumerate(arms):
         mine = [c for c in cells if c.arm == arm and c.summary.n and c.costs[COSTS[0]]]

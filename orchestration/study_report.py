@@ -76,7 +76,7 @@ def build_report(rows: list[dict], design: Design, out_dir: Path) -> Report:
     def draw(name: str, plot: Callable) -> Path:
         fig = Figure(figsize=(7, 4.5), layout="constrained")
         FigureCanvasAgg(fig)
-        plot(fig.add_subplot())
+        plot(fig)
         return _atomic(folder / name, lambda path: fig.savefig(path, format="png", dpi=110))
 
     figures, plots = [], study_plots
