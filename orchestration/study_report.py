@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from orchestration import study_plots
 from orchestration.study_markdown import render
-from orchestration.study_stats import COSTS, Paired, compare, design_kind, group_cells
+from orchestration.study_stats import COSTS, Paired, compare, design_kind, failed, group_cells
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,18 @@ class Report:
 
 
 def build_report(rows: list[dict], design: Design, out_dir: Path) -> Report:
-    """Write report.md, cells.csv, differences.csv, effects.csv (when the design attributes
-    auxiliaries), one PNG per factor (metric-vs-<factor>.png, or metric-by-arm.png without
-    factors) and metric-vs-cost.png under `out_dir`; return the Markdown and the files."""
+    """Write report.md, trials.csv (the rows), cells.csv, differences.csv, effects.csv (when
+    the design attributes auxiliaries), one PNG per factor (metric-vs-<factor>.png, or
+    metric-by-arm.png without factors) and metric-vs-cost.png under `out_dir`; return the
+    Markdown and the files. Raises ValueError for a design that contradicts itself or rows
+    that do not fit it (an unknown arm, a seed twice in one cell), before writing anything."""
     _check(design)
     cells = group_cells(rows, design.arms, design.factors)
     differences, effects = compare(cells, design.baseline, design.arm_aux, design.aux_tasks)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    files = [_write(folder / "cells.csv", _cells_csv(cells, design))]
+    files = [_write(folder / "trials.csv", _trials_csv(rows, design))]
+    files.append(_write(folder / "cells.csv", _cells_csv(cells, design)))
     files.append(_write(folder / "differences.csv", _comparisons_csv(differences, design)))
     if design.aux_tasks:
         files.append(_write(folder / "effects.csv", _comparisons_csv(effects, design)))
@@ -102,6 +105,18 @@ def _check(design: Design) -> None:
     unknown = [a for a in design.arm_aux if a not in design.arms]
     if unknown:
         raise ValueError(f"arm_aux names arms that are not in the design: {unknown}")
+
+
+def _trials_csv(rows: list[dict], design: Design) -> str:
+    """Every trial as given, failed ones included: what the tables were computed from."""
+    header = ["trial_id", "run_id", "arm", "cell", *design.factors, "seed", "value", "failed"]
+    table = [
+        [r["trial_id"], r.get("run_id"), r["arm"], r["cell"]]
+        + [*(r["factors"].get(f) for f in design.factors), r["seed"], r["value"], failed(r)]
+        + [r.get(k) for k in COSTS]
+        for r in rows
+    ]
+    return _csv([*header, *COSTS], table)
 
 
 def _cells_csv(cells, design: Design) -> str:

@@ -32,6 +32,7 @@ def test_factorial_report_writes_every_file_and_lists_the_failed_trial(tmp_path)
 
     names = [f.name for f in report.files]
     assert names == [
+        "trials.csv",
         "cells.csv",
         "differences.csv",
         "effects.csv",
@@ -46,6 +47,10 @@ def test_factorial_report_writes_every_file_and_lists_the_failed_trial(tmp_path)
     assert (tmp_path / "report.md").read_text() == report.markdown
     assert not list(tmp_path.glob(".*partial*"))
 
+    trials = read_csv(tmp_path / "trials.csv")
+    assert len(trials) == 24 and [t["trial_id"] for t in trials if t["failed"] == "True"] == [
+        "jigsaw+inpainting-1.0-2"
+    ]
     cells = read_csv(tmp_path / "cells.csv")
     failed = next(c for c in cells if c["arm"] == "jigsaw+inpainting" and c[LF] == "1.0")
     assert (failed["trials"], failed["failed"], failed["n"]) == ("3", "1", "2")
@@ -154,4 +159,8 @@ def test_a_bad_design_is_refused_before_anything_is_written(tmp_path):
         build_report([row("a", 0, 0.5)], Design("m", "max", "x", [LF], ["a"]), out)
     with pytest.raises(ValueError, match="mode must be max or min"):
         build_report([row("a", 0, 0.5)], Design("m", "up", "a", [LF], ["a"]), out)
+    with pytest.raises(ValueError, match="seed 0 appears twice"):
+        build_report(
+            [row("a", 0, 0.5), row("a", 0, 0.6)], Design("m", "max", "a", [LF], ["a"]), out
+        )
     assert not out.exists()
