@@ -91,12 +91,11 @@ def render(
         out += ["", "## Auxiliary attribution", "", "The arms hold neither every on/off"]
         out[-1] += " pattern of the auxiliaries nor all-on and each all-but-one: none computed."
     out += ["", "## Compute per arm", "", "Means per finished trial, across the arm's cells."]
-    costs = arm_costs(cells, design.arms)
-    base = costs[design.baseline][COSTS[0]]
+    costs = arm_costs(cells, design.arms, design.baseline)
     table = []
     for arm in design.arms:
         mine = costs[arm]
-        ratio = f"{mine[COSTS[0]] / base:.2f}×" if mine[COSTS[0]] is not None and base else "-"
+        ratio = f"{mine['ratio']:.2f}×" if mine["ratio"] is not None else "-"
         table.append([arm, mine["trials"], *(_n(mine[k]) for k in COSTS), ratio])
     out += [
         "",
@@ -118,7 +117,8 @@ def render(
 def _comparisons(comparisons: Sequence[Comparison], design, what: str, compute=False) -> list[str]:
     if not comparisons:
         return ["No comparison could be made."]
-    head = [*design.factors, what, "pairs", "mean", "95% CI", "p", "bootstrap 95% CI"]
+    estimate = "mean Δ" if compute else "estimate"
+    head = [*design.factors, what, "pairs", estimate, "95% CI", "p", "bootstrap 95% CI"]
     head += ["verdict", "CI excludes 0", "unpaired seeds"] + (
         ["at equal compute"] if compute else []
     )

@@ -274,14 +274,20 @@ def compare(
     return differences, effects
 
 
-def arm_costs(cells: Sequence[Cell], arms: Sequence[str]) -> dict[str, dict[str, float | None]]:
-    """Per arm, across its cells: the finished trials' mean of each cost, and how many
-    finished trials reported device-seconds (`trials`)."""
+def arm_costs(
+    cells: Sequence[Cell], arms: Sequence[str], baseline: str
+) -> dict[str, dict[str, float | None]]:
+    """Per arm, across its cells: the finished trials' mean of each cost, how many finished
+    trials reported device-seconds (`trials`), and its mean device-seconds ÷ the baseline's
+    (`ratio`, None where either is unknown)."""
     out = {}
     for arm in arms:
         finished = [t for c in cells if c.arm == arm for t in c.trials if not failed(t)]
         out[arm] = {k: _mean([t.get(k) for t in finished]) for k in COSTS}
         out[arm]["trials"] = sum(t.get(COSTS[0]) is not None for t in finished)
+    base = out[baseline][COSTS[0]]
+    for mine in out.values():
+        mine["ratio"] = mine[COSTS[0]] / base if mine[COSTS[0]] is not None and base else None
     return out
 
 

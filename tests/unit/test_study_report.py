@@ -64,6 +64,7 @@ def test_factorial_report_writes_every_file_and_lists_the_failed_trial(tmp_path)
     assert jig["excludes_zero"] == "True" and jig["pairs"] == "3"
     assert float(jig["cost_ratio"]) == pytest.approx(16 / 14)
     assert "for 1.14× the compute" in report.markdown
+    assert "| jigsaw | 6 | 16 | 100 | 2 | 1.14× |" in report.markdown  # compute per arm
     short = next(d for d in diffs if d["name"] == "jigsaw+inpainting" and d[LF] == "1.0")
     assert (short["pairs"], short["unpaired_seeds"]) == ("2", "2")
 
