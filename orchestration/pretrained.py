@@ -15,6 +15,7 @@ back to the pre-training that fed it.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -74,10 +75,11 @@ def resolved(
 ) -> Iterator[tuple[Source, str]]:
     """(the Source, a local file or folder holding its weights) while the block runs; a
     fetched copy is removed on the way out. A relative local path is read against `origin`
-    (default: the working folder). Raises one-line PretrainedError/StorageError."""
+    (default: the working folder) and kept absolute. Raises one-line PretrainedError or
+    StorageError."""
     location, run_id, experiment_id = locate(reference, tracking_uri)
-    if origin and "://" not in location and not Path(location).is_absolute():
-        location = str(Path(origin) / location)
+    if "://" not in location:  # absolute, so trials running elsewhere read the same file
+        location = str(Path(origin or os.getcwd(), location).absolute())
     with local_copy(location, reference) as local:
         yield Source(reference, location, sha256_of(local), run_id, experiment_id), local
 
@@ -243,3 +245,27 @@ def sha256_of(local: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sweep_sources(
+    space, tracking_uri: str | None, origin: str | None = None, check_shapes: bool = True
+) -> dict[str, Source]:
+    """The sources of a sweep's trials (the base's `model.pretrained`, or every choice when
+    it is searched), resolved and, with `check_shapes`, loaded into the base backbone once
+    before Ray starts. Raises the one-line errors of :func:`resolved`."""
+    from optuna.distributions import CategoricalDistribution
+
+    from trainables.models import check_pretrained
+
+    base = space.trial_config({})
+    references = [base.model.pretrained]
+    searched = space.distributions().get("model.pretrained")
+    if isinstance(searched, CategoricalDistribution):
+        references = list(searched.choices)
+
+    def check(reference: str, local: str) -> None:
+        if check_shapes:
+            model = base.model.model_copy(update={"pretrained": reference})
+            check_pretrained(model, base.data.channels, local)
+
+    return resolve_all(references, tracking_uri, origin, check)

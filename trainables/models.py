@@ -268,8 +268,15 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike, name: str | No
     backbone.load_state_dict(state, strict=True)
 
 
-# An hmtl checkpoint.pt also holds numpy RNG states: these rebuild arrays, and run no code.
-_CHECKPOINT_GLOBALS = [np.ndarray, np.dtype, np._core.multiarray._reconstruct]
+# An hmtl checkpoint.pt also holds numpy RNG states: these rebuild arrays and their dtypes,
+# and run no other code, so a downloaded checkpoint still loads with `weights_only`.
+_NOT_NUMERIC = {"ObjectDType", "VoidDType", "StrDType", "BytesDType", "StringDType"}
+_CHECKPOINT_GLOBALS = [
+    np.ndarray,
+    np.dtype,
+    np._core.multiarray._reconstruct,
+    *(getattr(np.dtypes, name) for name in np.dtypes.__all__ if name not in _NOT_NUMERIC),
+]
 
 
 def _trained_as(obj: object) -> str:
