@@ -106,11 +106,17 @@ def resolve_all(
 @contextmanager
 def weights_of(source: Source | None) -> Iterator[str | None]:
     """A local copy of a resolved source's weights while the block runs (None: no source).
-    Trials and Train workers call this where they run, so a URI is fetched on their node."""
+    Trials and Train workers call this where they run, so a URI is fetched on their node;
+    a copy whose SHA-256 is not the one the run is tagged with is refused."""
     if source is None:
         yield None
         return
     with local_copy(source.location, source.reference) as local:
+        if sha256_of(local) != source.sha256:
+            raise PretrainedError(
+                f"model.pretrained: {redact(source.reference)}: {redact(source.location)} "
+                "changed since the sweep resolved it (its sha256 differs)"
+            )
         yield local
 
 

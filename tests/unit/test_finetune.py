@@ -3,13 +3,14 @@ probe), the backbone's learning-rate share, and the lineage of a resolved source
 
 import hashlib
 
+import pytest
 import torch
 from helpers import FACE_INFO
 
-from orchestration.pretrained import FROM_TAG, NOTE_TAG, SHA_TAG, Source, resolved
+from orchestration.pretrained import FROM_TAG, NOTE_TAG, SHA_TAG, Source, resolved, weights_of
 from trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from trainables.finetune import start_backbone
-from trainables.models import build_backbone
+from trainables.models import PretrainedError, build_backbone
 from trainables.network import FaceModel
 from trainables.optim import make_optimizer, make_scheduler
 from trainables.session import LocalSession
@@ -135,3 +136,16 @@ def test_a_run_source_links_its_run_in_the_description():
     assert tags[FROM_TAG] == "runs:/abc123"
     assert "(#/experiments/7/runs/abc123)" in tags[NOTE_TAG]
     assert "/runs/x/checkpoint_000002" in tags[NOTE_TAG]
+
+
+def test_a_trial_refuses_weights_that_changed_since_the_sweep_resolved_them(tmp_path):
+    weights = tmp_path / "weights.pt"
+    torch.save(build_backbone("small_cnn", 1, 8).state_dict(), weights)
+    with resolved(str(weights), None) as (source, _):
+        pass
+    with weights_of(source) as local:
+        assert local == str(weights)
+    torch.save(build_backbone("small_cnn", 1, 16).state_dict(), weights)
+    changed = pytest.raises(PretrainedError, match="changed since the sweep resolved it")
+    with changed, weights_of(source):
+        pass
