@@ -153,7 +153,10 @@ def _get_run(run_id: str, tracking_uri: str, where: str):
     if tracking_uri.startswith("sqlite:///"):
         database = Path(tracking_uri[len("sqlite:///") :])
         if not database.is_file():  # MLflow would create an empty database there
-            raise PretrainedError(f"{where}: no MLflow database at {database}")
+            raise PretrainedError(
+                f"{where}: no MLflow database at {database} (give the --tracking-uri that "
+                "tracked the run)"
+            )
     try:
         probe(tracking_uri)
         client = MlflowClient(shown)
