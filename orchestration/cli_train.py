@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -10,6 +11,7 @@ import click
 
 from orchestration.cli_common import USER_ERRORS, fail, tracking_problem
 from trainables.config import load_config
+from trainables.data.storage import redact
 
 
 def shipped_config(name: str) -> Path | None:
@@ -67,8 +69,9 @@ def train_command(
         fail(problem)
     try:
         # A remote checkpoint is fetched to scratch that goes away when training ends.
-        with local_checkpoint(resume_from) as checkpoint:
-            _train(config, list(overrides), out, resume_from, checkpoint, tracking_uri)
+        with local_checkpoint(resume_from) as checkpoint, ExitStack() as scratch:
+            args = (config, list(overrides), out, resume_from, checkpoint, tracking_uri)
+            _train(*args, scratch)
     except USER_ERRORS as err:
         fail(str(err))
 
@@ -80,10 +83,13 @@ def _train(
     resume_from: str | None,
     checkpoint: str | None,
     tracking_uri: str | None,
+    scratch: ExitStack,
 ) -> None:
     """`hmtl train` once the checkpoint (if any) is local: every input is checked before
-    the run folder, the header line or an MLflow run exists; raises USER_ERRORS."""
+    the run folder, the header line or an MLflow run exists; raises USER_ERRORS. Fetched
+    pre-trained weights live until `scratch` closes."""
     from orchestration.folders import blocking_file, removed_on_failure
+    from orchestration.pretrained import FROM_TAG, resolved
     from orchestration.single_run import TrackedSession, check_inputs
     from trainables.checkpoint import load_checkpoint
     from trainables.config import build_config
@@ -102,7 +108,13 @@ def _train(
         source = f"{resume_from} (its config)"
         cfg = build_config(state["config"], overrides, source=source)
         name = "resumed"
-    check_inputs(cfg)
+    weights, lineage = None, {}
+    if cfg.model.pretrained and state is None:
+        source, weights = scratch.enter_context(resolved(cfg.model.pretrained, tracking_uri))
+        lineage = source.tags()
+    elif cfg.model.pretrained:  # resumed: the checkpoint holds the weights, none are fetched
+        lineage = {FROM_TAG: redact(cfg.model.pretrained)}
+    check_inputs(cfg, weights, resuming=state is not None)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out) if out else Path("hmtl-runs") / "train" / f"{name}-{stamp}"
     blocked = blocking_file(run_dir)
@@ -124,11 +136,12 @@ def _train(
                 resume_from=checkpoint,
                 origin_uri=resume_from,
                 log=click.echo,
+                lineage=lineage,
             )
         else:
             session = LocalSession(run_dir, resume_from=checkpoint, log=click.echo)
         try:
-            result = train(cfg, session)
+            result = train(cfg, session, pretrained=weights)
         except USER_ERRORS:
             if tracking_uri:
                 session.finish("FAILED")

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestration.artifacts import fetch
 from orchestration.mlflow_native import tag_training_experiment
+from orchestration.pretrained import BEST_EPOCH_TAG, BEST_TAG, best_checkpoint
 from orchestration.tracking import (
     CHECKPOINT_TAG,
     MAX_PARAM_LENGTH,
@@ -64,13 +65,15 @@ def local_checkpoint(uri: str | None) -> Iterator[str | None]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def check_inputs(cfg: TrainConfig) -> None:
+def check_inputs(cfg: TrainConfig, weights: str | None = None, resuming: bool = False) -> None:
     """Refuse, before a run folder or an MLflow run exists, what `train` would refuse only
-    later: a missing local dataset folder, or `model.pretrained` weights it cannot load."""
+    later: a missing local dataset folder, or `model.pretrained` weights it cannot load
+    (`weights`: their local copy; a resumed run loads none, its checkpoint has them)."""
     source = cfg.data.source
     if source != "synthetic" and "://" not in source and not Path(source).exists():
         raise DatasetError(f"data.source: {source}: no such dataset folder")
-    check_pretrained(cfg.model, cfg.data.channels)
+    if not resuming:
+        check_pretrained(cfg.model, cfg.data.channels, weights)
 
 
 def origin_run(client: MlflowClient, checkpoint_uri: str) -> tuple[str, str] | None:
@@ -102,11 +105,14 @@ class TrackedSession(LocalSession):
         origin_uri: str | None = None,
         log=print,
         experiment: str = "hmtl-train",
+        lineage: dict[str, str] | None = None,
     ):
-        """`resume_from` is the local checkpoint folder; `origin_uri` where it came from."""
+        """`resume_from` is the local checkpoint folder; `origin_uri` where it came from;
+        `lineage` the tags of the pre-trained source (orchestration/pretrained.py)."""
         super().__init__(out_dir, resume_from=resume_from, log=log)
         self.client = MlflowClient(redact_uri(tracking_uri))
         tags = {"hmtl.git_commit": git_commit(), "hmtl.host": socket.gethostname()}
+        tags.update(lineage or {})
         origin = origin_run(self.client, origin_uri) if origin_uri else None
         if origin:
             experiment_id, tags[RESUMED_FROM_TAG] = origin
@@ -137,8 +143,18 @@ class TrackedSession(LocalSession):
         ]
         tags = []
         if checkpoint_dir is not None:
-            tags.append(RunTag(f"{CHECKPOINT_TAG}{step:04d}", self.latest_checkpoint()))
+            # Absolute, so `runs:/<id>` finds the checkpoint from any working folder.
+            where = str(Path(self.latest_checkpoint()).resolve())
+            tags.append(RunTag(f"{CHECKPOINT_TAG}{step:04d}", where))
         self.client.log_batch(self.run_id, metrics=numbers, tags=tags)
 
     def finish(self, status: str = "FINISHED") -> None:
+        """End the run; a finished one also names its best checkpoint, as a sweep's trial
+        runs do (`hmtl.best_checkpoint`, `hmtl.best_epoch`), for `runs:/<id>` sources."""
+        if status == "FINISHED":
+            found = best_checkpoint(self.client, self.client.get_run(self.run_id))
+            if found is not None:
+                epoch, where = found
+                best = [RunTag(BEST_EPOCH_TAG, str(epoch)), RunTag(BEST_TAG, where)]
+                self.client.log_batch(self.run_id, tags=best)
         self.client.set_terminated(self.run_id, status=status)

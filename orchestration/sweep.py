@@ -31,6 +31,7 @@ from orchestration.cluster import (
     init_ray,
     plan_resources,
 )
+from orchestration.pretrained import Source, sweep_sources
 from orchestration.search import make_scheduler, make_searcher
 from orchestration.space import SearchSpace, SpaceError, validate_space
 from orchestration.store import Store
@@ -39,7 +40,7 @@ from orchestration.tracking_probe import probe
 from orchestration.tracking_queue import Spool, spooled
 from orchestration.trial import make_trial, trial_dirname
 from trainables.config import ConfigError
-from trainables.models import check_pretrained
+from trainables.data.storage import StorageError
 
 
 @dataclass
@@ -66,12 +67,15 @@ def sweep_path(storage: str, name: str) -> str:
     return Store.open(storage).display("sweeps", name)
 
 
-def preflight(space: SearchSpace, storage: str, tracking_uri: str | None = None) -> None:
+def preflight(
+    space: SearchSpace, storage: str, tracking_uri: str | None = None
+) -> dict[str, Source]:
     """Refuse, before Ray starts, what would make every trial fail: a missing local dataset
-    or weights file (in the base or among searched choices), an unreachable tracking server
-    or an unwritable storage folder."""
+    or weights that do not load (in the base or among searched choices), an unreachable
+    tracking server or an unwritable storage folder. Returns the resolved `model.pretrained`
+    sources (orchestration/pretrained.py), by reference."""
     base = space.trial_config({})
-    values = {"data.source": [base.data.source], "model.pretrained": [base.model.pretrained]}
+    values = {"data.source": [base.data.source]}
     for key, dist in space.distributions().items():
         if key in values and isinstance(dist, CategoricalDistribution):
             values[key] = list(dist.choices)
@@ -84,14 +88,12 @@ def preflight(space: SearchSpace, storage: str, tracking_uri: str | None = None)
                 raise SpaceError(
                     f"{space.source or space.name}: {key}: {value}: no such file or folder{hint}"
                 )
-            if key == "model.pretrained" and not _shape_searched(space):
-                try:
-                    model = base.model.model_copy(update={"pretrained": value})
-                    check_pretrained(model, base.data.channels)
-                except ConfigError as err:
-                    raise SpaceError(f"{space.source or space.name}: {err}") from None
     if tracking_uri:
         probe(tracking_uri)  # before the storage check, which writes (and removes) a probe
+    try:  # runs:/ sources are looked up in the sweep's MLflow
+        sources = sweep_sources(space, tracking_uri, check_shapes=not _shape_searched(space))
+    except (ConfigError, StorageError, FileNotFoundError) as err:
+        raise SpaceError(f"{space.source or space.name}: {err}") from None
     store = Store.open(storage)
     if not store.remote and autoscaler_node_types():
         raise SpaceError(
@@ -99,6 +101,7 @@ def preflight(space: SearchSpace, storage: str, tracking_uri: str | None = None)
             "nothing but object storage, so use --storage s3://bucket/prefix"
         )
     store.check_writable()
+    return sources
 
 
 def _shape_searched(space: SearchSpace) -> bool:
@@ -136,7 +139,7 @@ def run_sweep(
     `verbose` 2 or more keeps every library's log lines (orchestration/console.py).
     """
     check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
-    preflight(space, storage, tracking_uri)
+    sources = preflight(space, storage, tracking_uri)
     store = Store.open(storage)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     if announce is not None:
@@ -146,9 +149,9 @@ def run_sweep(
     plan = _plan(space, force_train)
     write_manifest(store, space, tracking_uri)
     tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
-        _trainable(space, plan, store, os.getcwd(), quiet=verbose < 2),
+        _trainable(space, plan, store, os.getcwd(), quiet=verbose < 2, sources=sources),
         tune_config=_tune_config(space, plan),
-        run_config=_run_config(space, store, tracking_uri, verbose, callbacks or []),
+        run_config=_run_config(space, store, tracking_uri, verbose, callbacks or [], sources),
     )
     return summarize(space, tuner.fit(), store)
 
@@ -163,6 +166,7 @@ def resume_sweep(
     space = validate_space(manifest["space"])
     store = _parent_store(sweep)
     probe(manifest["tracking_uri"])  # the restored tracker replays its spool there
+    sources = _resume_sources(space, manifest)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     check_local(space, address, num_cpus)
     _console(verbose)
@@ -170,12 +174,24 @@ def resume_sweep(
     plan = _plan(space, False)
     tuner = ray.tune.Tuner.restore(  # (4) experiment state, searcher and callbacks come back
         sweep.root,
-        trainable=_trainable(space, plan, store, manifest["origin"], quiet=verbose < 2),
+        trainable=_trainable(
+            space, plan, store, manifest["origin"], quiet=verbose < 2, sources=sources
+        ),
         resume_unfinished=True,
         resume_errored=True,
         storage_filesystem=sweep.filesystem,
     )
     return summarize(space, tuner.fit(), store)
+
+
+def _resume_sources(space: SearchSpace, manifest: dict[str, Any]) -> dict[str, Source]:
+    """The sweep's `model.pretrained` sources again (they were checked when it started)."""
+    try:
+        return sweep_sources(
+            space, manifest["tracking_uri"], manifest["origin"], check_shapes=False
+        )
+    except (ConfigError, StorageError, FileNotFoundError) as err:
+        raise SpaceError(f"{space.source or space.name}: {err}") from None
 
 
 def _parent_store(sweep: Store) -> Store:
@@ -197,9 +213,16 @@ def _plan(space: SearchSpace, force_train: bool) -> Plan:
     )
 
 
-def _trainable(space: SearchSpace, plan: Plan, store: Store, origin: str, quiet: bool = True):
+def _trainable(
+    space: SearchSpace,
+    plan: Plan,
+    store: Store,
+    origin: str,
+    quiet: bool = True,
+    sources: dict[str, Source] | None = None,
+):
     sweep = store.path("sweeps", space.name)
-    trial = make_trial(space, plan, sweep, store.filesystem, origin, quiet=quiet)
+    trial = make_trial(space, plan, sweep, store.filesystem, origin, quiet=quiet, sources=sources)
     return ray.tune.with_resources(trial, plan.trial_resources())
 
 
@@ -257,7 +280,12 @@ def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
 
 
 def _run_config(
-    space: SearchSpace, store: Store, tracking_uri: str, verbose: int, callbacks: list
+    space: SearchSpace,
+    store: Store,
+    tracking_uri: str,
+    verbose: int,
+    callbacks: list,
+    sources: dict[str, Source] | None = None,
 ) -> ray.tune.RunConfig:
     short = [key.rsplit(".", 1)[-1] for key in space.space]
     columns = {
@@ -276,7 +304,8 @@ def _run_config(
         # beside the database instead (a tracking server manages its own).
         database = Path(tracking_uri[len("sqlite:///") :])
         artifact_root = (database.parent / "mlflow-artifacts").resolve().as_uri()
-    tracker = MlflowCallback(tracking_uri, space, artifact_root, store)
+    lineage = {ref: source.tags() for ref, source in (sources or {}).items()}
+    tracker = MlflowCallback(tracking_uri, space, artifact_root, store, lineage)
     return ray.tune.RunConfig(  # (3) where Tune keeps the sweep (what resume reads)
         name=space.name,
         storage_path=store.path("sweeps"),

@@ -71,9 +71,12 @@ class MlflowCallback(Callback):
         space: SearchSpace,
         artifact_root: str | None = None,
         store: Store | None = None,
+        lineage: dict[str, dict[str, str]] | None = None,
     ) -> None:
-        """`store` is the sweep's storage root: where checkpoints and the spool live."""
+        """`store` is the sweep's storage root: where checkpoints and the spool live;
+        `lineage` the tags of each `model.pretrained` reference (orchestration/pretrained.py)."""
         self.tracking_uri = redact_uri(tracking_uri)
+        self.lineage = lineage or {}
         self.space = space
         self.artifact_root = artifact_root
         self.store = store
@@ -113,6 +116,10 @@ class MlflowCallback(Callback):
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         params = self.space.trial_config(trial.config).flat()
         self.queue.put("trial_start", trial_id=trial.trial_id, params=params)
+        # Where the trial's backbone came from: lineage tags and the run's description.
+        lineage = getattr(self, "lineage", {}).get(params.get("model.pretrained"))
+        if lineage:
+            self.queue.put("tag", trial_id=trial.trial_id, tags=lineage)
         self._replay_stored_results(trial)
 
     def _replay_stored_results(self, trial) -> None:

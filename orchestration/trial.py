@@ -12,6 +12,7 @@ runs inside `trial_scope`, which seeds the global RNGs and undoes what it change
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from orchestration import console
 from orchestration.cluster import Plan
+from orchestration.pretrained import Source, is_run_reference, weights_of
 from orchestration.reuse import trial_scope
 from orchestration.space import SearchSpace
 from orchestration.worker import scalar_metrics, train_loop_per_worker
@@ -75,19 +77,24 @@ def make_trial(
     storage_filesystem=None,
     origin: str | None = None,
     quiet: bool = True,
+    sources: dict[str, Source] | None = None,
 ):
     """The Tune function for this sweep: params (dotted keys) -> one training run.
 
     `sweep_path` is where Tune keeps this sweep (`<storage>/sweeps/<sweep>`, without the
     scheme when a `storage_filesystem` is given); relative paths in trial configs are
     read against `origin` (the folder the sweep was started from). `quiet` keeps Ray's
-    per-checkpoint log lines off the console (orchestration/console.py).
+    per-checkpoint log lines off the console (orchestration/console.py). `sources` are the
+    `model.pretrained` references the sweep resolved before Ray started; a trial fetches
+    its source's weights where it runs (orchestration/pretrained.py).
     """
 
     origin = origin or os.getcwd()
 
     def run_trial(params: dict[str, Any]) -> None:
-        cfg = resolve_paths(space.trial_config(params), origin)
+        raw = space.trial_config(params)
+        cfg = resolve_paths(raw, origin)
+        source = (sources or {}).get(raw.model.pretrained)
         if storage_filesystem is not None:
             # A trial Tune retries after a storage outage first waits, with backoff, for the
             # store to answer (trainables/data/retrying.py) rather than failing again at once.
@@ -100,19 +107,24 @@ def make_trial(
             console.quiet(console.TRIAL_LOGGERS)
         with trial_scope(cfg.runtime.seed):  # a reused process trains as a fresh one would
             if plan.use_train:
-                fit_trainer(cfg)
+                fit_trainer(cfg, source)
                 return
             session = TuneSession()
             try:
-                train(cfg, session)
+                with weights_of(source) as weights:
+                    train(cfg, session, pretrained=weights)
             finally:
                 session.close()
 
-    def fit_trainer(cfg: TrainConfig) -> None:
+    def fit_trainer(cfg: TrainConfig, source: Source | None) -> None:
         trial_id = ray.tune.get_context().get_trial_id()  # (5) names the Train run's folder
         trainer = TorchTrainer(
             train_loop_per_worker,
-            train_loop_config={"cfg": cfg.model_dump(mode="json"), "quiet": quiet},
+            train_loop_config={
+                "cfg": cfg.model_dump(mode="json"),
+                "quiet": quiet,
+                "pretrained": dataclasses.asdict(source) if source else None,
+            },
             scaling_config=ray.train.ScalingConfig(
                 num_workers=plan.workers,
                 use_gpu=plan.gpus_per_worker > 0,
@@ -143,6 +155,8 @@ def resolve_paths(cfg: TrainConfig, origin: str) -> TrainConfig:
 
     def absolute(value: str | None) -> str | None:
         if value is None or value == "synthetic" or "://" in value or os.path.isabs(value):
+            return value
+        if is_run_reference(value):  # runs:/<id> is no path
             return value
         return str(Path(origin) / value)
 

@@ -15,6 +15,7 @@ import ray.train.torch
 from torch import nn
 
 from orchestration import console
+from orchestration.pretrained import Source, weights_of
 from trainables.config import TrainConfig
 from trainables.train import train
 
@@ -58,4 +59,7 @@ class TrainSession:
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if loop_config.get("quiet", True):
         console.quiet(console.TRIAL_LOGGERS)
-    train(TrainConfig.model_validate(loop_config["cfg"]), TrainSession())
+    pretrained = loop_config.get("pretrained")
+    # Each worker fetches the pre-trained weights on its own node (a local path is read there).
+    with weights_of(Source(**pretrained) if pretrained else None) as weights:
+        train(TrainConfig.model_validate(loop_config["cfg"]), TrainSession(), pretrained=weights)

@@ -55,7 +55,11 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     backbone: Literal["small_cnn", "resnet18", "resnet50"] = "small_cnn"
     pretrained: str | None = None
-    """Path of a state dict (torchvision key names) to start from; never fetched from a hub."""
+    """Backbone weights to start from: a state-dict file (torchvision key names), an hmtl
+    checkpoint folder, an `s3://` URI of either, or `runs:/<mlflow run id>` (that run's best
+    checkpoint). Only backbone weights load; task heads start fresh. Never fetched from a hub."""
+    freeze_backbone: bool = False
+    """Linear probe: the backbone takes no gradient step and keeps its BN statistics."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     width: int = Field(32, ge=4, le=256)
     """small_cnn's first-stage width (the stages double it); ignored by the ResNets."""
@@ -164,6 +168,8 @@ class OptimConfig(_Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     grad_clip: float | None = Field(1.0, gt=0.0)
+    backbone_lr_scale: float = Field(1.0, ge=0.0, le=1.0)
+    """The backbone's learning rate as a share of `lr` (fine-tuning pre-trained weights gently)."""
 
 
 class ScheduleConfig(_Section):

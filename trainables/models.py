@@ -14,10 +14,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainables.checkpoint import CHECKPOINT_FILE
 from trainables.config import ConfigError, ModelConfig
 
 BACKBONES: tuple[str, ...] = ("small_cnn", "resnet18", "resnet50")
@@ -185,33 +187,42 @@ def _names(keys: list[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_pretrained(backbone: nn.Module, path: str | os.PathLike) -> None:
-    """Load a local ``torch.save``-d state dict into ``backbone`` in place; never downloads.
+def load_pretrained(backbone: nn.Module, path: str | os.PathLike, name: str | None = None) -> None:
+    """Load local backbone weights into ``backbone`` in place; never downloads.
 
-    Accepts a plain state dict or one under "state_dict"/"model"; strips "module."/"backbone."
+    ``path`` is a ``torch.save``-d state dict (plain, or under "state_dict"/"model") or an hmtl
+    checkpoint folder (or its ``checkpoint.pt``), whose "model" is a whole FaceModel: only its
+    ``backbone.*`` tensors load, the task heads are left out. Strips "module."/"backbone."
     prefixes, drops ``fc.*`` (torchvision's ImageNet head) and adapts a stem conv between 3 and
-    1 input channels (sum for RGB -> grey, repeat / 3 for grey -> RGB). Raises FileNotFoundError
-    or a one-line PretrainedError (a ValueError) naming the file and the problem.
+    1 input channels (sum for RGB -> grey, repeat / 3 for grey -> RGB). ``name`` is how errors
+    name the source (the reference a user wrote, when ``path`` is a fetched copy). Raises
+    FileNotFoundError or a one-line PretrainedError (a ValueError) naming the source.
     """
     path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    where = f"model.pretrained: {name or path}"
     if not path.is_file():
-        raise FileNotFoundError(f"model.pretrained: {path}: no such pretrained-weights file")
+        raise FileNotFoundError(f"{where}: no such pretrained-weights file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_CHECKPOINT_GLOBALS):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # torch.load raises many types for a bad file; all mean the same
         # torch's own text is a paragraph about `weights_only`; it would not fit one line.
         raise PretrainedError(
-            f"model.pretrained: {path}: not a loadable torch file "
+            f"{where}: not a loadable torch file "
             "(damaged, or not a state dict written by torch.save)"
         ) from None
+    trained_as = _trained_as(obj)
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
             break
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise PretrainedError(
-            f"model.pretrained: {path}: not a state dict (expected a mapping of names to tensors)"
-        )
+        raise PretrainedError(f"{where}: not a state dict (expected a mapping of names to tensors)")
+    if any(key.startswith("backbone.") for key in obj):
+        # A FaceModel's state (an hmtl checkpoint): the backbone only, heads start fresh.
+        obj = {k: v for k, v in obj.items() if k.startswith("backbone.")}
 
     state: dict[str, Tensor] = {}
     for key, value in obj.items():
@@ -226,19 +237,19 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike) -> None:
             state.setdefault(key, value)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    where = f"model.pretrained: {path}"
     counted = [k for k in own if not k.endswith("num_batches_tracked")]
     if missing and unexpected and len(missing) > len(counted) // 2:
         # Mostly disjoint key sets: a file made for another backbone, not a damaged one.
         raise PretrainedError(
-            f"{where}: weights of another architecture: {len(counted) - len(missing)} of the "
+            f"{where}: weights of another architecture{trained_as}: "
+            f"{len(counted) - len(missing)} of the "
             f"{type(backbone).__name__} backbone's {len(counted)} keys are in the file (missing "
             f"{missing[0]}, ...; unexpected {unexpected[0]}, ...); check model.backbone"
         )
     if missing:
-        raise PretrainedError(f"{where}: missing keys {_names(missing)}")
+        raise PretrainedError(f"{where}: missing keys {_names(missing)}{trained_as}")
     if unexpected:
-        raise PretrainedError(f"{where}: unexpected keys {_names(unexpected)}")
+        raise PretrainedError(f"{where}: unexpected keys {_names(unexpected)}{trained_as}")
 
     for key, want in own.items():
         got = state[key]
@@ -251,14 +262,37 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike) -> None:
         if got.shape != want.shape:
             raise PretrainedError(
                 f"{where}: shape mismatch for {key}: file has {tuple(got.shape)}, "
-                f"model has {tuple(want.shape)}"
+                f"model has {tuple(want.shape)}{trained_as}"
             )
         state[key] = got
     backbone.load_state_dict(state, strict=True)
 
 
-def check_pretrained(model: ModelConfig, channels: int) -> None:
+# An hmtl checkpoint.pt also holds numpy RNG states: these rebuild arrays and their dtypes,
+# and run no other code, so a downloaded checkpoint still loads with `weights_only`.
+_NOT_NUMERIC = {"ObjectDType", "VoidDType", "StrDType", "BytesDType", "StringDType"}
+_CHECKPOINT_GLOBALS = [
+    np.ndarray,
+    np.dtype,
+    np._core.multiarray._reconstruct,
+    *(getattr(np.dtypes, name) for name in np.dtypes.__all__ if name not in _NOT_NUMERIC),
+]
+
+
+def _trained_as(obj: object) -> str:
+    """' (checkpoint of model.backbone X, width W)' for an hmtl checkpoint, else ''."""
+    config = obj.get("config") if isinstance(obj, Mapping) else None
+    model = config.get("model") if isinstance(config, Mapping) else None
+    if not isinstance(model, Mapping) or "backbone" not in model:
+        return ""
+    width = f", width {model['width']}" if model.get("backbone") == "small_cnn" else ""
+    return f" (a checkpoint of model.backbone {model['backbone']}{width})"
+
+
+def check_pretrained(model: ModelConfig, channels: int, path: str | None = None) -> None:
     """Load `model.pretrained` into a throwaway backbone, so a bad file is refused before a
-    run folder, an MLflow run or a Ray cluster exists. Raises what load_pretrained raises."""
+    run folder, an MLflow run or a Ray cluster exists. `path` is the local copy of a remote
+    or tracked source (errors still name the reference). Raises what load_pretrained raises."""
     if model.pretrained:
-        load_pretrained(build_backbone(model.backbone, channels, model.width), model.pretrained)
+        backbone = build_backbone(model.backbone, channels, model.width)
+        load_pretrained(backbone, path or model.pretrained, name=model.pretrained)

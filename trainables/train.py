@@ -35,7 +35,8 @@ from trainables.checkpoint import (
 )
 from trainables.config import TrainConfig
 from trainables.data.dataset import FaceData, load_splits
-from trainables.models import build_backbone, load_pretrained
+from trainables.finetune import start_backbone, train_mode
+from trainables.models import build_backbone
 from trainables.network import FaceModel
 from trainables.optim import make_optimizer, make_scheduler
 from trainables.session import Session
@@ -51,7 +52,9 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def train(cfg: TrainConfig, session: Session) -> TrainResult:
+def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> TrainResult:
+    """Train `cfg` to its last epoch, reporting through `session`. `pretrained` is the local
+    copy of `model.pretrained` when orchestration fetched it (a URI or `runs:/` source)."""
     began = time.perf_counter()
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
@@ -69,9 +72,9 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
 
     # Model: a shared backbone plus one module per enabled task.
     torch.manual_seed(cfg.runtime.seed)
+    resume = session.latest_checkpoint()
     backbone = build_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.width)
-    if cfg.model.pretrained:
-        load_pretrained(backbone, cfg.model.pretrained)
+    start_backbone(backbone, cfg.model, pretrained, resuming=resume is not None)
     tasks = build_tasks(cfg, splits.info, backbone.feature_dim)
     model = FaceModel(
         backbone, tasks, channels_last=channels_last, aux_budget=cfg.tasks.aux_budget
@@ -95,7 +98,6 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
 
     # Resume.
     start_epoch, history, last = 1, [], {}
-    resume = session.latest_checkpoint()
     if resume:
         state = load_checkpoint(resume)
         try:
@@ -119,7 +121,7 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
         mine = perm[session.rank : per_rank * session.world_size : session.world_size]
 
         # Train one epoch.
-        wrapped.train()
+        train_mode(wrapped, cfg.model)
         sums: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
         for step in range(steps_per_epoch):

@@ -126,3 +126,14 @@ def test_local_check_is_only_for_the_embedded_default(tmp_path, monkeypatch):
     check_local(space, "auto")  # a cluster is judged once joined
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     check_local(space, None)  # ray.init joins that cluster
+
+
+def test_sweep_from_a_run_its_mlflow_cannot_have(tmp_path):
+    # A fresh storage folder has no MLflow database yet: no run can be found there, and
+    # looking must not create one.
+    space = space_file(tmp_path, base={"model": {"pretrained": "runs:/0123abcd"}})
+    storage = tmp_path / "runs"
+    line = refused(["sweep", str(space), "--storage", str(storage)], "runs:/0123abcd: no MLflow")
+    assert str(space) in line and "--tracking-uri" in line
+    assert not ray.is_initialized()
+    assert not storage.exists()
