@@ -32,7 +32,7 @@ from orchestration.cluster import (
     plan_resources,
 )
 from orchestration.search import make_scheduler, make_searcher
-from orchestration.space import SearchSpace, SpaceError, validate_space
+from orchestration.space import TRIAL_KEY, SearchSpace, SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.tracking import MlflowCallback, redact_uri
 from orchestration.tracking_probe import probe
@@ -128,12 +128,14 @@ def run_sweep(
     callbacks: list | None = None,
     force_train: bool = False,
     announce: Callable[[], None] | None = None,
+    tracking: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Run the sweep to the end and return its best trial.
 
     `force_train` runs even single-worker trials through a TorchTrainer (benchmarks);
     `announce()` is called once every check has passed, just before Ray starts.
     `verbose` 2 or more keeps every library's log lines (orchestration/console.py).
+    `tracking` places the sweep inside a study in MLflow (see `MlflowCallback`).
     """
     check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
     preflight(space, storage, tracking_uri)
@@ -147,8 +149,9 @@ def run_sweep(
     write_manifest(store, space, tracking_uri)
     tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
         _trainable(space, plan, store, os.getcwd(), quiet=verbose < 2),
+        param_space=_param_space(space),
         tune_config=_tune_config(space, plan),
-        run_config=_run_config(space, store, tracking_uri, verbose, callbacks or []),
+        run_config=_run_config(space, store, tracking_uri, verbose, callbacks or [], tracking),
     )
     return summarize(space, tuner.fit(), store)
 
@@ -238,14 +241,22 @@ def read_manifest(path: str) -> dict[str, Any]:
         raise SpaceError(f"{where}: unreadable ({err.msg}, line {err.lineno})") from None
 
 
+def _param_space(space: SearchSpace) -> dict[str, Any] | None:
+    """Explicit trials are a grid over their indices (Tune's default generator runs each
+    once, in order); a searched space leaves the configs to the searcher."""
+    if not space.trials:
+        return None
+    return {TRIAL_KEY: ray.tune.grid_search(list(range(len(space.trials))))}
+
+
 def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
     multi = len(space.metrics) > 1
     return ray.tune.TuneConfig(
-        search_alg=make_searcher(space),
+        search_alg=None if space.trials else make_searcher(space),
         scheduler=make_scheduler(space),
         metric=None if multi else space.metrics[0],
         mode=None if multi else space.modes[0],
-        num_samples=space.num_samples,
+        num_samples=1 if space.trials else space.num_samples,
         max_concurrent_trials=plan.max_concurrent,
         trial_dirname_creator=lambda trial: trial_dirname(trial.trial_id),
         trial_name_creator=lambda trial: f"trial-{trial.trial_id}",
@@ -257,13 +268,20 @@ def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
 
 
 def _run_config(
-    space: SearchSpace, store: Store, tracking_uri: str, verbose: int, callbacks: list
+    space: SearchSpace,
+    store: Store,
+    tracking_uri: str,
+    verbose: int,
+    callbacks: list,
+    tracking: dict[str, Any] | None = None,
 ) -> ray.tune.RunConfig:
     short = [key.rsplit(".", 1)[-1] for key in space.space]
     columns = {
         key: name if short.count(name) == 1 else key
         for key, name in zip(space.space, short, strict=True)
     }
+    if space.trials:
+        columns = {TRIAL_KEY: TRIAL_KEY}
     reporter = ray.tune.CLIReporter(
         parameter_columns=columns,
         metric_columns=["epoch", *space.metrics],
@@ -276,7 +294,7 @@ def _run_config(
         # beside the database instead (a tracking server manages its own).
         database = Path(tracking_uri[len("sqlite:///") :])
         artifact_root = (database.parent / "mlflow-artifacts").resolve().as_uri()
-    tracker = MlflowCallback(tracking_uri, space, artifact_root, store)
+    tracker = MlflowCallback(tracking_uri, space, artifact_root, store, tracking)
     return ray.tune.RunConfig(  # (3) where Tune keeps the sweep (what resume reads)
         name=space.name,
         storage_path=store.path("sweeps"),

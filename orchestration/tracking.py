@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ray.tune import Callback
 
-from orchestration.space import SearchSpace
+from orchestration.space import TRIAL_KEY, SearchSpace
 from orchestration.store import StorageError, Store
 
 SWEEP_TAG = "hmtl.sweep"
@@ -71,14 +71,19 @@ class MlflowCallback(Callback):
         space: SearchSpace,
         artifact_root: str | None = None,
         store: Store | None = None,
+        context: dict | None = None,
     ) -> None:
-        """`store` is the sweep's storage root: where checkpoints and the spool live."""
+        """`store` is the sweep's storage root: where checkpoints and the spool live.
+        `context` places the sweep inside a study: `experiment` (the study's, instead of
+        the sweep's own), `parent` (the study's run, above the sweep's) and `labels` (tags
+        on the sweep's run and every trial's)."""
         self.tracking_uri = redact_uri(tracking_uri)
         self.space = space
         self.artifact_root = artifact_root
         self.store = store
         self._queue = None
         self._ended: set[str] = set()  # trials this driver saw end
+        self.context = dict(context or {})
 
     def _uri(self, path: str) -> str:
         return self.store.as_uri(path) if self.store else path
@@ -89,7 +94,7 @@ class MlflowCallback(Callback):
         return {**self.__dict__, "_queue": None, "_ended": set()}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"_ended": set(), **state})
+        self.__dict__.update({"_ended": set(), "context": {}, **state})
 
     @property
     def queue(self):
@@ -100,7 +105,11 @@ class MlflowCallback(Callback):
             filesystem = self.store.filesystem if self.store else None
             self._queue = TrackingQueue(
                 lambda: Delivery(
-                    self.tracking_uri, self.space.name, self.artifact_root, filesystem
+                    self.tracking_uri,
+                    self.space.name,
+                    self.artifact_root,
+                    filesystem,
+                    self.context,
                 ),
                 Spool(self.store or Store.open("hmtl-runs"), self.space.name),
                 self.tracking_uri,
@@ -113,6 +122,10 @@ class MlflowCallback(Callback):
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         params = self.space.trial_config(trial.config).flat()
         self.queue.put("trial_start", trial_id=trial.trial_id, params=params)
+        point = trial.config.get(TRIAL_KEY)
+        if self.space.trials and point is not None:  # a study's arm, cell and seed
+            tags = self.space.trials[int(point)].tags
+            self.queue.put("tag", trial_id=trial.trial_id, tags=tags)
         self._replay_stored_results(trial)
 
     def _replay_stored_results(self, trial) -> None:

@@ -1,0 +1,38 @@
+"""The `train` stage kind: one run of the study's base with the stage's overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestration.space import TrialPoint, with_values
+from orchestration.study_kinds import explicit_space, point_overrides, register_stage
+
+
+class TrainOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    seed: int | None = Field(None, ge=0)
+    """`runtime.seed` of the run (default: the base's)."""
+
+
+@register_stage("train")
+class TrainStage:
+    options = TrainOptions
+
+    def check(self, study, stage) -> None:
+        return None
+
+    def space(self, study, stage, options: TrainOptions, overrides: dict):
+        base = with_values(study.base_tree(), overrides)
+        seed = {} if options.seed is None else {"runtime.seed": options.seed}
+        tags = {"hmtl.arm": stage.name, "hmtl.cell": stage.name}
+        if options.seed is not None:
+            tags["hmtl.seed"] = str(options.seed)
+        return explicit_space(study, stage, base, [TrialPoint(overrides=seed, tags=tags)], 1)
+
+    def best_config(self, space, result) -> dict[str, Any]:
+        return point_overrides(space, result.best_params)
+
+    def design(self, study, stage) -> None:
+        return None
