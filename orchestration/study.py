@@ -81,7 +81,9 @@ class Study(_Strict):
                     "test/..., e.g. test/balanced_accuracy)"
                 )
             self._base = resolve_base(self.base, self.source)
-            self._stages = [self._stage(i, raw) for i, raw in enumerate(self.stages)]
+            self._stages = []
+            for i, raw in enumerate(self.stages):
+                self._stages.append(self._stage(i, raw))
         except ValueError as err:
             raise _custom(str(err)) from None
         return self

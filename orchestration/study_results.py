@@ -21,8 +21,9 @@ from orchestration.sweep import MANIFEST, read_manifest
 COSTS = ("cost/device_seconds", "cost/images_seen")
 
 
-def stage_space(sweep: Store) -> SearchSpace | None:
+def stage_space(sweep: str | Store) -> SearchSpace | None:
     """The space a stage ran with (its sweep manifest), or None if it never started."""
+    sweep = Store.open(sweep)
     try:
         sweep.read_text(MANIFEST)
     except FileNotFoundError:
@@ -31,13 +32,14 @@ def stage_space(sweep: Store) -> SearchSpace | None:
 
 
 def grid_rows(
-    study: Study, sweep: Store, factors: list[str], runs: dict[str, str] | None = None
+    study: Study, sweep: str | Store, factors: list[str], runs: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
     """One row per trial of a stage of explicit trials, in the report's contract form:
     arm, cell, factor levels, seed, the metric at the trial's best epoch (None: failed),
     its costs and wall time, its Tune trial id and MLflow run id (from `runs`, if given)."""
     from ray.tune import ExperimentAnalysis
 
+    sweep = Store.open(sweep)
     space = stage_space(sweep)
     if space is None:
         return []

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration.space import TrialPoint, with_values
+from orchestration.space import TrialPoint
 from orchestration.study_kinds import explicit_space, point_overrides, register_stage
 
 
@@ -24,12 +24,13 @@ class TrainStage:
         return None
 
     def space(self, study, stage, options: TrainOptions, overrides: dict):
-        base = with_values(study.base_tree(), overrides)
-        seed = {} if options.seed is None else {"runtime.seed": options.seed}
         tags = {"hmtl.arm": stage.name, "hmtl.cell": stage.name}
         if options.seed is not None:
             tags["hmtl.seed"] = str(options.seed)
-        return explicit_space(study, stage, base, [TrialPoint(overrides=seed, tags=tags)], 1)
+        # The overrides go on the trial, not the base: they are the run's `best_config`.
+        seed = {} if options.seed is None else {"runtime.seed": options.seed}
+        point = TrialPoint(overrides={**overrides, **seed}, tags=tags)
+        return explicit_space(study, stage, study.base_tree(), [point], 1)
 
     def best_config(self, space, result) -> dict[str, Any]:
         return point_overrides(space, result.best_params)
