@@ -15,9 +15,10 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from orchestration.cli import main
-from orchestration.study import load_study
+from orchestration.study import load_study, shipped_studies
 from orchestration.study_engine import STUDY_MANIFEST, resume_study, run_study
 from orchestration.study_results import grid_rows
+from orchestration.study_smoke import smoke_study
 from orchestration.tracking import PARENT_TAG, ROLE_TAG, default_tracking_uri
 
 pytestmark = pytest.mark.integration
@@ -151,3 +152,12 @@ def test_study_killed_in_stage_two_resumes_without_redoing_stage_one(local_ray, 
     tuned = [t for t in trials if t.data.tags.get("hmtl.arm") == "tuned"]
     assert len(tuned) == 2 and {t.data.params["optim.lr"] for t in tuned} == {"0.002"}
     assert len(_runs(client, "study")) == 1 and len(_runs(client, "sweep")) == 2
+
+
+@pytest.mark.parametrize("name", sorted(shipped_studies()))
+def test_every_shipped_study_runs_in_smoke_mode(local_ray, tmp_path, name):
+    storage = tmp_path / "runs"
+    spec = smoke_study(load_study(name), storage / "smoke")
+    result = run_study(spec, str(storage), default_tracking_uri(str(storage)), echo=print)
+    assert result.stopped_at is None and result.outputs
+    assert "## Stage" in result.markdown
