@@ -81,9 +81,15 @@ class Study(_Strict):
                     "test/..., e.g. test/balanced_accuracy)"
                 )
             self._base = resolve_base(self.base, self.source)
+            from orchestration.study_kinds import KINDS
+
             self._stages = []
             for i, raw in enumerate(self.stages):
                 self._stages.append(self._stage(i, raw))
+                # A kind may add stages after its own (a sweep's confirmation).
+                implied = getattr(KINDS[raw["kind"]], "implied", None)
+                for extra in implied(self._stages[-1]) if implied else []:
+                    self._stages.append(self._stage(i, extra))
         except ValueError as err:
             raise _custom(str(err)) from None
         return self

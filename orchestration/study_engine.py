@@ -200,10 +200,10 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
             "kind": stage.kind,
             "path": result.path,
             "best_checkpoint": result.best_checkpoint,
-            "best_config": KINDS[stage.kind].best_config(space, result),
             "best_value": result.best_metrics.get(space.metrics[0]),
             "run_id": stage_run_id(tracking_uri, study.name, stage.name),
             "trials": result.trials,
+            **KINDS[stage.kind].outputs(study, space, result, sweep),
         }
         _save(store, manifest)
     markdown, files = report_study(study, store, tracking_uri, study_run)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration.space import TrialPoint, with_values
-from orchestration.study_kinds import explicit_space, point_overrides, register_stage
+from orchestration.study_kinds import explicit_space, register_stage
 from orchestration.study_refs import has_reference
 from orchestration.study_report import Design
 
@@ -143,10 +143,10 @@ class GridStage:
                     )
         return explicit_space(study, stage, base, points, options.max_concurrent_trials)
 
-    def best_config(self, space, result) -> dict[str, Any]:
-        found = point_overrides(space, result.best_params)
-        found.pop("runtime.seed", None)  # a configuration, not a lucky seed
-        return found
+    def outputs(self, study, space, result, sweep) -> dict[str, Any]:
+        from orchestration.study_results import best_cell
+
+        return best_cell(study, space, sweep)
 
     def design(self, study, stage) -> Design:
         o: GridOptions = stage.options

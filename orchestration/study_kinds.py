@@ -5,7 +5,9 @@ A kind is a small object with:
 - `check(study, stage)`: what can be refused before Ray starts (raise ValueError, one line);
 - `space(study, stage, options, overrides)`: the sweep that runs the stage, given its options
   and its overrides, references resolved;
-- `best_config(space, result)`: the best trial's dotted overrides (`${stage.best_config}`);
+- `outputs(study, space, result, sweep)`: what later stages may refer to, beyond the
+  engine's own (`best_checkpoint`, `run_id`): at least `best_config`, the best dotted
+  overrides;
 - `design(study, stage)`: the report's view of a grid stage, or None for other kinds.
 The study engine (orchestration/study_engine.py) never branches on a kind's name.
 """
@@ -19,6 +21,7 @@ from pydantic import BaseModel
 from orchestration.space import SearchSpace, TrialPoint, validate_space
 
 if TYPE_CHECKING:
+    from orchestration.store import Store
     from orchestration.study import Stage, Study
 
 
@@ -29,7 +32,9 @@ class StageKind(Protocol):
 
     def space(self, study: Study, stage: Stage, options: Any, overrides: dict) -> SearchSpace: ...
 
-    def best_config(self, space: SearchSpace, result: Any) -> dict[str, Any]: ...
+    def outputs(
+        self, study: Study, space: SearchSpace, result: Any, sweep: Store
+    ) -> dict[str, Any]: ...
 
     def design(self, study: Study, stage: Stage) -> Any: ...
 
@@ -76,4 +81,4 @@ def point_overrides(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any
 
 
 # The kinds register themselves on import.
-from orchestration import study_grid, study_sweep, study_train  # noqa: E402, F401
+from orchestration import study_confirm, study_grid, study_sweep, study_train  # noqa: E402, F401

@@ -1,9 +1,10 @@
 """References between a study's stages: `${stage.field}` in a later stage's keys.
 
 Fields are an earlier stage's outputs: `best_checkpoint` (a URI fit for `model.pretrained`),
-`best_config` (the best trial's dotted overrides, a mapping) and `run_id` (the stage's MLflow
-run). A string that is exactly one reference becomes the output itself (so a mapping can
-stand for an arm's overrides); a reference inside a longer string is replaced by its text.
+`best_config` (the best dotted overrides, a mapping), `run_id` (the stage's MLflow run) and,
+for a sweep, `top_configs` (its best trials' configs, best first). A string that is exactly
+one reference becomes the output itself (so a mapping can stand for an arm's overrides); a
+reference inside a longer string is replaced by its text.
 Names and fields are checked when the study loads; values are filled in when the stage
 starts, from outputs recorded in the study's storage, so a resumed study resolves them to
 the same URIs.
@@ -15,7 +16,7 @@ import re
 from typing import Any
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
-FIELDS = ("best_checkpoint", "best_config", "run_id")
+FIELDS = ("best_checkpoint", "best_config", "run_id", "top_configs")
 
 
 def has_reference(value: Any) -> bool:

@@ -70,6 +70,7 @@ def grid_rows(
                 "wall_s": _finite(last.get("time_total_s")),
                 "trial_id": trial.trial_id,
                 "run_id": (runs or {}).get(trial.trial_id),
+                "index": int(index),
             }
         )
     return out
@@ -131,3 +132,70 @@ def trial_run_ids(tracking_uri: str | None, study: str) -> dict[str, str]:
     except (MlflowException, OSError):
         return {}
     return {r.data.tags[TRIAL_TAG]: r.info.run_id for r in runs}
+
+
+def best_cell(study: Study, space: SearchSpace, sweep: Store) -> dict[str, Any]:
+    """A grid-like stage's answer: the cell with the best mean over its seeds, as
+    `best_config` (its overrides, seed left out), `best_cell`, and the checkpoint of its
+    best trial as `best_checkpoint`."""
+    rows = [r for r in grid_rows(study, sweep, []) if r["value"] is not None]
+    if not rows:
+        return {"best_config": {}}
+    cells: dict[str, list[dict]] = {}
+    for row in rows:
+        cells.setdefault(row["cell"], []).append(row)
+    sign = 1.0 if study.mode == "max" else -1.0
+
+    def mean(cell: str) -> float:
+        return sum(r["value"] for r in cells[cell]) / len(cells[cell])
+
+    cell = max(cells, key=lambda c: sign * mean(c))  # the first listed among equals
+    best = max(cells[cell], key=lambda r: sign * r["value"])
+    config = dict(space.trials[best["index"]].overrides)
+    config.pop("runtime.seed", None)  # a configuration, not a lucky seed
+    return {
+        "best_config": config,
+        "best_cell": cell,
+        "best_mean": mean(cell),
+        "best_checkpoint": _checkpoint(sweep, best["trial_id"]),
+    }
+
+
+def _checkpoint(sweep: Store, trial_id: str) -> str | None:
+    from orchestration.status import trial_rows
+
+    rows, _, _ = trial_rows(sweep)
+    found = next((r for r in rows if r.trial_id == trial_id), None)
+    return found.peak.checkpoint if found and found.peak else None
+
+
+def top_configs(study: Study, space: SearchSpace, sweep: Store, k: int) -> list[dict[str, Any]]:
+    """A sweep's `k` best trials (by peak; trials that ran their whole schedule first), each
+    as the dotted keys where its config differs from the study's base, seed left out."""
+    from orchestration.space import check_key
+    from orchestration.status import trial_rows
+    from trainables.config import TrainConfig
+
+    rows, _, mode = trial_rows(sweep)
+    sign = 1.0 if mode == "max" else -1.0
+    scored = []
+    for row in rows:
+        if row.peak is None:
+            continue
+        config = space.trial_config(row.params)
+        complete = row.state == "TERMINATED" and row.epoch >= config.schedule.epochs
+        scored.append((not complete, -sign * row.peak.value, len(scored), config))
+    base = TrainConfig.model_validate(study.base_tree()).flat()
+    out = []
+    for *_, config in sorted(scored)[:k]:
+        diff = {}
+        for key, value in config.flat().items():
+            if key == "runtime.seed" or base.get(key, object()) == value:
+                continue
+            try:
+                check_key(key)
+            except ValueError:
+                continue  # a section switched off (None): not expressible as a value
+            diff[key] = value
+        out.append(diff)
+    return out

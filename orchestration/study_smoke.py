@@ -1,6 +1,7 @@
 """Smoke versions of studies (`hmtl study --smoke`): the same stages and arms on 600
 synthetic 48 px faces, a width-8 small_cnn, one epoch, at most two seeds and two levels per
-factor, one CPU per trial; sweep stages get `hmtl sweep --smoke`'s trim when they start."""
+factor, one CPU per trial; sweep stages get `hmtl sweep --smoke`'s trim when they start
+(2 trials), and confirm at most their 2 best configurations."""
 
 from __future__ import annotations
 
@@ -43,9 +44,18 @@ def smoke_study(study: Study, scratch: Path) -> Study:
         stage = dict(stage)
         overrides = stage.get("overrides") or {}
         stage["overrides"] = {k: v for k, v in overrides.items() if not k.startswith(SMOKE_PINNED)}
-        if stage.get("kind") == "grid":
+        if stage.get("kind") in ("grid", "confirm"):
             stage["repeats"] = min(stage.get("repeats", 3), 2)
+        if stage.get("kind") == "grid":
             stage["factors"] = {k: v[:2] for k, v in (stage.get("factors") or {}).items()}
+        if stage.get("kind") == "sweep" and stage.get("confirm"):
+            # A smoke sweep runs 2 trials (orchestration/smoke.py).
+            confirm = stage["confirm"]
+            stage["confirm"] = {
+                **confirm,
+                "top_k": min(confirm.get("top_k", 3), 2),
+                "repeats": min(confirm.get("repeats", 3), 2),
+            }
         stages.append(stage)
     raw["stages"] = stages
     return validate_study(raw, study.source)

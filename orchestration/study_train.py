@@ -32,8 +32,8 @@ class TrainStage:
         point = TrialPoint(overrides={**overrides, **seed}, tags=tags)
         return explicit_space(study, stage, study.base_tree(), [point], 1)
 
-    def best_config(self, space, result) -> dict[str, Any]:
-        return point_overrides(space, result.best_params)
+    def outputs(self, study, space, result, sweep) -> dict[str, Any]:
+        return {"best_config": point_overrides(space, result.best_params)}
 
     def design(self, study, stage) -> None:
         return None

@@ -161,3 +161,32 @@ def test_every_shipped_study_runs_in_smoke_mode(local_ray, tmp_path, name):
     result = run_study(spec, str(storage), default_tracking_uri(str(storage)), echo=print)
     assert result.stopped_at is None and result.outputs
     assert "## Stage" in result.markdown
+
+
+def test_sweep_stage_with_confirm_reruns_its_best_configs(local_ray, tmp_path):
+    space = {
+        "num_samples": 2,
+        "scheduler": None,
+        "search": {"sampler": "random", "seed": 0},
+        "space": {"optim.lr": "loguniform(1e-3, 1e-2)"},
+    }
+    stages = [
+        {"name": "search", "kind": "sweep", "space": space, "confirm": {"top_k": 2, "repeats": 1}}
+    ]
+    spec = load_study(_study_file(tmp_path, stages))
+    storage = tmp_path / "runs"
+    tracking = default_tracking_uri(str(storage))
+    result = run_study(spec, str(storage), tracking, echo=lambda line: None)
+
+    assert result.stopped_at is None
+    top = result.outputs["search"]["top_configs"]
+    assert len(top) == 2 and all(set(c) == {"optim.lr"} for c in top)
+    confirm = result.outputs["search-confirm"]
+    assert confirm["best_config"] in top and confirm["best_cell"] in ("top1", "top2")
+    client = MlflowClient(tracking)
+    reruns = [t for t in _runs(client, "trial") if t.data.tags["hmtl.stage"] == "search-confirm"]
+    assert sorted(float(t.data.params["optim.lr"]) for t in reruns) == sorted(
+        c["optim.lr"] for c in top
+    )
+    assert {t.data.params["runtime.seed"] for t in reruns} == {"1000"}  # a fresh seed
+    assert "## Stage search-confirm" in result.markdown

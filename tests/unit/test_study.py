@@ -139,3 +139,22 @@ def test_study_cli_refuses_a_bad_file_before_ray_and_leaves_nothing(tmp_path):
     refused(["study", str(path), "--storage", str(storage)], "no arm named 'baseline'")
     refused(["study", "no-such-study"], "no such study file or shipped study")
     assert not storage.exists() and not ray.is_initialized()
+
+
+def test_sweep_confirm_adds_a_stage_rerunning_the_top_configs_over_fresh_seeds():
+    search = {"name": "search", "kind": "sweep", "space": "quickstart"}
+    confirm = {"top_k": 2, "repeats": 3}
+    later = grid(arms={"baseline": {}, "best": "${search-confirm.best_config}"})
+    spec = validate_study(study({**search, "confirm": confirm}, later))
+    assert [s.name for s in spec.stage_list] == ["search", "search-confirm", "g"]
+    top = [{"optim.lr": 0.001}, {"optim.lr": 0.002}, {"optim.lr": 0.003}]
+    space = stage_space(spec, spec.stage_list[1], {"search": {"top_configs": top}})
+    seen = {
+        (p.tags["hmtl.arm"], p.overrides["optim.lr"], p.overrides["runtime.seed"])
+        for p in space.trials
+    }
+    assert seen == {
+        (f"top{i + 1}", top[i]["optim.lr"], s) for i in (0, 1) for s in (1000, 1001, 1002)
+    }
+    with pytest.raises(StudyError, match=r"confirm.top_k: 20, but the sweep runs 12 trials"):
+        validate_study(study({**search, "confirm": {"top_k": 20}}))
