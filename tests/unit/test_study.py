@@ -158,3 +158,13 @@ def test_sweep_confirm_adds_a_stage_rerunning_the_top_configs_over_fresh_seeds()
     }
     with pytest.raises(StudyError, match=r"confirm.top_k: 20, but the sweep runs 12 trials"):
         validate_study(study({**search, "confirm": {"top_k": 20}}))
+
+
+def test_study_cli_refuses_to_start_a_study_that_exists_and_names_resume(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study(grid())))
+    storage = tmp_path / "runs"
+    (storage / "studies" / "s").mkdir(parents=True)
+    (storage / "studies" / "s" / "hmtl-study.json").write_text("{}")
+    line = refused(["study", str(path), "--storage", str(storage)], "study 's' exists")
+    assert f"hmtl resume {storage / 'studies' / 's'}" in line and not ray.is_initialized()
