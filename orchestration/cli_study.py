@@ -106,7 +106,8 @@ def report_study_command(path: str, out: str | None, tracking_uri: str | None) -
     from mlflow.exceptions import MlflowException
 
     from orchestration.study import StudyError
-    from orchestration.study_engine import read_study, report_study, study_run_id
+    from orchestration.study_engine import read_study, report_study
+    from orchestration.study_tracking import study_run_id
     from orchestration.tracking_probe import TrackingError, probe
 
     try:

@@ -30,11 +30,16 @@ from orchestration.store import Store
 from orchestration.study import Study, StudyError, validate_study
 from orchestration.study_kinds import KINDS
 from orchestration.study_refs import has_reference, resolve
-from orchestration.tracking import ROLE_TAG, redact_uri
+from orchestration.study_tracking import (
+    STAGE_TAG,
+    STUDY_TAG,
+    finish_study_run,
+    stage_run_id,
+    study_run_id,
+)
+from orchestration.tracking import redact_uri
 
 STUDY_MANIFEST = "hmtl-study.json"
-STUDY_TAG = "hmtl.study"
-STAGE_TAG = "hmtl.stage"
 
 
 @dataclass
@@ -207,7 +212,7 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
         }
         _save(store, manifest)
     markdown, files = report_study(study, store, tracking_uri, study_run)
-    _finish_run(tracking_uri, study_run, outputs)
+    finish_study_run(tracking_uri, study_run, outputs)
     return StudyResult(study.name, store.uri, outputs, 0, None, markdown, files, study_run)
 
 
@@ -240,58 +245,6 @@ def report_study(
     if scratch is not None:
         scratch.cleanup()
     return markdown, files
-
-
-def study_run_id(tracking_uri: str, study: str) -> str:
-    """The study's run in its experiment, found by tags (or created)."""
-    from mlflow.tracking import MlflowClient
-
-    from orchestration.mlflow_native import tag_training_experiment
-
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(study)
-    if found is None:
-        experiment = client.create_experiment(study, artifact_location=_artifact_root(tracking_uri))
-    else:
-        experiment = found.experiment_id
-    tag_training_experiment(client, experiment)
-    query = f"tags.`{STUDY_TAG}` = '{study}' and tags.`{ROLE_TAG}` = 'study'"
-    runs = client.search_runs([experiment], query, max_results=1)
-    if runs:
-        return runs[0].info.run_id
-    tags = {STUDY_TAG: study, ROLE_TAG: "study"}
-    return client.create_run(experiment, run_name=study, tags=tags).info.run_id
-
-
-def stage_run_id(tracking_uri: str, study: str, stage: str) -> str | None:
-    from mlflow.tracking import MlflowClient
-
-    from orchestration.tracking import SWEEP_TAG
-
-    client = MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(study)
-    query = f"tags.`{SWEEP_TAG}` = '{stage}' and tags.`{ROLE_TAG}` = 'sweep'"
-    runs = client.search_runs([experiment.experiment_id], query, max_results=1)
-    return runs[0].info.run_id if runs else None
-
-
-def _finish_run(tracking_uri: str, run_id: str, outputs: dict[str, dict]) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    for name, out in outputs.items():
-        if out.get("best_value") is not None:
-            client.log_metric(run_id, f"{name}/best_value", float(out["best_value"]))
-        if out.get("run_id"):
-            client.set_tag(run_id, f"hmtl.stage_run.{name}", out["run_id"])
-    client.set_terminated(run_id)
-
-
-def _artifact_root(tracking_uri: str) -> str | None:
-    """Artifacts beside a SQLite database, as `hmtl sweep` keeps them (orchestration/sweep.py)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlflow-artifacts").resolve().as_uri()
 
 
 def _save(store: Store, manifest: dict[str, Any]) -> None:
