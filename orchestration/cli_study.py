@@ -69,7 +69,8 @@ def study_command(
     from orchestration.tracking_probe import TrackingError
 
     tracking_uri = tracking_uri or default_tracking_uri(storage)
-    header = f"hmtl study {spec.name}: {len(spec.stages)} stages, storage {storage}"
+    count = len(spec.stage_list)
+    header = f"hmtl study {spec.name}: {count} stage{'s' * (count != 1)}, storage {storage}"
     try:
         result = run_study(
             spec,
