@@ -63,4 +63,12 @@ class ConfirmStage:
 
     def design(self, study, stage) -> Design:
         arms = arm_names(stage.options)
-        return Design(study.metric, study.mode, arms[0], [], arms, [], {})
+        return Design(
+            metric=study.metric,
+            mode=study.mode,
+            baseline=arms[0],
+            factors=[],
+            arms=arms,
+            aux_tasks=[],
+            arm_aux={},
+        )

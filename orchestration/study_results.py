@@ -108,6 +108,8 @@ def study_report(
         rows = grid_rows(study, store.child("sweeps", stage.name), design.factors, runs)
         if not rows:
             continue
+        # The report's contract has no `index` (the row's trial point, for best_cell).
+        rows = [{k: v for k, v in row.items() if k != "index"} for row in rows]
         report: Report = build_report(rows, design, out / stage.name)
         parts.append(f"## Stage {stage.name}\n\n{report.markdown}")
         files += report.files
