@@ -168,3 +168,29 @@ def test_study_cli_refuses_to_start_a_study_that_exists_and_names_resume(tmp_pat
     (storage / "studies" / "s" / "hmtl-study.json").write_text("{}")
     line = refused(["study", str(path), "--storage", str(storage)], "study 's' exists")
     assert f"hmtl resume {storage / 'studies' / 's'}" in line and not ray.is_initialized()
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"num_samples": 3}, "num_samples: 3, but 2 trials are listed"),
+        ({"space": {"optim.lr": "uniform(0.001, 0.01)"}}, "space: a space with explicit trials"),
+        ({"trials": [{"overrides": {"optim.rate": 1}}] * 2}, "trials[0].optim.rate: unknown"),
+        ({"trials": [{"overrides": {"optim.lr": -1}}] * 2}, "trials[0]: makes an invalid config"),
+    ],
+)
+def test_a_space_of_explicit_trials_is_checked_like_a_searched_one(change, needle):
+    from orchestration.space import SpaceError, validate_space
+
+    raw = {
+        "name": "explicit",
+        "num_samples": 2,
+        "scheduler": None,
+        "base": BASE,
+        "space": {},
+        "trials": [{"overrides": {"optim.lr": 0.001}}, {"overrides": {"optim.lr": 0.002}}],
+    }
+    assert validate_space(raw).trial_config({"trial": 1}).optim.lr == 0.002
+    with pytest.raises(SpaceError, match="explicit") as err:
+        validate_space({**raw, **change})
+    assert needle in str(err.value) and "\n" not in str(err.value)
