@@ -194,8 +194,17 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
                 "parent": study_run,
                 "labels": {STUDY_TAG: study.name, STAGE_TAG: stage.name},
             }
+            # Relative paths are read against the folder the study started in, also on resume.
+            origin = manifest["origin"]
             result = run_sweep(
-                space, store, tracking_uri, address, num_cpus, verbose, tracking=context
+                space,
+                store,
+                tracking_uri,
+                address,
+                num_cpus,
+                verbose,
+                tracking=context,
+                origin=origin,
             )
         if result.errors or result.best_trial is None:
             return StudyResult(

@@ -129,13 +129,15 @@ def run_sweep(
     force_train: bool = False,
     announce: Callable[[], None] | None = None,
     tracking: dict[str, Any] | None = None,
+    origin: str | None = None,
 ) -> SweepResult:
     """Run the sweep to the end and return its best trial.
 
     `force_train` runs even single-worker trials through a TorchTrainer (benchmarks);
     `announce()` is called once every check has passed, just before Ray starts.
     `verbose` 2 or more keeps every library's log lines (orchestration/console.py).
-    `tracking` places the sweep inside a study in MLflow (see `MlflowCallback`).
+    `tracking` places the sweep inside a study in MLflow (see `MlflowCallback`); `origin` is
+    the folder relative paths are read against (default: the current one).
     """
     check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
     preflight(space, storage, tracking_uri)
@@ -146,9 +148,10 @@ def run_sweep(
     _console(verbose)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, force_train)
-    write_manifest(store, space, tracking_uri)
+    origin = origin or os.getcwd()
+    write_manifest(store, space, tracking_uri, origin)
     tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
-        _trainable(space, plan, store, os.getcwd(), quiet=verbose < 2),
+        _trainable(space, plan, store, origin, quiet=verbose < 2),
         param_space=_param_space(space),
         tune_config=_tune_config(space, plan),
         run_config=_run_config(space, store, tracking_uri, verbose, callbacks or [], tracking),
@@ -214,14 +217,16 @@ def _console(verbose: int) -> None:
         console.quiet(console.DRIVER_LOGGERS)
 
 
-def write_manifest(store: Store, space: SearchSpace, tracking_uri: str) -> None:
+def write_manifest(
+    store: Store, space: SearchSpace, tracking_uri: str, origin: str | None = None
+) -> None:
     """What `hmtl resume` needs beside Tune's own state: the resolved search space, where
     relative paths were read from, and (credential-free) where storage and tracking are."""
     raw = space.model_dump(mode="json")
     raw["base"] = space.base_tree()
     manifest = {
         "space": raw,
-        "origin": os.getcwd(),
+        "origin": origin or os.getcwd(),
         "storage": store.uri,
         "tracking_uri": redact_uri(tracking_uri),
     }
