@@ -124,7 +124,7 @@ def report_study_command(path: str, out: str | None, tracking_uri: str | None) -
     except (StudyError, StorageError, TrackingError, MlflowException) as err:
         fail(str(err).splitlines()[0])
     click.echo(markdown or "no finished grid trials to report yet")
-    click.echo(f"{len(files)} files; logged to MLflow run {run_id} (artifacts under report/)")
+    click.echo(f"{len(files)} file(s); logged to MLflow run {run_id} (artifacts under report/)")
 
 
 def finish_study(result, address: str | None) -> None:
