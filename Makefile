@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration benchmarks clean browser
+.PHONY: demo study-demo test lint unit integration benchmarks clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/hmtl sweep quickstart
+
+# A study: baseline vs in-painting at 20% labels, 5 seeds each; prints the report.
+study-demo: $(STAMP)
+	$(BIN)/hmtl study quickstart_study
 
 # The MLflow UI test renders pages in headless Chromium; where Debian's package can be
 # installed (root, apt) it is, otherwise that one test is skipped.

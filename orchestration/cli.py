@@ -17,6 +17,7 @@ import click
 from orchestration.cli_common import OneLineGroup, fail, tracking_problem
 from orchestration.cli_data import data_group
 from orchestration.cli_jobs import logs_command, stop_command, submit_command
+from orchestration.cli_study import report_study_command, resume_study_command, study_command
 from orchestration.cli_train import train_command
 from trainables.config import ConfigError
 from trainables.data.storage import StorageError, join
@@ -138,6 +139,11 @@ def resume_command(sweep_uri: str, address: str | None, verbose: bool) -> None:
     if problem:
         fail(problem)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from orchestration.study_engine import is_study
+
+    if is_study(sweep_uri):
+        resume_study_command(sweep_uri, address, verbose)
+        return
     from orchestration.cluster import InfeasibleError
     from orchestration.space import SpaceError
     from orchestration.sweep import read_manifest, resume_sweep
@@ -176,8 +182,12 @@ def report_command(sweep_uri: str, out: str | None, tracking_uri: str | None) ->
     """Plots and a table of a sweep's trials, logged to its MLflow parent run."""
     from orchestration.report import build_report
     from orchestration.space import SpaceError
+    from orchestration.study_engine import is_study
     from orchestration.tracking_probe import TrackingError, probe
 
+    if is_study(sweep_uri):
+        report_study_command(sweep_uri, out, tracking_uri)
+        return
     try:
         if tracking_uri:
             probe(tracking_uri)
@@ -243,6 +253,7 @@ def sweep_summary(result, metric: str) -> str:
 
 main.add_command(data_group)
 main.add_command(train_command)
+main.add_command(study_command)
 for command in (submit_command, logs_command, stop_command):
     main.add_command(command)
 

@@ -297,6 +297,8 @@ def _finish_sweep(
         runs = client.search_runs([experiment_id], query, max_results=1)
         if runs:
             version = register_best_model(client, space.register_model, runs[0].info.run_id)
+    if space.trials:
+        return version  # a study's grid: the study's report covers it (study_results.py)
     with tempfile.TemporaryDirectory(prefix="hmtl-report-") as out:
         build_report(sweep, out=out, tracking_uri=tracking_uri)
     return version

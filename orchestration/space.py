@@ -145,6 +145,18 @@ class ResourcesConfig(_Strict):
     """Fractions below 1 share a GPU; above 1 it must be a whole number (Ray's rule)."""
 
 
+class TrialPoint(_Strict):
+    """One trial of an explicit list (a study's grid cell x seed): dotted TrainConfig values
+    set on top of `base`, and labels that become the trial's MLflow tags."""
+
+    overrides: dict[str, Any] = {}
+    tags: dict[str, str] = {}
+
+
+TRIAL_KEY = "trial"
+"""The one Tune parameter of a space with explicit `trials`: the index of a trial's point."""
+
+
 def _custom(message: str) -> PydanticCustomError:
     return PydanticCustomError("search_space", "{message}", {"message": message})
 
@@ -165,6 +177,9 @@ class SearchSpace(_Strict):
     base: str | dict[str, Any]
     """A TrainConfig mapping, a YAML path relative to the space file, or a shipped config name."""
     space: dict[str, Any]
+    trials: list[TrialPoint] = []
+    """Explicit trials instead of a searched `space` (study grids): one Tune trial each, in
+    order, with no searcher; `num_samples` is their number."""
     source: Path | None = Field(None, exclude=True)
     """The file this space was read from (not a user key)."""
 
@@ -203,6 +218,7 @@ class SearchSpace(_Strict):
             self._check_objectives()
             self._resolve_base()
             self._check_space()
+            self._check_trials()
             self._check_scheduler()
             self._check_points()
             self._check_resources()
@@ -227,7 +243,11 @@ class SearchSpace(_Strict):
         return dict(self._dists)
 
     def trial_config(self, params: dict[str, Any]) -> TrainConfig:
-        """Base plus a trial's sampled values (dotted keys) -> a validated TrainConfig."""
+        """Base plus a trial's sampled values (dotted keys) -> a validated TrainConfig. With
+        explicit `trials`, `params` is `{"trial": index}` and names the trial's point."""
+        if self.trials and TRIAL_KEY in params:
+            params = self.trials[int(params[TRIAL_KEY])].overrides
+            return TrainConfig.model_validate(with_values(self._base, params))
         unknown = sorted(set(params) - set(self.space))
         if unknown:
             raise SpaceError(f"{self._label()}: not searched keys {', '.join(unknown)}")
@@ -353,6 +373,27 @@ class SearchSpace(_Strict):
                         f"config: {problem}"
                     )
         self._dists = dists
+
+    def _check_trials(self) -> None:
+        if not self.trials:
+            return
+        if self.space:
+            raise ValueError("space: a space with explicit trials searches nothing; leave it {}")
+        if self.num_samples != len(self.trials):
+            raise ValueError(
+                f"num_samples: {self.num_samples}, but {len(self.trials)} trials are listed"
+            )
+        if self.scheduler is not None or self.search.points_to_evaluate:
+            raise ValueError("explicit trials run to the end: write scheduler: null, no points")
+        for i, point in enumerate(self.trials):
+            for key in point.overrides:
+                try:
+                    check_key(key)
+                except ValueError as err:
+                    raise ValueError(f"trials[{i}].{key}: {err}") from None
+            problem = config_problem(with_values(self._base, point.overrides))
+            if problem:
+                raise ValueError(f"trials[{i}]: makes an invalid config: {problem}")
 
     def _longest_trial(self) -> int:
         """The largest `schedule.epochs` a trial can have."""

@@ -33,7 +33,7 @@ from orchestration.cluster import (
 )
 from orchestration.pretrained import Source, sweep_sources
 from orchestration.search import make_scheduler, make_searcher
-from orchestration.space import SearchSpace, SpaceError, validate_space
+from orchestration.space import TRIAL_KEY, SearchSpace, SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.tracking import MlflowCallback, redact_uri
 from orchestration.tracking_probe import probe
@@ -131,12 +131,16 @@ def run_sweep(
     callbacks: list | None = None,
     force_train: bool = False,
     announce: Callable[[], None] | None = None,
+    tracking: dict[str, Any] | None = None,
+    origin: str | None = None,
 ) -> SweepResult:
     """Run the sweep to the end and return its best trial.
 
     `force_train` runs even single-worker trials through a TorchTrainer (benchmarks);
     `announce()` is called once every check has passed, just before Ray starts.
     `verbose` 2 or more keeps every library's log lines (orchestration/console.py).
+    `tracking` places the sweep inside a study in MLflow (see `MlflowCallback`); `origin` is
+    the folder relative paths are read against (default: the current one).
     """
     check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
     sources = preflight(space, storage, tracking_uri)
@@ -147,11 +151,15 @@ def run_sweep(
     _console(verbose)
     init_ray(address, num_cpus=num_cpus)
     plan = _plan(space, force_train)
-    write_manifest(store, space, tracking_uri)
+    origin = origin or os.getcwd()
+    write_manifest(store, space, tracking_uri, origin)
     tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
-        _trainable(space, plan, store, os.getcwd(), quiet=verbose < 2, sources=sources),
+        _trainable(space, plan, store, origin, quiet=verbose < 2, sources=sources),
+        param_space=_param_space(space),
         tune_config=_tune_config(space, plan),
-        run_config=_run_config(space, store, tracking_uri, verbose, callbacks or [], sources),
+        run_config=_run_config(
+            space, store, tracking_uri, verbose, callbacks or [], sources, tracking
+        ),
     )
     return summarize(space, tuner.fit(), store)
 
@@ -234,14 +242,16 @@ def _console(verbose: int) -> None:
         console.quiet(console.DRIVER_LOGGERS)
 
 
-def write_manifest(store: Store, space: SearchSpace, tracking_uri: str) -> None:
+def write_manifest(
+    store: Store, space: SearchSpace, tracking_uri: str, origin: str | None = None
+) -> None:
     """What `hmtl resume` needs beside Tune's own state: the resolved search space, where
     relative paths were read from, and (credential-free) where storage and tracking are."""
     raw = space.model_dump(mode="json")
     raw["base"] = space.base_tree()
     manifest = {
         "space": raw,
-        "origin": os.getcwd(),
+        "origin": origin or os.getcwd(),
         "storage": store.uri,
         "tracking_uri": redact_uri(tracking_uri),
     }
@@ -261,14 +271,22 @@ def read_manifest(path: str) -> dict[str, Any]:
         raise SpaceError(f"{where}: unreadable ({err.msg}, line {err.lineno})") from None
 
 
+def _param_space(space: SearchSpace) -> dict[str, Any] | None:
+    """Explicit trials are a grid over their indices (Tune's default generator runs each
+    once, in order); a searched space leaves the configs to the searcher."""
+    if not space.trials:
+        return None
+    return {TRIAL_KEY: ray.tune.grid_search(list(range(len(space.trials))))}
+
+
 def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
     multi = len(space.metrics) > 1
     return ray.tune.TuneConfig(
-        search_alg=make_searcher(space),
+        search_alg=None if space.trials else make_searcher(space),
         scheduler=make_scheduler(space),
         metric=None if multi else space.metrics[0],
         mode=None if multi else space.modes[0],
-        num_samples=space.num_samples,
+        num_samples=1 if space.trials else space.num_samples,
         max_concurrent_trials=plan.max_concurrent,
         trial_dirname_creator=lambda trial: trial_dirname(trial.trial_id),
         trial_name_creator=lambda trial: f"trial-{trial.trial_id}",
@@ -286,12 +304,15 @@ def _run_config(
     verbose: int,
     callbacks: list,
     sources: dict[str, Source] | None = None,
+    tracking: dict[str, Any] | None = None,
 ) -> ray.tune.RunConfig:
     short = [key.rsplit(".", 1)[-1] for key in space.space]
     columns = {
         key: name if short.count(name) == 1 else key
         for key, name in zip(space.space, short, strict=True)
     }
+    if space.trials:
+        columns = {TRIAL_KEY: TRIAL_KEY}
     reporter = ray.tune.CLIReporter(
         parameter_columns=columns,
         metric_columns=["epoch", *space.metrics],
@@ -305,7 +326,9 @@ def _run_config(
         database = Path(tracking_uri[len("sqlite:///") :])
         artifact_root = (database.parent / "mlflow-artifacts").resolve().as_uri()
     lineage = {ref: source.tags() for ref, source in (sources or {}).items()}
-    tracker = MlflowCallback(tracking_uri, space, artifact_root, store, lineage)
+    tracker = MlflowCallback(
+        tracking_uri, space, artifact_root, store, lineage=lineage, context=tracking
+    )
     return ray.tune.RunConfig(  # (3) where Tune keeps the sweep (what resume reads)
         name=space.name,
         storage_path=store.path("sweeps"),

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ray.tune import Callback
 
-from orchestration.space import SearchSpace
+from orchestration.space import TRIAL_KEY, SearchSpace
 from orchestration.store import StorageError, Store
 
 SWEEP_TAG = "hmtl.sweep"
@@ -72,9 +72,13 @@ class MlflowCallback(Callback):
         artifact_root: str | None = None,
         store: Store | None = None,
         lineage: dict[str, dict[str, str]] | None = None,
+        context: dict | None = None,
     ) -> None:
         """`store` is the sweep's storage root: where checkpoints and the spool live;
-        `lineage` the tags of each `model.pretrained` reference (orchestration/pretrained.py)."""
+        `lineage` the tags of each `model.pretrained` reference (orchestration/pretrained.py).
+        `context` places the sweep inside a study: `experiment` (the study's, instead of
+        the sweep's own), `parent` (the study's run, above the sweep's) and `labels` (tags
+        on the sweep's run and every trial's)."""
         self.tracking_uri = redact_uri(tracking_uri)
         self.lineage = lineage or {}
         self.space = space
@@ -82,6 +86,7 @@ class MlflowCallback(Callback):
         self.store = store
         self._queue = None
         self._ended: set[str] = set()  # trials this driver saw end
+        self.context = dict(context or {})
 
     def _uri(self, path: str) -> str:
         return self.store.as_uri(path) if self.store else path
@@ -92,7 +97,7 @@ class MlflowCallback(Callback):
         return {**self.__dict__, "_queue": None, "_ended": set()}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"_ended": set(), **state})
+        self.__dict__.update({"_ended": set(), "context": {}, **state})
 
     @property
     def queue(self):
@@ -103,7 +108,11 @@ class MlflowCallback(Callback):
             filesystem = self.store.filesystem if self.store else None
             self._queue = TrackingQueue(
                 lambda: Delivery(
-                    self.tracking_uri, self.space.name, self.artifact_root, filesystem
+                    self.tracking_uri,
+                    self.space.name,
+                    self.artifact_root,
+                    filesystem,
+                    self.context,
                 ),
                 Spool(self.store or Store.open("hmtl-runs"), self.space.name),
                 self.tracking_uri,
@@ -120,6 +129,10 @@ class MlflowCallback(Callback):
         lineage = getattr(self, "lineage", {}).get(params.get("model.pretrained"))
         if lineage:
             self.queue.put("tag", trial_id=trial.trial_id, tags=lineage)
+        point = trial.config.get(TRIAL_KEY)
+        if self.space.trials and point is not None:  # a study's arm, cell and seed
+            tags = self.space.trials[int(point)].tags
+            self.queue.put("tag", trial_id=trial.trial_id, tags=tags)
         self._replay_stored_results(trial)
 
     def _replay_stored_results(self, trial) -> None:

@@ -65,9 +65,15 @@ class Delivery:
         sweep: str,
         artifact_root: str | None = None,
         filesystem: Any = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
+        """`context`: a sweep inside a study (orchestration/tracking.py's MlflowCallback)."""
+        context = context or {}
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.sweep = sweep
+        self.experiment = context.get("experiment") or sweep
+        self.labels: dict[str, str] = dict(context.get("labels") or {})
+        self.above: str | None = context.get("parent")
         self.artifact_root = artifact_root
         self.filesystem = filesystem
         self._experiment_id: str | None = None
@@ -87,11 +93,13 @@ class Delivery:
     @property
     def experiment_id(self) -> str:
         if self._experiment_id is None:
-            found = self.client.get_experiment_by_name(self.sweep)
+            found = self.client.get_experiment_by_name(self.experiment)
             self._experiment_id = (
                 found.experiment_id
                 if found
-                else self.client.create_experiment(self.sweep, artifact_location=self.artifact_root)
+                else self.client.create_experiment(
+                    self.experiment, artifact_location=self.artifact_root
+                )
             )
             tag_training_experiment(self.client, self._experiment_id)  # the UI's runs view
         return self._experiment_id
@@ -102,7 +110,8 @@ class Delivery:
             found = self._find({ROLE_TAG: "sweep"})
             if found:
                 self.client.update_run(found, status="RUNNING")
-            self._parent_id = found or self._create({ROLE_TAG: "sweep"}, self.sweep)
+            tags = {ROLE_TAG: "sweep", **({PARENT_TAG: self.above} if self.above else {})}
+            self._parent_id = found or self._create(tags, self.sweep)
         return self._parent_id
 
     def run(self, trial_id: str) -> str:
@@ -128,9 +137,8 @@ class Delivery:
         return runs[0].info.run_id if runs else None
 
     def _create(self, tags: dict[str, str], run_name: str) -> str:
-        run = self.client.create_run(
-            self.experiment_id, run_name=run_name, tags={SWEEP_TAG: self.sweep, **tags}
-        )
+        tags = {SWEEP_TAG: self.sweep, **self.labels, **tags}
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         return run.info.run_id
 
     def last_steps(self, run_id: str) -> dict[str, int]:

@@ -1,0 +1,84 @@
+"""The registry of study stage kinds: one file per kind, each registering itself.
+
+A kind is a small object with:
+- `options`: the pydantic model of its keys in a stage (besides name, kind, overrides);
+- `check(study, stage)`: what can be refused before Ray starts (raise ValueError, one line);
+- `space(study, stage, options, overrides)`: the sweep that runs the stage, given its options
+  and its overrides, references resolved;
+- `outputs(study, space, result, sweep)`: what later stages may refer to, beyond the
+  engine's own (`best_checkpoint`, `run_id`): at least `best_config`, the best dotted
+  overrides;
+- `design(study, stage)`: the report's view of a grid stage, or None for other kinds.
+The study engine (orchestration/study_engine.py) never branches on a kind's name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel
+
+from orchestration.space import SearchSpace, TrialPoint, validate_space
+
+if TYPE_CHECKING:
+    from orchestration.store import Store
+    from orchestration.study import Stage, Study
+
+
+class StageKind(Protocol):
+    options: type[BaseModel]
+
+    def check(self, study: Study, stage: Stage) -> None: ...
+
+    def space(self, study: Study, stage: Stage, options: Any, overrides: dict) -> SearchSpace: ...
+
+    def outputs(
+        self, study: Study, space: SearchSpace, result: Any, sweep: Store
+    ) -> dict[str, Any]: ...
+
+    def design(self, study: Study, stage: Stage) -> Any: ...
+
+
+KINDS: dict[str, StageKind] = {}
+
+
+def register_stage(name: str):
+    """Class decorator: register one instance of the class as the stage kind `name`."""
+
+    def add(cls: type) -> type:
+        KINDS[name] = cls()
+        return cls
+
+    return add
+
+
+def explicit_space(
+    study: Study, stage: Stage, base: dict, points: list[TrialPoint], concurrent: int | None
+) -> SearchSpace:
+    """A sweep of explicit trials (no searcher, no early stopping) for a stage."""
+    raw = {
+        "name": stage.name,
+        "metric": study.tune_metric,
+        "mode": study.mode,
+        "num_samples": len(points),
+        "max_concurrent_trials": concurrent or study.max_concurrent_trials,
+        "scheduler": None,
+        "resources": study.resources.model_dump(),
+        "base": base,
+        "space": {},
+        "trials": [p.model_dump() for p in points],
+    }
+    return validate_space(raw, study.source)
+
+
+def point_overrides(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
+    """The dotted overrides a trial ran with: its explicit point's, or its sampled values."""
+    from orchestration.space import TRIAL_KEY
+
+    if space.trials and TRIAL_KEY in params:
+        return dict(space.trials[int(params[TRIAL_KEY])].overrides)
+    return dict(params)
+
+
+# The kinds register themselves on import.
+from orchestration import study_confirm, study_grid, study_sweep, study_train  # noqa: E402, F401

@@ -1,0 +1,192 @@
+"""Studies on local Ray with SQLite MLflow: a tiny grid end to end (rows, tags, nesting,
+report), and a study killed in its second stage, then resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from orchestration.cli import main
+from orchestration.study import load_study, shipped_studies
+from orchestration.study_engine import STUDY_MANIFEST, resume_study, run_study
+from orchestration.study_results import grid_rows
+from orchestration.study_smoke import smoke_study
+from orchestration.tracking import PARENT_TAG, ROLE_TAG, default_tracking_uri
+
+pytestmark = pytest.mark.integration
+
+
+def _study_file(tmp_path: Path, stages: list, epochs: int = 1) -> Path:
+    base = {
+        "data": {
+            "image_size": 48,
+            "batch_size": 32,
+            "cache_dir": str(tmp_path / "datasets"),
+            "synthetic": {"num_samples": 320, "num_identities": 20},
+            "label_fraction": 0.5,
+        },
+        "model": {"width": 8},
+        "tasks": {"aux": {"inpainting": {"masks": "rectangles"}}},
+        "schedule": {"epochs": epochs, "warmup_epochs": 0.0},
+        "runtime": {"device": "cpu", "num_threads": 1},
+    }
+    raw = {"name": "it-study", "metric": "test/accuracy", "base": base, "stages": stages}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+GRID = {
+    "name": "grid",
+    "kind": "grid",
+    "arms": {"baseline": {}, "inpainting": {"tasks.loss_weights.inpainting": 0.3}},
+    "repeats": 2,
+}
+
+
+def _runs(client: MlflowClient, role: str):
+    experiment = client.get_experiment_by_name("it-study")
+    return client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = '{role}'")
+
+
+def test_grid_study_rows_tags_nesting_and_report(local_ray, tmp_path):
+    storage = tmp_path / "runs"
+    tracking = default_tracking_uri(str(storage))
+    spec = load_study(_study_file(tmp_path, [GRID]))
+    result = run_study(spec, str(storage), tracking, echo=lambda line: None)
+
+    assert result.stopped_at is None and result.outputs["grid"]["trials"] == 4
+    study_path = storage / "studies" / "it-study"
+    rows = grid_rows(spec, study_path.joinpath("sweeps", "grid").as_posix(), [])
+    assert sorted((r["arm"], r["seed"]) for r in rows) == [
+        ("baseline", 0),
+        ("baseline", 1),
+        ("inpainting", 0),
+        ("inpainting", 1),
+    ]
+    assert all(0.0 <= r["value"] <= 1.0 and r["wall_s"] > 0 for r in rows)
+
+    client = MlflowClient(tracking)
+    (study_run,) = _runs(client, "study")
+    (stage_run,) = _runs(client, "sweep")
+    trials = _runs(client, "trial")
+    assert stage_run.data.tags[PARENT_TAG] == study_run.info.run_id
+    assert stage_run.info.run_id == result.outputs["grid"]["run_id"]
+    assert {t.data.tags[PARENT_TAG] for t in trials} == {stage_run.info.run_id}
+    tagged = sorted(
+        (t.data.tags["hmtl.arm"], t.data.tags["hmtl.seed"], t.data.tags["hmtl.cell"])
+        for t in trials
+    )
+    assert tagged == [(a, s, a) for a in ("baseline", "inpainting") for s in ("0", "1")]
+    assert {t.data.tags["hmtl.study"] for t in trials} == {"it-study"}
+    assert {t.data.params["runtime.seed"] for t in trials} == {"0", "1"}
+    assert {t.data.params["data.split_seed"] for t in trials} == {"0"}  # paired: one split
+    logged = [a.path for a in client.list_artifacts(study_run.info.run_id, "report/grid")]
+    assert "report/grid/report.md" in logged and study_run.info.status == "FINISHED"
+    assert "inpainting" in result.markdown and "baseline" in result.markdown
+
+    # The report is rebuilt from storage; a finished study resumes without running a trial.
+    report = CliRunner().invoke(main, ["report", str(study_path)])
+    assert report.exit_code == 0, report.output
+    assert "| inpainting | 2 | 0 | 2 |" in report.output  # arm, trials, failed, n
+    again = resume_study(str(study_path), echo=lambda line: None)
+    assert again.outputs == result.outputs and len(_runs(client, "trial")) == 4
+
+
+@pytest.mark.slow
+def test_study_killed_in_stage_two_resumes_without_redoing_stage_one(local_ray, tmp_path):
+    stages = [
+        {"name": "pre", "kind": "train", "overrides": {"optim.lr": 0.002}},
+        {**GRID, "arms": {"baseline": {}, "tuned": "${pre.best_config}"}},
+    ]
+    path = _study_file(tmp_path, stages, epochs=3)
+    storage = tmp_path / "runs"
+    study_path = storage / "studies" / "it-study"
+    grid = study_path / "sweeps" / "grid"
+    address = local_ray.get_runtime_context().gcs_address
+    command = ["study", str(path), "--storage", str(storage), "--address", address]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", *command],
+        env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill once a stage-2 trial has a checkpoint Tune knows of
+        started = [d for d in grid.glob("trial-*") if list(d.glob("checkpoint_*"))]
+        states = "".join(f.read_text() for f in grid.glob("experiment_state-*.json"))
+        if started and started[0].name.removeprefix("trial-") in states:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the study never reached its second stage")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    manifest = json.loads((study_path / STUDY_MANIFEST).read_text())
+    assert list(manifest["outputs"]) == ["pre"]  # stage 1 recorded, stage 2 not
+    pre = study_path / "sweeps" / "pre"
+    pre_checkpoints = sorted(p.name for p in pre.glob("trial-*/checkpoint_*"))
+
+    result = resume_study(str(study_path), address=address, echo=lambda line: None)
+
+    assert result.stopped_at is None and result.outputs["pre"] == manifest["outputs"]["pre"]
+    assert sorted(p.name for p in pre.glob("trial-*/checkpoint_*")) == pre_checkpoints
+    assert len(list(grid.glob("trial-*"))) == 4
+    assert all(len(list(d.glob("checkpoint_*"))) == 3 for d in grid.glob("trial-*"))
+    client = MlflowClient(default_tracking_uri(str(storage)))
+    trials = _runs(client, "trial")
+    assert sorted(t.data.tags["hmtl.stage"] for t in trials) == ["grid"] * 4 + ["pre"]
+    for run in trials:  # every trial once: one run each, every epoch logged once
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        assert sorted(steps) == [1, 2, 3] and run.info.status == "FINISHED"
+    tuned = [t for t in trials if t.data.tags.get("hmtl.arm") == "tuned"]
+    assert len(tuned) == 2 and {t.data.params["optim.lr"] for t in tuned} == {"0.002"}
+    assert len(_runs(client, "study")) == 1 and len(_runs(client, "sweep")) == 2
+
+
+@pytest.mark.parametrize("name", sorted(shipped_studies()))
+def test_every_shipped_study_runs_in_smoke_mode(local_ray, tmp_path, name):
+    storage = tmp_path / "runs"
+    spec = smoke_study(load_study(name), storage / "smoke")
+    result = run_study(spec, str(storage), default_tracking_uri(str(storage)), echo=print)
+    assert result.stopped_at is None and result.outputs
+    assert "## Stage" in result.markdown
+
+
+def test_sweep_stage_with_confirm_reruns_its_best_configs(local_ray, tmp_path):
+    space = {
+        "num_samples": 2,
+        "scheduler": None,
+        "search": {"sampler": "random", "seed": 0},
+        "space": {"optim.lr": "loguniform(1e-3, 1e-2)"},
+    }
+    stages = [
+        {"name": "search", "kind": "sweep", "space": space, "confirm": {"top_k": 2, "repeats": 1}}
+    ]
+    spec = load_study(_study_file(tmp_path, stages))
+    storage = tmp_path / "runs"
+    tracking = default_tracking_uri(str(storage))
+    result = run_study(spec, str(storage), tracking, echo=lambda line: None)
+
+    assert result.stopped_at is None
+    top = result.outputs["search"]["top_configs"]
+    assert len(top) == 2 and all(set(c) == {"optim.lr"} for c in top)
+    confirm = result.outputs["search-confirm"]
+    assert confirm["best_config"] in top and confirm["best_cell"] in ("top1", "top2")
+    client = MlflowClient(tracking)
+    reruns = [t for t in _runs(client, "trial") if t.data.tags["hmtl.stage"] == "search-confirm"]
+    assert sorted(float(t.data.params["optim.lr"]) for t in reruns) == sorted(
+        c["optim.lr"] for c in top
+    )
+    assert {t.data.params["runtime.seed"] for t in reruns} == {"1000"}  # a fresh seed
+    assert "## Stage search-confirm" in result.markdown
