@@ -95,7 +95,8 @@ def test_projection_shape_loss_and_top1():
 def test_loss_falls_when_trained_alone():
     raw, backbone = faces(32), small_cnn()
     task = _task(feature_dim=backbone.feature_dim)
-    losses = train_aux_alone(task, backbone, raw, raw.float() / 255, steps=15, lr=3e-3)
+    # 30 steps: the random resized crop makes the pairs harder than the view level alone.
+    losses = train_aux_alone(task, backbone, raw, raw.float() / 255, steps=30, lr=3e-3)
     assert sum(losses[-4:]) / 4 < 0.9 * sum(losses[:4]) / 4, losses
 
 

@@ -8,6 +8,11 @@ where it has one; otherwise (or for a missing validation split) they are seeded 
 stratified by class, and identity-disjoint when the card says `split_groups: identity`
 (what `prepare` writes for sources with identities and no official split, e.g. CK+, KDEF).
 
+Unlabelled datasets (card `labelled: false`, e.g. `hmtl data prepare imagefolder --unlabelled`)
+read with expression -1 on every row; their splits are drawn uniformly (one "class"). Rows whose
+labels `label_fraction` withholds come back as `Splits.unlabelled`, expression set to -1 so no
+supervised loss can use them by mistake (cross-entropy refuses -1).
+
 Distributed training: `train.py` draws one global permutation per epoch and gives rank r
 the rows `perm[r::world_size]` (truncated to equal length), so every rank holds the whole
 dataset and sees a disjoint, freshly shuffled share each epoch. `shard()` is the fixed
@@ -47,6 +52,8 @@ class DatasetInfo:
     source: str
     card: dict = field(default_factory=dict, compare=False, hash=False)
     """The dataset's card.json (saved beside every checkpoint)."""
+    labelled: bool = True
+    """False for a dataset without labels (only pre-training runs can use it)."""
 
 
 @dataclass
@@ -74,6 +81,8 @@ class Splits:
     val: FaceData
     test: FaceData
     info: DatasetInfo
+    unlabelled: FaceData | None = None
+    """Training rows whose labels `label_fraction` withholds (expression -1), if any."""
 
 
 def synthetic_name(cfg: DataConfig) -> str:
@@ -151,7 +160,8 @@ def load_splits(cfg: DataConfig) -> Splits:
     train = take("train")
     if len(train) == 0:
         raise DatasetError(f"{cfg.source}: the training split is empty")
-    counts = torch.bincount(train.labels["expression"], minlength=cfg.classes)
+    known = train.labels["expression"][train.labels["expression"] >= 0]
+    counts = torch.bincount(known, minlength=cfg.classes)
     info = DatasetInfo(
         classes=EXPRESSIONS[: cfg.classes],
         class_counts=tuple(int(c) for c in counts),
@@ -159,8 +169,12 @@ def load_splits(cfg: DataConfig) -> Splits:
         fingerprint=prepared.card["fingerprint"],
         source=cfg.source,
         card=prepared.card,
+        labelled=bool(prepared.card.get("labelled", True)),
     )
-    return Splits(train=train, val=take("val"), test=take("test"), info=info)
+    unlabelled = take("unlabelled") if cfg.label_fraction < 1 and cfg.unlabelled_to_aux else None
+    if unlabelled is not None:
+        unlabelled.labels["expression"].fill_(-1)  # withheld: no supervised loss may read them
+    return Splits(train, take("val"), take("test"), info, unlabelled)
 
 
 def assign_splits(prepared: Prepared, cfg: DataConfig) -> np.ndarray:
