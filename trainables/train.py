@@ -51,6 +51,7 @@ from trainables.knn import knn_accuracy
 from trainables.models import build_backbone, load_pretrained
 from trainables.network import FaceModel
 from trainables.optim import make_optimizer, make_scheduler
+from trainables.sampling import epoch_rows
 from trainables.session import Session
 from trainables.tasks import AuxBatch, build_tasks, combine, task_weights
 
@@ -139,19 +140,21 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
         seed_epoch(cfg.runtime.seed, epoch, session.rank)
         order = torch.Generator().manual_seed(derive_seed(cfg.runtime.seed, epoch))
         jitter = torch.Generator().manual_seed(derive_seed(cfg.runtime.seed, epoch, session.rank))
-        perm = torch.randperm(len(stream), generator=order)
-        mine = perm[session.rank : per_rank * session.world_size : session.world_size]
-        if separate_aux:  # drawn after `perm`, so a run without unlabelled rows is unchanged
-            pool_perm = torch.randperm(len(pool), generator=order)
-            pool_mine = pool_perm[session.rank :: session.world_size]
+        rows = epoch_rows(
+            len(stream),
+            batch_size,
+            order,
+            session.rank,
+            session.world_size,
+            pool_size=len(pool) if separate_aux else None,
+        )
 
         # Train one epoch.
         wrapped.train()
         sums: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
         for step in range(steps_per_epoch):
-            index = mine[step * batch_size : (step + 1) * batch_size].to(device)
-            batch = stream.batch(index)
+            batch = stream.batch(rows.main[step].to(device))
             images, geometry = augment(
                 batch["image"],
                 cfg.augmentation.level,
@@ -162,9 +165,8 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
             )
             batch.update(flipped=geometry.flipped, rotation_deg=geometry.rotation_deg)
             aux_raw, aux_clean = batch["image"], images
-            if separate_aux:
-                rows = pool_mine[step * batch_size : (step + 1) * batch_size].to(device)
-                aux_raw = pool.images[rows]
+            if rows.aux is not None:
+                aux_raw = pool.images[rows.aux[step].to(device)]
                 aux_clean = augment(
                     aux_raw,
                     cfg.augmentation.level,
