@@ -45,8 +45,7 @@ from trainables.checkpoint import (
     set_rng_state,
 )
 from trainables.config import TrainConfig
-from trainables.data.dataset import FaceData, Splits, load_splits
-from trainables.data.prepared import DatasetError
+from trainables.data.dataset import FaceData, Splits, load_splits, refuse_unlabelled
 from trainables.knn import knn_accuracy
 from trainables.models import build_backbone, load_pretrained
 from trainables.network import FaceModel
@@ -78,11 +77,7 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
     # Data: decoded once, resident on the training device.
     pretrain = not cfg.tasks.main.enabled()
     splits = load_splits(cfg.data)
-    if not pretrain and not splits.info.labelled:
-        raise DatasetError(
-            f"{cfg.data.source}: an unlabelled dataset cannot train a main task "
-            f"({', '.join(cfg.tasks.main.enabled())}); set tasks.main.<task>: null to pre-train"
-        )
+    refuse_unlabelled(cfg.data, cfg.tasks.main.enabled(), splits.info.labelled)
     train_data, val_data, test_data = (
         d.to(device) for d in (splits.train, splits.val, splits.test)
     )

@@ -66,9 +66,19 @@ def test_same_seed_same_metrics(tiny_config, tmp_path):
     assert c.metrics["train/loss"] != a.metrics["train/loss"]
 
 
-@pytest.mark.parametrize("level", ["weak", "strong"])
-def test_resume_after_interruption_is_bit_identical(tiny_config, tmp_path, level):
-    cfg = tiny_config("schedule.epochs=3", f"augmentation.level={level}", "model.dropout=0.2")
+SEMI = ("data.label_fraction=0.5", "tasks.loss_weights.contrastive=0.5")
+PRETRAIN = ("tasks.main.expression=null", "tasks.loss_weights.contrastive=1")
+
+
+@pytest.mark.parametrize(
+    ("level", "extra"),
+    [("weak", ()), ("strong", ()), ("weak", SEMI), ("weak", PRETRAIN)],
+    ids=["weak", "strong", "semi-supervised", "pretrain"],
+)
+def test_resume_after_interruption_is_bit_identical(tiny_config, tmp_path, level, extra):
+    cfg = tiny_config(
+        "schedule.epochs=3", f"augmentation.level={level}", "model.dropout=0.2", *extra
+    )
     whole = train(cfg, LocalSession(tmp_path / "whole", log=None))
     with pytest.raises(Interrupted):
         train(cfg, StopAfter(tmp_path / "cut", k=1))

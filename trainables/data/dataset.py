@@ -21,6 +21,7 @@ equivalent for code that wants each rank to keep only its own rows.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -131,6 +132,28 @@ def resolve_source(cfg: DataConfig) -> Path | str:
     if not path.exists():
         raise DatasetError(f"data.source: {cfg.source}: no such dataset folder")
     return path
+
+
+def refuse_unlabelled(cfg: DataConfig, main_tasks: list[str], labelled: bool | None = None) -> None:
+    """Raise a one-line DatasetError when main tasks meet a dataset without labels.
+
+    `labelled` is what a loaded dataset said; without it, a local prepared folder's card is
+    read (so the CLI can refuse before a run folder exists); other sources pass here."""
+    if not main_tasks:
+        return
+    if labelled is None:
+        card = Path(cfg.source) / "card.json"
+        if cfg.source == "synthetic" or is_remote(cfg.source) or not card.is_file():
+            return
+        try:
+            labelled = json.loads(card.read_text()).get("labelled", True)
+        except (OSError, ValueError):
+            return  # reading the dataset reports a damaged card properly
+    if not labelled:
+        raise DatasetError(
+            f"{cfg.source}: an unlabelled dataset cannot train a main task "
+            f"({', '.join(main_tasks)}); set tasks.main.<task>: null to pre-train"
+        )
 
 
 def shard(data: FaceData, rank: int, world_size: int) -> FaceData:
