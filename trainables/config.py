@@ -133,10 +133,11 @@ class ContrastiveConfig(_Section):
     projection_dim: int = Field(128, ge=8, le=2048)
     view_level: Literal["weak", "strong"] = "strong"
     """Augmentation level that makes the two views."""
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    """Random resized crop before the view level: area share range of the crop (SimCLR's
-    is (0.08, 1.0); aligned faces lose the face below ~0.2, so 0.2 is the floor here).
-    (1.0, 1.0) turns the crop off."""
+    crop_scale: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.2, 1.0]
+    """Random resized crop before the view level: [low, high] share of the image area (SimCLR's
+    is [0.08, 1.0]; Bulat et al.'s face SwAV uses 0.14 for its global crops; on 48-64 px
+    aligned faces a crop under ~0.2 of the area is a patch of cheek, so 0.2 here). A list, not
+    a tuple, so the resolved config dumps to YAML and JSON alike."""
     rotation_weight: float = Field(0.0, ge=0.0)
     """EffSSL: weight of the rotation auxiliary on both views (0 off; the paper's 0.1)."""
 
