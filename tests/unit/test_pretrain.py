@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
 from helpers import refused
 from PIL import Image
 
+import trainables
 from trainables.checkpoint import load_checkpoint
-from trainables.config import ConfigError, build_config
+from trainables.config import ConfigError, build_config, load_config
 from trainables.data.prepare import prepare
 from trainables.data.readers.base import ReaderOptions
 from trainables.data.synthetic import render_faces
@@ -80,3 +83,12 @@ def test_unlabelled_is_for_image_folders_only(tmp_path):
     args = ["data", "prepare", "fer2013", str(tmp_path), "--unlabelled", "--out", str(out)]
     refused(args, "--unlabelled: only the imagefolder format")
     assert not out.exists()
+
+
+def test_every_shipped_training_config_validates_and_pretrain_simclr_is_effssl():
+    folder = Path(trainables.__file__).parent / "configs"
+    configs = {path.stem: load_config(path) for path in sorted(folder.glob("*.yaml"))}
+    assert {"demo", "pretrain_simclr"} <= set(configs)
+    simclr = configs["pretrain_simclr"]
+    assert simclr.tasks.main.enabled() == [] and simclr.tasks.loss_weights.contrastive > 0
+    assert simclr.tasks.aux.contrastive.rotation_weight == 0.1
