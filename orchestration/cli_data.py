@@ -48,6 +48,11 @@ def _data_errors() -> tuple[type[Exception], ...]:
 @click.option("--skip-bad", is_flag=True, help="Skip bad rows and count them in the card.")
 @click.option("--no-crop-face", is_flag=True, help="AffectNet: keep the whole image.")
 @click.option(
+    "--unlabelled",
+    is_flag=True,
+    help="imagefolder: every image under SOURCE at any depth, no classes (for pre-training).",
+)
+@click.option(
     "--ferplus-mode",
     type=click.Choice(["majority", "distribution"]),
     default="majority",
@@ -63,6 +68,7 @@ def data_prepare_command(
     skip_bad: bool,
     no_crop_face: bool,
     ferplus_mode: str,
+    unlabelled: bool,
 ) -> None:
     """Read SOURCE in FORMAT and publish it as Parquet shards plus card.json under --out."""
     from orchestration.folders import removed_on_failure
@@ -70,7 +76,11 @@ def data_prepare_command(
     from trainables.data.readers.base import ReaderOptions
     from trainables.data.storage import is_remote, redact
 
-    options = ReaderOptions(crop_face=not no_crop_face, ferplus_mode=ferplus_mode)
+    if unlabelled and fmt != "imagefolder":
+        fail(f"--unlabelled: only the imagefolder format reads images without labels, not {fmt}")
+    options = ReaderOptions(
+        crop_face=not no_crop_face, ferplus_mode=ferplus_mode, unlabelled=unlabelled
+    )
     # The dataset's folder under a local --out is made before the first row is read; a
     # source that turns out bad must not leave it (or --out itself) behind empty.
     target = Path(out) / (name or fmt)
@@ -171,14 +181,15 @@ def card_text(card: dict) -> str:
         f"rows         {card['num_rows']:,}  ({card['image_size']}x{card['image_size']}, "
         f"{card['channels']} channel(s))",
         f"fingerprint  {card['fingerprint']}",
-        f"labels       expression; optional: {labels}; "
+        f"labels       {'expression' if card.get('labelled', True) else 'none (unlabelled)'}; "
+        f"optional: {labels}; "
         f"soft labels: {'yes' if card.get('has_soft_labels') else 'no'}",
         f"splits       {splits}",
     ]
     if card.get("bad_rows"):
         reasons = ", ".join(f"{k} x{v}" for k, v in card.get("bad_row_reasons", {}).items())
         lines.append(f"bad rows     {card['bad_rows']:,} skipped ({reasons})")
-    classes = card.get("classes", [])
+    classes = card.get("classes") or ["unlabelled"]  # an unlabelled card counts rows only
     width = max([9, *(len(c) + 1 for c in classes)])
     lines += ["", "counts".ljust(12) + "".join(c.rjust(width) for c in classes) + "total".rjust(9)]
     for group, counts in _by_split(card):

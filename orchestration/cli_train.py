@@ -160,6 +160,8 @@ def summary(metrics: dict, checkpoint: str | None) -> str:
         "test/accuracy",
         "test/balanced_accuracy",
         "test/macro_f1",
+        "val/knn_accuracy",  # pre-training runs
+        "test/knn_accuracy",
     ):
         if key in metrics:
             lines.append(f"  {key:<24} {metrics[key]:.4f}")

@@ -34,6 +34,7 @@ from orchestration.tracking import (
 )
 from trainables.checkpoint import CheckpointError
 from trainables.config import TrainConfig
+from trainables.data.dataset import refuse_unlabelled
 from trainables.data.prepared import DatasetError
 from trainables.data.storage import redact, storage_error
 from trainables.models import check_pretrained
@@ -72,6 +73,7 @@ def check_inputs(cfg: TrainConfig, weights: str | None = None, resuming: bool = 
     source = cfg.data.source
     if source != "synthetic" and "://" not in source and not Path(source).exists():
         raise DatasetError(f"data.source: {source}: no such dataset folder")
+    refuse_unlabelled(cfg.data, cfg.tasks.main.enabled())
     if not resuming:
         check_pretrained(cfg.model, cfg.data.channels, weights)
 

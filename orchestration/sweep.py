@@ -40,6 +40,8 @@ from orchestration.tracking_probe import probe
 from orchestration.tracking_queue import Spool, spooled
 from orchestration.trial import make_trial, trial_dirname
 from trainables.config import ConfigError
+from trainables.data.dataset import refuse_unlabelled
+from trainables.data.prepared import DatasetError
 from trainables.data.storage import StorageError
 
 
@@ -88,6 +90,10 @@ def preflight(
                 raise SpaceError(
                     f"{space.source or space.name}: {key}: {value}: no such file or folder{hint}"
                 )
+    try:
+        refuse_unlabelled(base.data, base.tasks.main.enabled())
+    except DatasetError as err:
+        raise SpaceError(f"{space.source or space.name}: {err}") from None
     if tracking_uri:
         probe(tracking_uri)  # before the storage check, which writes (and removes) a probe
     try:  # runs:/ sources are looked up in the sweep's MLflow

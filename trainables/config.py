@@ -47,6 +47,9 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     label_fraction: Fraction = 1.0
     """Share of the training split that keeps its labels (stratified, seeded)."""
+    unlabelled_to_aux: bool = True
+    """With label_fraction < 1, the rows whose labels are withheld feed the auxiliary tasks
+    (semi-supervised HMTL); false drops them, as before."""
     split_seed: int = Field(0, ge=0)
     batch_size: int = Field(128, ge=1, le=8192)
     eval_batch_size: int = Field(512, ge=1, le=16384)
@@ -85,15 +88,15 @@ class GenderConfig(_Section):
 
 
 class MainTasksConfig(_Section):
+    """Supervised tasks; none enabled (every one null) is a pre-training run, which
+    `TrainConfig` accepts only with an auxiliary of weight > 0."""
+
     expression: ExpressionConfig | None = ExpressionConfig()
     head_pose: HeadPoseConfig | None = None
     gender: GenderConfig | None = None
 
-    @model_validator(mode="after")
-    def _at_least_one(self) -> MainTasksConfig:
-        if all(getattr(self, name) is None for name in type(self).model_fields):
-            raise ValueError("at least one main task must be enabled")
-        return self
+    def enabled(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
 
 class LossWeightsConfig(_Section):
@@ -134,6 +137,20 @@ class ContrastiveConfig(_Section):
     projection_dim: int = Field(128, ge=8, le=2048)
     view_level: Literal["weak", "strong"] = "strong"
     """Augmentation level that makes the two views."""
+    crop_scale: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.2, 1.0]
+    """Random resized crop before the view level: [low, high] share of the image area (SimCLR's
+    is [0.08, 1.0]; Bulat et al.'s face SwAV uses 0.14 for its global crops; on 48-64 px
+    aligned faces a crop under ~0.2 of the area is a patch of cheek, so 0.2 here). A list, not
+    a tuple, so the resolved config dumps to YAML and JSON alike."""
+    rotation_weight: float = Field(0.0, ge=0.0)
+    """EffSSL: weight of the rotation auxiliary on both views (0 off; the paper's 0.1)."""
+
+    @model_validator(mode="after")
+    def _crop_range(self) -> ContrastiveConfig:
+        low, high = self.crop_scale
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        return self
 
 
 class AuxTasksConfig(_Section):
@@ -197,6 +214,8 @@ class RuntimeConfig(_Section):
     """`auto`: bf16 autocast on CUDA, fp32 on CPU."""
     num_threads: int | None = Field(None, ge=1)
     checkpoint_every: int = Field(1, ge=1)
+    eval_every: int = Field(1, ge=1)
+    """Epochs between k-NN evaluations (`val/knn_accuracy`); the last epoch always has one."""
 
 
 class TrainConfig(_Section):
@@ -207,6 +226,16 @@ class TrainConfig(_Section):
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _something_to_learn(self) -> TrainConfig:
+        # Without a main task this is a pre-training run: it needs an auxiliary loss.
+        if not self.tasks.main.enabled() and not any(w > 0 for _, w in self.tasks.loss_weights):
+            raise ValueError(
+                "no task to train: enable a main task (tasks.main) or give an auxiliary "
+                "a weight > 0 (tasks.loss_weights) for a pre-training run"
+            )
+        return self
 
     def flat(self) -> dict[str, Any]:
         """The resolved config as flat dotted keys (for params tables and search spaces)."""
@@ -245,6 +274,8 @@ def describe_error(
             else "?"
         )
         return f"{source}: unknown key '{key}' (valid keys here: {valid})"
+    if not loc:  # a rule across sections: the input is the whole tree, too long to echo
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     return f"{source}: {key}: {first['msg']} (got {first.get('input')!r})"
 
 

@@ -51,14 +51,17 @@ class FaceModel(nn.Module):
         auxiliary tasks are enabled.
         """
         made = [task.make_input(part) for task, part in self._share(aux)]
-        inputs = [self._prepare(images)] + [self._prepare(x) for x, _ in made]
+        # A pre-training run (no main task) does not pass the batch itself through.
+        main = [self._prepare(images)] if self.main_tasks() else []
+        inputs = main + [self._prepare(x) for x, _ in made]
         maps = self._features(inputs)
         pooled = [_pool(m) for m in maps]
         losses: dict[str, torch.Tensor] = {}
         for task in self.main_tasks().values():
             losses.update(task.loss(pooled[0], batch))
+        skip = len(main)
         for task, (_, targets), x, f, m in zip(
-            self.aux_tasks().values(), made, inputs[1:], pooled[1:], maps[1:], strict=True
+            self.aux_tasks().values(), made, inputs[skip:], pooled[skip:], maps[skip:], strict=True
         ):
             losses.update(task.loss(f, m, targets, x))
         return losses

@@ -102,6 +102,7 @@ class LocalSession:
 def format_progress(metrics: dict[str, Any]) -> str:
     """One progress line: the epoch, then losses and the headline validation metrics."""
     shown = ["train/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1"]
+    shown.append("val/knn_accuracy")  # pre-training runs have no main-task metrics
     parts = [f"epoch {metrics.get('epoch', '?'):>3}"]
     for key in [*shown, "lr", "train/images_per_sec"]:
         value = metrics.get(key)

@@ -4,6 +4,16 @@ Data, model, loss, optimizer step, evaluation, checkpoint -- in that order. The 
 knows nothing about Ray or MLflow: it reports each epoch through the `Session` and
 resumes from whatever checkpoint the session hands it.
 
+Pre-training runs (no main task) train on the auxiliary losses alone, over every training
+row (labels ignored), and report the weighted k-NN accuracy of the backbone
+(`val/knn_accuracy`, see knn.py) instead of main-task metrics.
+
+Semi-supervised HMTL: with `data.label_fraction` < 1 (and `data.unlabelled_to_aux`), the rows
+whose labels are withheld feed the auxiliary tasks. An epoch is still one pass over the
+labelled training rows for the main loss; each step the auxiliaries get a batch of the same
+size drawn, without replacement within the epoch, from labelled + unlabelled rows, so their
+compute per step is unchanged and each epoch they see a fresh share of the pool.
+
 Determinism: every epoch draws its shuffling and augmentation from generators seeded
 by (seed, epoch, rank), and the global RNGs are reseeded the same way, so a run
 resumed after epoch k replays epochs k+1.. exactly as an uninterrupted run does.
@@ -18,6 +28,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +45,13 @@ from trainables.checkpoint import (
     set_rng_state,
 )
 from trainables.config import TrainConfig
-from trainables.data.dataset import FaceData, load_splits
+from trainables.data.dataset import FaceData, Splits, load_splits, refuse_unlabelled
 from trainables.finetune import start_backbone, train_mode
+from trainables.knn import knn_accuracy
 from trainables.models import build_backbone
 from trainables.network import FaceModel
 from trainables.optim import make_optimizer, make_scheduler
+from trainables.sampling import epoch_rows
 from trainables.session import Session
 from trainables.tasks import AuxBatch, build_tasks, combine, task_weights
 
@@ -65,10 +78,17 @@ def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> 
     channels_last = device.type == "cuda"
 
     # Data: decoded once, resident on the training device.
+    pretrain = not cfg.tasks.main.enabled()
     splits = load_splits(cfg.data)
+    refuse_unlabelled(cfg.data, cfg.tasks.main.enabled(), splits.info.labelled)
     train_data, val_data, test_data = (
         d.to(device) for d in (splits.train, splits.val, splits.test)
     )
+    # The rows an epoch passes over, and (semi-supervised) the pool the auxiliaries draw from.
+    pool = aux_pool(splits, device) if any(w > 0 for _, w in cfg.tasks.loss_weights) else None
+    stream = pool if pretrain and pool is not None else train_data
+    separate_aux = pool is not None and not pretrain
+    knn_on = pretrain and knn_possible(train_data, session.rank)
 
     # Model: a shared backbone plus one module per enabled task.
     torch.manual_seed(cfg.runtime.seed)
@@ -85,10 +105,10 @@ def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> 
     wrapped = session.prepare_model(model)
 
     # Optimizer and schedule.
-    per_rank = len(train_data) // session.world_size
+    per_rank = len(stream) // session.world_size
     if per_rank == 0:
         raise ValueError(
-            f"{cfg.data.source}: {len(train_data)} training rows cannot feed "
+            f"{cfg.data.source}: {len(stream)} training rows cannot feed "
             f"{session.world_size} workers"
         )
     batch_size = min(cfg.data.batch_size, per_rank)
@@ -117,16 +137,21 @@ def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> 
         seed_epoch(cfg.runtime.seed, epoch, session.rank)
         order = torch.Generator().manual_seed(derive_seed(cfg.runtime.seed, epoch))
         jitter = torch.Generator().manual_seed(derive_seed(cfg.runtime.seed, epoch, session.rank))
-        perm = torch.randperm(len(train_data), generator=order)
-        mine = perm[session.rank : per_rank * session.world_size : session.world_size]
+        rows = epoch_rows(
+            len(stream),
+            batch_size,
+            order,
+            session.rank,
+            session.world_size,
+            pool_size=len(pool) if separate_aux else None,
+        )
 
         # Train one epoch.
         train_mode(wrapped, cfg.model)
         sums: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
         for step in range(steps_per_epoch):
-            index = mine[step * batch_size : (step + 1) * batch_size].to(device)
-            batch = train_data.batch(index)
+            batch = stream.batch(rows.main[step].to(device))
             images, geometry = augment(
                 batch["image"],
                 cfg.augmentation.level,
@@ -136,8 +161,18 @@ def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> 
                 return_geometry=True,
             )
             batch.update(flipped=geometry.flipped, rotation_deg=geometry.rotation_deg)
+            aux_raw, aux_clean = batch["image"], images
+            if rows.aux is not None:
+                aux_raw = pool.images[rows.aux[step].to(device)]
+                aux_clean = augment(
+                    aux_raw,
+                    cfg.augmentation.level,
+                    magnitude=cfg.augmentation.magnitude,
+                    out_size=cfg.data.image_size,
+                    generator=jitter,
+                )
             aux = AuxBatch(
-                batch["image"], images, jitter, cfg.augmentation.magnitude, cfg.data.image_size
+                aux_raw, aux_clean, jitter, cfg.augmentation.magnitude, cfg.data.image_size
             )
             with autocast:
                 losses = wrapped(images, batch, aux)
@@ -148,7 +183,11 @@ def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> 
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
             scheduler.step()
-            for name, value in {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}.items():
+            figures = {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()}}
+            for task_name, task in model.aux_tasks().items():
+                step_metrics = getattr(task, "step_metrics", {})
+                figures.update({f"{task_name}/{k}": v for k, v in step_metrics.items()})
+            for name, value in figures.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -160,9 +199,31 @@ def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> 
         metrics["train/images_per_sec"] = (
             steps_per_epoch * batch_size * session.world_size / elapsed
         )
+        final = epoch == cfg.schedule.epochs
         metrics.update(prefixed("val", evaluate(model, val_data, cfg, session, autocast)))
-        if epoch == cfg.schedule.epochs:
+        if final:
             metrics.update(prefixed("test", evaluate(model, test_data, cfg, session, autocast)))
+        if knn_on:
+            knn = partial(
+                knn_accuracy,
+                model.backbone,
+                _labelled(train_data),
+                num_classes=len(splits.info.classes),
+                image_size=cfg.data.image_size,
+                batch_size=cfg.data.eval_batch_size,
+                autocast=autocast,
+            )
+            # Tune's strict metric check wants a sweep's metric in every result: between
+            # evaluations the last value is carried, with the epoch it was measured at.
+            if epoch % cfg.runtime.eval_every == 0 or final or "val/knn_accuracy" not in last:
+                metrics["val/knn_accuracy"] = knn(_labelled(val_data))
+                metrics["val/knn_epoch"] = epoch
+            else:
+                metrics["val/knn_accuracy"] = last["val/knn_accuracy"]
+                metrics["val/knn_epoch"] = last["val/knn_epoch"]
+            if final:
+                metrics["test/knn_accuracy"] = knn(_labelled(test_data))
+            metrics = {k: v for k, v in metrics.items() if v is not None}
         metrics["time/train_s"] = time.perf_counter() - began  # in this process, so far
         metrics["data/fingerprint"] = splits.info.fingerprint
         history.append({k: v for k, v in metrics.items() if isinstance(v, int | float)})
@@ -207,6 +268,30 @@ def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> 
     )
 
 
+def aux_pool(splits: Splits, device: torch.device) -> FaceData | None:
+    """Training rows plus the label-withheld rows, images only: what auxiliaries draw from
+    when there are withheld rows (None otherwise)."""
+    if splits.unlabelled is None or len(splits.unlabelled) == 0:
+        return None
+    images = torch.cat([splits.train.images, splits.unlabelled.images])
+    return FaceData(images, {}).to(device)
+
+
+def knn_possible(train_data: FaceData, rank: int) -> bool:
+    """Whether a k-NN evaluation can run: on rank 0 (only its report reaches the tracker),
+    with labelled training rows to use as neighbours. Prints why not when there are none."""
+    if rank != 0:
+        return False
+    if bool((train_data.labels["expression"] >= 0).any()):
+        return True
+    print("hmtl: note: the dataset has no labels: val/knn_accuracy is not reported")
+    return False
+
+
+def _labelled(data: FaceData) -> tuple[torch.Tensor, torch.Tensor]:
+    return data.images, data.labels["expression"]
+
+
 def evaluate(
     model: FaceModel,
     data: FaceData,
@@ -215,7 +300,7 @@ def evaluate(
     autocast: contextlib.AbstractContextManager,
 ) -> dict[str, Any]:
     """Main-task metrics on clean (`eval`-level) images; statistics summed over ranks."""
-    if len(data) == 0:
+    if len(data) == 0 or not model.main_tasks():
         return {}
     model.eval()
     totals: dict[str, torch.Tensor] = {}

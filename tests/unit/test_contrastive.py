@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from helpers import FACE_INFO, faces, small_cnn, train_aux_alone
 
+from trainables.augment import normalize
 from trainables.config import build_config
 from trainables.tasks import REGISTRY, AuxBatch
-from trainables.tasks.contrastive import nt_xent
+from trainables.tasks.contrastive import nt_xent, random_resized_crop
 
 
 def _task(feature_dim: int = 16, channels: int = 1, **settings):
@@ -95,7 +96,8 @@ def test_projection_shape_loss_and_top1():
 def test_loss_falls_when_trained_alone():
     raw, backbone = faces(32), small_cnn()
     task = _task(feature_dim=backbone.feature_dim)
-    losses = train_aux_alone(task, backbone, raw, raw.float() / 255, steps=15, lr=3e-3)
+    # 30 steps: the random resized crop makes the pairs harder than the view level alone.
+    losses = train_aux_alone(task, backbone, raw, raw.float() / 255, steps=30, lr=3e-3)
     assert sum(losses[-4:]) / 4 < 0.9 * sum(losses[:4]) / 4, losses
 
 
@@ -114,3 +116,71 @@ def test_runs_on_cuda():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss = task.loss(torch.randn(8, 32, device="cuda"), None, {}, None)["contrastive"]
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_random_resized_crop_is_seeded_and_keeps_the_shape():
+    raw = _raw(channels=3)
+    crops = random_resized_crop(raw, (0.2, 1.0), torch.Generator().manual_seed(0))
+    again = random_resized_crop(raw, (0.2, 1.0), torch.Generator().manual_seed(0))
+    assert crops.shape == raw.shape and crops.dtype == torch.uint8
+    assert torch.equal(crops, again) and not torch.equal(crops, raw)
+    # A constant image stays constant: the box never leaves the image (no border fill).
+    flat = torch.full((4, 1, 56, 56), 200, dtype=torch.uint8)
+    assert bool((random_resized_crop(flat, (0.08, 1.0), torch.Generator()) == 200).all())
+
+
+def test_effssl_rotation_head_sees_both_views_turned_by_their_own_k():
+    raw = _raw(n=32)
+    task = _task(feature_dim=16, rotation_weight=0.1)
+    inputs, targets = task.make_input(_aux(raw, seed=0))
+    views, turned = inputs.chunk(2)
+    k = targets["rotation"]
+    assert inputs.shape == (128, 1, 48, 48) and k.shape == (64,)
+    assert set(k.tolist()) == {0, 1, 2, 3}  # 0 included, as in EffSSL
+    for i in range(64):
+        assert torch.equal(turned[i], torch.rot90(views[i], int(k[i]), dims=(-2, -1)))
+    plain, _ = _task(feature_dim=16).make_input(_aux(raw, seed=0))
+    assert torch.equal(plain, views)  # the contrastive views are the unturned ones
+
+
+def test_effssl_loss_is_the_weighted_sum_of_the_two_cross_entropies():
+    task = _task(feature_dim=16, rotation_weight=0.1)
+    features = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
+    k = torch.tensor([0, 1, 2, 3] * 2)
+    with torch.no_grad():
+        parts = task.loss(features, None, {"rotation": k}, None)
+    assert set(parts) == {"contrastive", "contrastive/rotation"}
+    with torch.no_grad():
+        logits = task.rotation_head(features[8:])
+    ce = F.cross_entropy(logits[:4], k[:4]) + F.cross_entropy(logits[4:], k[4:])
+    assert float(parts["contrastive/rotation"]) == pytest.approx(0.1 * float(ce), rel=1e-5)
+    with torch.no_grad():
+        z1, z2 = task(features[:8]).chunk(2)
+    assert float(parts["contrastive"]) == pytest.approx(float(nt_xent(z1, z2, 0.2)), rel=1e-5)
+    assert 0.0 <= float(task.step_metrics["rotation_accuracy"]) <= 1.0
+
+
+def test_effssl_rotation_loss_falls():
+    raw, backbone = faces(16), small_cnn()
+    # Mild views (weak level, crops of >= 60% of the area) so 20 steps show the fall: on
+    # strong views with 20% crops the turn of a cheek-sized crop takes many more steps.
+    task = _task(
+        feature_dim=backbone.feature_dim,
+        rotation_weight=0.1,
+        view_level="weak",
+        crop_scale=[0.6, 1.0],
+    )
+    opt = torch.optim.AdamW([*backbone.parameters(), *task.parameters()], lr=3e-3)
+    generator, rotation = torch.Generator().manual_seed(0), []
+    for _ in range(20):
+        images, targets = task.make_input(AuxBatch(raw, raw.float() / 255, generator, 1.0, 48))
+        pooled = F.adaptive_avg_pool2d(backbone.forward_features(normalize(images)), 1).flatten(1)
+        # The rotation term alone: NT-Xent's gradient would blur what this test looks at.
+        loss = task.loss(pooled, None, targets, images)["contrastive/rotation"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rotation.append(loss.item())
+    # Chance is 0.1 * 2 ln 4 = 0.277 (two views); upright faces make the turn learnable.
+    assert rotation[0] == pytest.approx(0.277, abs=0.05)
+    assert sum(rotation[-5:]) / 5 < 0.8 * sum(rotation[:5]) / 5, rotation

@@ -8,6 +8,11 @@ where it has one; otherwise (or for a missing validation split) they are seeded 
 stratified by class, and identity-disjoint when the card says `split_groups: identity`
 (what `prepare` writes for sources with identities and no official split, e.g. CK+, KDEF).
 
+Unlabelled datasets (card `labelled: false`, e.g. `hmtl data prepare imagefolder --unlabelled`)
+read with expression -1 on every row; their splits are drawn uniformly (one "class"). Rows whose
+labels `label_fraction` withholds come back as `Splits.unlabelled`, expression set to -1 so no
+supervised loss can use them by mistake (cross-entropy refuses -1).
+
 Distributed training: `train.py` draws one global permutation per epoch and gives rank r
 the rows `perm[r::world_size]` (truncated to equal length), so every rank holds the whole
 dataset and sees a disjoint, freshly shuffled share each epoch. `shard()` is the fixed
@@ -16,6 +21,7 @@ equivalent for code that wants each rank to keep only its own rows.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -47,6 +53,8 @@ class DatasetInfo:
     source: str
     card: dict = field(default_factory=dict, compare=False, hash=False)
     """The dataset's card.json (saved beside every checkpoint)."""
+    labelled: bool = True
+    """False for a dataset without labels (only pre-training runs can use it)."""
 
 
 @dataclass
@@ -74,6 +82,8 @@ class Splits:
     val: FaceData
     test: FaceData
     info: DatasetInfo
+    unlabelled: FaceData | None = None
+    """Training rows whose labels `label_fraction` withholds (expression -1), if any."""
 
 
 def synthetic_name(cfg: DataConfig) -> str:
@@ -124,6 +134,28 @@ def resolve_source(cfg: DataConfig) -> Path | str:
     return path
 
 
+def refuse_unlabelled(cfg: DataConfig, main_tasks: list[str], labelled: bool | None = None) -> None:
+    """Raise a one-line DatasetError when main tasks meet a dataset without labels.
+
+    `labelled` is what a loaded dataset said; without it, a local prepared folder's card is
+    read (so the CLI can refuse before a run folder exists); other sources pass here."""
+    if not main_tasks:
+        return
+    if labelled is None:
+        card = Path(cfg.source) / "card.json"
+        if cfg.source == "synthetic" or is_remote(cfg.source) or not card.is_file():
+            return
+        try:
+            labelled = json.loads(card.read_text()).get("labelled", True)
+        except (OSError, ValueError):
+            return  # reading the dataset reports a damaged card properly
+    if not labelled:
+        raise DatasetError(
+            f"{cfg.source}: an unlabelled dataset cannot train a main task "
+            f"({', '.join(main_tasks)}); set tasks.main.<task>: null to pre-train"
+        )
+
+
 def shard(data: FaceData, rank: int, world_size: int) -> FaceData:
     """Rank `rank`'s rows `rank::world_size`, truncated so every rank holds the same count
     (collective ops need equal step counts)."""
@@ -151,7 +183,8 @@ def load_splits(cfg: DataConfig) -> Splits:
     train = take("train")
     if len(train) == 0:
         raise DatasetError(f"{cfg.source}: the training split is empty")
-    counts = torch.bincount(train.labels["expression"], minlength=cfg.classes)
+    known = train.labels["expression"][train.labels["expression"] >= 0]
+    counts = torch.bincount(known, minlength=cfg.classes)
     info = DatasetInfo(
         classes=EXPRESSIONS[: cfg.classes],
         class_counts=tuple(int(c) for c in counts),
@@ -159,8 +192,12 @@ def load_splits(cfg: DataConfig) -> Splits:
         fingerprint=prepared.card["fingerprint"],
         source=cfg.source,
         card=prepared.card,
+        labelled=bool(prepared.card.get("labelled", True)),
     )
-    return Splits(train=train, val=take("val"), test=take("test"), info=info)
+    unlabelled = take("unlabelled") if cfg.label_fraction < 1 and cfg.unlabelled_to_aux else None
+    if unlabelled is not None:
+        unlabelled.labels["expression"].fill_(-1)  # withheld: no supervised loss may read them
+    return Splits(train, take("val"), take("test"), info, unlabelled)
 
 
 def assign_splits(prepared: Prepared, cfg: DataConfig) -> np.ndarray:

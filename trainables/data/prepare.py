@@ -75,7 +75,7 @@ def prepare(
         raise SourceError(f"{source}: no such file or folder")
     show = bool(progress)
     bar = _Progress(f"prepare {fmt}", reader.count(path, options) if show else None, show)
-    state = _State(size, channels, skip_bad)
+    state = _State(size, channels, skip_bad, unlabelled=options.unlabelled)
     try:
         with PreparedWriter(out, name or fmt) as writer:
             shard = _Shard()
@@ -127,6 +127,8 @@ class _State:
     size: int | None
     channels: int | None
     skip_bad: bool
+    unlabelled: bool = False
+    """Rows carry no expression label (and the card will say so)."""
     read: int = 0
     bad: int = 0
     reasons: Counter = field(default_factory=Counter)
@@ -144,7 +146,9 @@ class _State:
             image = self.conform(record)
             soft = _check_soft(record)
             label = record.expression
-            if label is None or not 0 <= int(label) < len(EXPRESSIONS):
+            if self.unlabelled:
+                label = None
+            elif label is None or not 0 <= int(label) < len(EXPRESSIONS):
                 raise BadRow(record.where, f"expression label {label!r} outside 0..7")
         except BadRow as err:
             if not self.skip_bad:
@@ -154,7 +158,7 @@ class _State:
             if len(self.examples) < 10:
                 self.examples.append(str(err))
             return
-        shard.add(image, int(label), record.labels, record.split, soft)
+        shard.add(image, None if label is None else int(label), record.labels, record.split, soft)
 
     def stop(self, err: BadRow, raised: bool = False) -> BadRow:
         """The one-line error that ends a run at a bad row."""
@@ -254,7 +258,9 @@ class _Shard:
 
     def drain(self) -> tuple:
         names = sorted({k for row in self.labels for k in row})
-        labels = {"expression": np.asarray(self.expression, np.int64)}
+        labels = {}
+        if any(e is not None for e in self.expression):  # an unlabelled source has none
+            labels["expression"] = np.asarray(self.expression, np.int64)
         labels |= {k: [row.get(k) for row in self.labels] for k in names}
         split = self.split if any(s is not None for s in self.split) else None
         soft = self.soft if any(s is not None for s in self.soft) else None

@@ -118,6 +118,7 @@ class PreparedWriter:
         self.counts: dict[str, Counter] = {}
         self.labels_seen: set[str] = set()
         self.has_soft = self.has_split = False
+        self.labelled: bool | None = None  # fixed by the first shard: expression or none
         self.num_rows = 0
         self._open = False
 
@@ -156,8 +157,13 @@ class PreparedWriter:
                 f"{self.channels}), got {images.dtype} {images.shape}"
             )
         extra = sorted(set(labels) - {"expression"} - set(OPTIONAL_LABELS))
-        if extra or "expression" not in labels:
-            raise DatasetError(f"{self.name}: unexpected label columns {extra} or no 'expression'")
+        labelled = "expression" in labels
+        if extra or (not labelled and labels) or self.labelled not in (None, labelled):
+            raise DatasetError(
+                f"{self.name}: unexpected label columns {extra}, or 'expression' missing from "
+                "a labelled dataset (an unlabelled one has no label columns at all)"
+            )
+        self.labelled = labelled
         columns = {"split": split, "soft": soft, **labels}
         short = [c for c, v in columns.items() if v is not None and len(v) != n]
         if short:
@@ -177,7 +183,10 @@ class PreparedWriter:
         names = table.column_names
         self.labels_seen |= {c for c in names if c in OPTIONAL_LABELS}
         self.has_soft |= "soft" in names
-        expression = table.column("expression").to_numpy()
+        if "expression" in names:
+            expression = table.column("expression").to_numpy()
+        else:
+            expression = np.full(table.num_rows, -1)
         if "split" in names:
             self.has_split = True
             groups = table.column("split").fill_null("unassigned").to_pylist()
@@ -187,6 +196,18 @@ class PreparedWriter:
             self.counts.setdefault(group, Counter())[label] += 1
 
     def card(self, **extra) -> dict:
+        if self.labelled is False:  # no label columns: rows per group, no classes
+            extra = {"labelled": False, **extra}
+            return {
+                **self._card(**extra),
+                "classes": [],
+                "counts": {
+                    g: {"unlabelled": sum(t.values())} for g, t in sorted(self.counts.items())
+                },
+            }
+        return self._card(**extra)
+
+    def _card(self, **extra) -> dict:
         return {
             "format_version": FORMAT_VERSION,
             "name": self.name,
@@ -295,7 +316,9 @@ def _table(images, labels, split, soft) -> pa.Table:
         raise DatasetError(f"a shard of {flat.nbytes} image bytes is too large; use fewer rows")
     offsets = np.arange(n + 1, dtype=np.int32) * (flat.nbytes // max(n, 1))
     image = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(flat)])
-    columns = {"image": image, "expression": _column(labels["expression"], pa.int8())}
+    columns = {"image": image}
+    if "expression" in labels:  # absent from an unlabelled dataset
+        columns["expression"] = _column(labels["expression"], pa.int8())
     for col in sorted(set(labels) - {"expression"}):
         columns[col] = _column(labels[col], OPTIONAL_LABELS[col])
     if soft is not None:
@@ -433,7 +456,8 @@ def _read_folder(folder: Path) -> Prepared:
             table = pq.read_table(folder / shard)
         except (OSError, pa.ArrowException) as err:
             raise DatasetError(f"{folder / shard}: unreadable shard ({err})") from None
-        for column in ("image", "expression"):
+        columns = ("image", "expression") if card.get("labelled", True) else ("image",)
+        for column in columns:
             if column not in table.column_names:
                 raise DatasetError(f"{folder / shard}: no '{column}' column")
         if start + table.num_rows > total:
@@ -459,8 +483,8 @@ def _read_folder(folder: Path) -> Prepared:
         raise DatasetError(f"{folder}: card says {total} rows, shards hold {start}")
     table = pa.concat_tables(rest, promote_options="default") if rest else None
     labels, split = _labels(table) if table is not None else ({}, None)
-    if "expression" not in labels:
-        labels["expression"] = np.zeros(0, np.int8)
+    if "expression" not in labels:  # no rows, or an unlabelled dataset: -1 = no label
+        labels["expression"] = np.full(total, -1, np.int8)
     return Prepared(images=images, labels=labels, split=split, card=card)
 
 

@@ -59,6 +59,8 @@ class ReaderOptions:
     """AffectNet: crop to the annotated face box."""
     ferplus_mode: str = "majority"
     """FERPlus: `majority` (hard label) or `distribution` (soft target kept beside it)."""
+    unlabelled: bool = False
+    """Image folders: every image under the root, no classes (`Record.expression` None)."""
 
 
 class Reader(Protocol):

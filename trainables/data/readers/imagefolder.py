@@ -5,6 +5,9 @@ SOURCE is either
     <root>/<split>/<class>/*.{png,jpg,jpeg}     split: train; val, valid, validation; test
     <root>/<class>/*.{png,jpg,jpeg}             no splits (split None, made later)
 
+With `--unlabelled` (`ReaderOptions.unlabelled`) SOURCE is any flat or nested folder of
+images: every image under it is one row without labels or split, and folder names mean nothing.
+
 Extensions and folder names are matched case-insensitively. A root with no split-named
 subfolder is read as class folders (split None); one with any split-named subfolder must
 hold split folders only (also `training`, `testing`). Class folders map to canonical
@@ -106,11 +109,28 @@ def _layout(source: Path) -> list[tuple[Path, str | None, int]]:
     return sorted(rows, key=lambda row: row[0])
 
 
+def _unlabelled_layout(source: Path) -> list[tuple[Path, None, None]]:
+    """Every image under `source` at any depth (hidden files and folders skipped), sorted."""
+    if not source.is_dir():
+        raise SourceError(f"{source}: not a folder")
+    rows = [
+        (path, None, None)
+        for path in sorted(source.rglob("*"))
+        if path.suffix.lower() in EXTENSIONS
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(source).parts)
+    ]
+    if not rows:
+        raise SourceError(f"{source}: no .png/.jpg/.jpeg files at any depth")
+    return rows
+
+
 class ImageFolderReader:
     name = "imagefolder"
 
     def scan(self, source: Path, options: ReaderOptions) -> Iterator[Record]:
-        for path, split, expression in _layout(source):
+        layout = _unlabelled_layout if options.unlabelled else _layout
+        for path, split, expression in layout(source):
             where = path.relative_to(source).as_posix()
             try:
                 record = Record(
@@ -121,7 +141,7 @@ class ImageFolderReader:
             yield record
 
     def count(self, source: Path, options: ReaderOptions) -> int | None:
-        return len(_layout(source))
+        return len((_unlabelled_layout if options.unlabelled else _layout)(source))
 
 
 READER = ImageFolderReader()
