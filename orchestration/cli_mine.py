@@ -62,7 +62,7 @@ from orchestration.cli_common import USER_ERRORS, fail, tracking_problem
 @click.option(
     "--exclude-similarity",
     type=click.FloatRange(0.0, 1.0, min_open=True),
-    default=0.95,
+    default=0.99,
     show_default=True,
     help="Cosine at which a pool face counts as a near-duplicate (ours).",
 )

@@ -18,6 +18,7 @@ and the baseline a benchmark compares Ray Data with).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -157,8 +158,11 @@ def _ray_batches(uri, card, spec, shape, actors, batch_size, use_gpu):
     # Pool order is row identity: the cache and the selection index rows by position.
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
+    # The command prints its own progress; Ray Data's per-operator log is for --verbose debugging.
+    context.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     fs, paths = _shard_paths(uri, card)
-    ds = ray.data.read_parquet(paths, filesystem=fs, columns=["image"], partitioning=None)
+    ds = ray.data.read_parquet(paths, filesystem=fs, partitioning=None).select_columns(["image"])
     ds = ds.map_batches(
         Embedder,
         fn_constructor_kwargs={

@@ -53,7 +53,7 @@ class MiningSettings(BaseModel):
     """At most K faces per class, the most similar first (a quota against class imbalance)."""
     rank_by: str = "similarity"
     """What the quota ranks by (fixed: the paper selects by feature-wise similarity)."""
-    exclude_similarity: float = Field(0.95, gt=0.0, le=1.0)
+    exclude_similarity: float = Field(0.99, gt=0.0, le=1.0)
     """A pool face this close (cosine) to any excluded face is a near-duplicate and dropped."""
 
     def card(self) -> dict:
