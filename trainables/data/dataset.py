@@ -25,6 +25,7 @@ import torch
 
 from trainables.config import DataConfig
 from trainables.data.cache import DATASETS
+from trainables.data.extra import with_extra_sources
 from trainables.data.prepared import (
     EXPRESSIONS,
     DatasetError,
@@ -151,6 +152,7 @@ def load_splits(cfg: DataConfig) -> Splits:
     train = take("train")
     if len(train) == 0:
         raise DatasetError(f"{cfg.source}: the training split is empty")
+    train, extras = with_extra_sources(train, cfg, _to_channels)  # data.extra_sources rows
     counts = torch.bincount(train.labels["expression"], minlength=cfg.classes)
     info = DatasetInfo(
         classes=EXPRESSIONS[: cfg.classes],
@@ -158,7 +160,7 @@ def load_splits(cfg: DataConfig) -> Splits:
         optional_labels=tuple(prepared.card.get("optional_labels", ())),
         fingerprint=prepared.card["fingerprint"],
         source=cfg.source,
-        card=prepared.card,
+        card={**prepared.card, "extra_sources": extras} if extras else prepared.card,
     )
     return Splits(train=train, val=take("val"), test=take("test"), info=info)
 
