@@ -50,11 +50,13 @@ def labelled_set(root: Path, n: int = 120, size: int = 48, channels: int = 1) ->
     return write_prepared(root, "labelled", "synthetic", faces.images, labels)
 
 
-def pool_set(root: Path, images: np.ndarray, name: str = "pool") -> Path:
-    """An unlabelled prepared pool of `images` (expression -1), in two shards."""
+def pool_set(root: Path | str, images: np.ndarray, name: str = "pool") -> Path | str:
+    """An unlabelled prepared pool of `images` (expression -1), in two shards: its folder, or
+    its URI when `root` is an s3:// URI."""
     size, channels = images.shape[1], images.shape[3]
     half = len(images) // 2
     with PreparedWriter(root, name, size, channels) as writer:
         for part in (images[:half], images[half:]):
             writer.write_shard(part, {"expression": np.full(len(part), -1, np.int8)})
-        return Path(writer.publish(source_format="test", source=name, labelled=False).uri)
+        uri = writer.publish(source_format="test", source=name, labelled=False).uri
+    return uri if "://" in str(root) else Path(uri)

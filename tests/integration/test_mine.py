@@ -270,3 +270,43 @@ def test_mine_on_ray_data_after_hmtl_train(local_ray, tmp_path):
     card = json.loads(a.read_text())
     assert card["mining"]["pool"]["num_rows"] == 300 and card["num_rows"] > 0
     assert max(card["mining"]["counts"]["per_class"].values()) <= 20
+
+
+def test_mine_a_pool_on_s3_with_ray_data(local_ray, s3_server, world, tmp_path):
+    """The pool streamed from S3 (moto) by Ray Data actors gives the rows and scores the
+    in-process engine gives for the same pool on local disk."""
+    _, model, labelled, pool, _ = world
+    remote = pool_set(s3_server.uri("pools"), read_prepared(pool).images)
+    tables = []
+    for where, engine in ((remote, "ray"), (pool, "local")):
+        args = [
+            "mine",
+            "--model",
+            str(model),
+            "--pool",
+            str(where),
+            "--labelled",
+            str(labelled),
+            "--out",
+            str(tmp_path / engine),
+            "--engine",
+            engine,
+            "--actors",
+            "1",
+            "--cache",
+            str(tmp_path / f"cache-{engine}"),
+            *LOOSE,
+            *EXACT,
+        ]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert "(computed)" in result.output
+        tables.append(rows_of(next((tmp_path / engine / "mined").glob("*/card.json")).parent))
+    s3_rows, local_rows = tables
+    assert s3_rows.column("pool_row").to_pylist() == local_rows.column("pool_row").to_pylist()
+    assert s3_rows.column("expression").equals(local_rows.column("expression"))
+    assert np.allclose(
+        s3_rows.column("mining_similarity").to_numpy(),
+        local_rows.column("mining_similarity").to_numpy(),
+        atol=1e-5,
+    )
