@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from pathlib import Path
 
 import click
 
@@ -84,7 +85,8 @@ from orchestration.cli_common import USER_ERRORS, fail, tracking_problem
     "--actors",
     type=click.IntRange(min=1),
     default=None,
-    help="Embedding actors (default: one per CPU, or per GPU where there are GPUs).",
+    help="Embedding actors (default: one per GPU where the cluster has GPUs, else one per "
+    "CPU but one, left for the reads).",
 )
 @click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
 @click.option("--tracking-uri", default=None, help="MLflow that tracked a runs:/ model.")
@@ -110,10 +112,12 @@ def mine_command(
     tracking_uri,
     cache,
 ) -> None:
-    """Embed POOL and the labelled set with the primitive model, select confident faces by
+    """Embed the --pool and --labelled sets with the primitive model, select confident faces by
     prototype similarity, and publish them as a pseudo-labelled prepared dataset."""
     from orchestration.cluster import address_problem
+    from orchestration.folders import removed_on_failure
     from orchestration.mining import MiningError, default_cache, prepare_inputs
+    from trainables.data.storage import is_remote
     from trainables.mining import MiningSettings
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
@@ -129,7 +133,11 @@ def mine_command(
         exclude_similarity=exclude_similarity,
         prototypes_per_class=prototypes_per_class,
     )
-    with contextlib.ExitStack() as scratch:
+    # A failed run leaves no empty dataset folder under a local --out.
+    cleanup = (
+        removed_on_failure(Path(out) / name) if not is_remote(out) else contextlib.nullcontext()
+    )
+    with contextlib.ExitStack() as scratch, cleanup:
         try:
             inputs = prepare_inputs(model, pool, labelled, list(exclude), tracking_uri, scratch)
             published = _run(
