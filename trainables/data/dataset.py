@@ -149,10 +149,9 @@ def load_splits(cfg: DataConfig) -> Splits:
         labels["expression"] = labels["expression"].long()
         return FaceData(_to_channels(images, cfg.channels).contiguous(), labels)
 
-    train = take("train")
+    train = with_extra_sources(take("train"), cfg, prepared.card)  # + data.extra_sources rows
     if len(train) == 0:
         raise DatasetError(f"{cfg.source}: the training split is empty")
-    train, extras = with_extra_sources(train, cfg, _to_channels)  # data.extra_sources rows
     counts = torch.bincount(train.labels["expression"], minlength=cfg.classes)
     info = DatasetInfo(
         classes=EXPRESSIONS[: cfg.classes],
@@ -160,7 +159,7 @@ def load_splits(cfg: DataConfig) -> Splits:
         optional_labels=tuple(prepared.card.get("optional_labels", ())),
         fingerprint=prepared.card["fingerprint"],
         source=cfg.source,
-        card={**prepared.card, "extra_sources": extras} if extras else prepared.card,
+        card=prepared.card,
     )
     return Splits(train=train, val=take("val"), test=take("test"), info=info)
 

@@ -19,12 +19,15 @@ from trainables.data.prepared import DatasetError
 from trainables.data.storage import is_remote
 
 
-def with_extra_sources(train, cfg: DataConfig, to_channels) -> tuple[object, list[dict]]:
+def with_extra_sources(train, cfg: DataConfig, card: dict):
     """`train` (a FaceData) with every extra source's training rows appended and a `weight`
-    label; the sources' provenance for the card (uri, fingerprint, rows, weight)."""
+    label. The sources (uri, fingerprint, rows, weight) are recorded in `card` (the training
+    dataset's own copy, saved beside checkpoints) as `extra_sources`."""
     if not cfg.extra_sources:
-        return train, []
-    from trainables.data.dataset import FaceData  # dataset.py imports this module
+        return train
+    # dataset.py imports this module.
+    from trainables.data.dataset import FaceData
+    from trainables.data.dataset import _to_channels as to_channels
 
     images, labels = [train.images], {k: [v] for k, v in train.labels.items()}
     weights = [torch.ones(len(train))]
@@ -60,7 +63,8 @@ def with_extra_sources(train, cfg: DataConfig, to_channels) -> tuple[object, lis
         )
     merged = {name: torch.cat(values) for name, values in labels.items()}
     merged["weight"] = torch.cat(weights)
-    return FaceData(torch.cat(images).contiguous(), merged), used
+    card["extra_sources"] = used
+    return FaceData(torch.cat(images).contiguous(), merged)
 
 
 def _column(labels: dict, name: str, idx: np.ndarray, like: torch.Tensor) -> torch.Tensor:
