@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestration.mining import read_card
+from orchestration.mining_publish import read_card
 from trainables.config import TrainConfig
 from trainables.data.storage import redact
 

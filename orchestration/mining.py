@@ -16,26 +16,22 @@ dataset and checkpoint errors every command shares.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from orchestration.mining_embed import Embedded, embedded
+from orchestration.mining_publish import publish_mined, read_card
 from trainables.config import ConfigError, TrainConfig
 from trainables.data.dataset import assign_splits, resolve_source
 from trainables.data.prepared import (
     EXPRESSIONS,
-    DatasetError,
-    PreparedWriter,
     Published,
     read_prepared,
-    write_scored_shard,
 )
-from trainables.data.storage import filesystem_for, redact, storage_error
+from trainables.data.storage import redact
 from trainables.data.synthetic_pool import POOL_SIZE, ensure_synthetic_pool
 from trainables.mining import MiningSettings, class_prototypes, near_duplicates, score, select
 from trainables.mining.primitive import primitive_spec
@@ -64,27 +60,6 @@ class Inputs:
     labelled: str
     labelled_card: dict
     excludes: list[tuple[str, dict]] = field(default_factory=list)
-
-
-def read_card(uri: str, option: str) -> dict:
-    """A prepared dataset's card.json, read without downloading its shards (the pool may be
-    millions of rows). One-line DatasetError/StorageError naming `option`."""
-    fs, root = filesystem_for(uri)
-    try:
-        with fs.open_input_stream(f"{root.rstrip('/')}/card.json") as f:
-            card = json.loads(f.read())
-    except FileNotFoundError:
-        raise DatasetError(
-            f"{option} {redact(uri)}: not a prepared dataset (no card.json)"
-        ) from None
-    except json.JSONDecodeError:
-        raise DatasetError(f"{option} {redact(uri)}: card.json is not valid JSON") from None
-    except OSError as err:
-        raise storage_error(uri, err, f"{option}: reading the dataset card") from None
-    for key in ("shards", "image_size", "channels", "num_rows", "fingerprint"):
-        if key not in card:
-            raise DatasetError(f"{option} {redact(uri)}: card.json has no '{key}'")
-    return card
 
 
 def resolve_pool(pool: str, labelled_card: dict, cache_dir: str) -> str:
@@ -169,6 +144,7 @@ def mine(
         log(f"  embedded {card['num_rows']} faces of {redact(uri)} ({how})")
         return done
 
+    # 1. Embed (cached); the labelled split is drawn with the primitive's own data settings.
     labelled = read_prepared(inputs.labelled)
     data_cfg = inputs.cfg.data.model_copy(update={"source": inputs.labelled})
     split = assign_splits(labelled, data_cfg)
@@ -176,6 +152,7 @@ def mine(
     pool = embed(inputs.pool, inputs.pool_card)
     classes = int(inputs.spec["head"]["weight"].shape[0])
 
+    # 2. Prototypes from the labelled training rows.
     train = np.flatnonzero((split == "train") & (labelled.labels["expression"] >= 0))
     y = labelled.labels["expression"][train].astype(np.int64)
     keep = y < classes
@@ -186,6 +163,7 @@ def mine(
         settings.prototypes_per_class,
         settings.kmeans_seed,
     )
+    # 3. Scores, chunk by chunk over the memory-mapped pool.
     chunk = 8192
     scores = concat(
         [
@@ -199,6 +177,7 @@ def mine(
         ]
     )
 
+    # 4-5. Thresholds, near-duplicates of the held-out and excluded faces, quotas.
     held_out = np.flatnonzero(np.isin(split, EXCLUDED_SPLITS))
     excluded = [np.asarray(lab.embeddings[held_out])]
     exclude_info = [
@@ -221,6 +200,7 @@ def mine(
             f"no pool face passed the filters (faces left after: {after}); nothing published"
         )
 
+    # 6. Publish with the provenance.
     provenance = {
         "model": {
             "reference": redact(inputs.model),
@@ -250,42 +230,9 @@ def mine(
         "near_duplicates_in_pool": int(dup.sum()),
         "row_columns": ["pool_row", "mining_similarity", "mining_confidence", "mining_classifier"],
     }
-    return _publish(inputs, scores, selection.rows, provenance, out, name)
-
-
-def _publish(
-    inputs: Inputs, scores, rows: np.ndarray, provenance: dict, out: str, name: str
-) -> Published:
-    """Write the kept pool rows shard by shard (the pool's own sharding, streamed), then the
-    card; the fingerprint also covers the provenance, so other settings never reuse a card."""
-    card = inputs.pool_card
-    size, channels = card["image_size"], card["channels"]
-    fs, root = filesystem_for(inputs.pool)
-    with PreparedWriter(out, name, size, channels) as writer:
-        offset = 0
-        for shard in card["shards"]:
-            with fs.open_input_file(f"{root.rstrip('/')}/{shard}") as f:
-                table = pq.read_table(f, columns=["image"])
-            mine = rows[(rows >= offset) & (rows < offset + table.num_rows)]
-            offset += table.num_rows
-            if len(mine) == 0:
-                continue
-            values = table.column("image").take(mine - (offset - table.num_rows)).to_pylist()
-            images = np.frombuffer(b"".join(values), np.uint8).reshape(
-                len(mine), size, size, channels
-            )
-            labels = {"expression": scores.label[mine]}
-            columns = {
-                "pool_row": mine.astype(np.int64),
-                "mining_similarity": scores.similarity[mine],
-                "mining_confidence": scores.confidence[mine],
-                "mining_classifier": scores.classifier[mine].astype(np.int8),
-            }
-            write_scored_shard(writer, images, labels, np.full(len(mine), "train", object), columns)
-        writer.digest.update(json.dumps(provenance, sort_keys=True).encode())
-        return writer.publish(
-            source_format="mined", source=redact(inputs.pool), bad_rows=0, mining=provenance
-        )
+    return publish_mined(
+        inputs.pool, inputs.pool_card, scores, selection.rows, provenance, out, name
+    )
 
 
 def default_cache() -> str:
