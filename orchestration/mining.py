@@ -98,6 +98,10 @@ def prepare_inputs(
     if labelled == "synthetic":  # the primitive's own synthetic training data
         labelled = str(resolve_source(cfg.data.model_copy(update={"source": "synthetic"})))
     labelled_card = read_card(labelled, "--labelled")
+    if labelled_card.get("labelled") is False:
+        raise MiningError(
+            f"--labelled {redact(labelled)}: an unlabelled dataset (prototypes need labels)"
+        )
     pool = resolve_pool(pool, labelled_card, cfg.data.cache_dir)
     pool_card = read_card(pool, "--pool")
     for key, what in (("image_size", "image size"), ("channels", "channel count")):
@@ -156,6 +160,8 @@ def mine(
     train = np.flatnonzero((split == "train") & (labelled.labels["expression"] >= 0))
     y = labelled.labels["expression"][train].astype(np.int64)
     keep = y < classes
+    if not keep.any():
+        raise MiningError(f"--labelled {redact(inputs.labelled)}: no labelled training rows")
     protos, owners = class_prototypes(
         np.asarray(lab.embeddings[train[keep]]),
         y[keep],

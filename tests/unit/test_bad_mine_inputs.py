@@ -71,6 +71,12 @@ def test_pool_of_another_shape(tmp_path, inputs, size, channels, needle):
     assert_nothing_published(out)
 
 
+def test_unlabelled_labelled_set(tmp_path, inputs):
+    model, _ = inputs
+    pool = pool_set(tmp_path / "data", render_faces(8, size=48, channels=1, seed=1).images)
+    refused(mine_args(model, pool, pool, tmp_path / "out"), "an unlabelled dataset")
+
+
 def test_pool_that_is_not_a_dataset(tmp_path, inputs):
     model, labelled = inputs
     (tmp_path / "empty").mkdir()
