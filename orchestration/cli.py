@@ -17,6 +17,7 @@ import click
 from orchestration.cli_common import OneLineGroup, fail, tracking_problem
 from orchestration.cli_data import data_group
 from orchestration.cli_jobs import logs_command, stop_command, submit_command
+from orchestration.cli_mine import mine_command
 from orchestration.cli_study import report_study_command, resume_study_command, study_command
 from orchestration.cli_train import train_command
 from trainables.config import ConfigError
@@ -254,6 +255,7 @@ def sweep_summary(result, metric: str) -> str:
 main.add_command(data_group)
 main.add_command(train_command)
 main.add_command(study_command)
+main.add_command(mine_command)
 for command in (submit_command, logs_command, stop_command):
     main.add_command(command)
 

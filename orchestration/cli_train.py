@@ -88,6 +88,7 @@ def _train(
     """`hmtl train` once the checkpoint (if any) is local: every input is checked before
     the run folder, the header line or an MLflow run exists; raises USER_ERRORS. Fetched
     pre-trained weights live until `scratch` closes."""
+    from orchestration.extra_sources import extra_source_tags
     from orchestration.folders import blocking_file, removed_on_failure
     from orchestration.pretrained import FROM_TAG, resolved
     from orchestration.single_run import TrackedSession, check_inputs
@@ -115,6 +116,7 @@ def _train(
     elif cfg.model.pretrained:  # resumed: the checkpoint holds the weights, none are fetched
         lineage = {FROM_TAG: redact(cfg.model.pretrained)}
     check_inputs(cfg, weights, resuming=state is not None)
+    lineage.update(extra_source_tags(cfg))  # mined datasets trained on, by fingerprint
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out) if out else Path("hmtl-runs") / "train" / f"{name}-{stamp}"
     blocked = blocking_file(run_dir)

@@ -40,6 +40,11 @@ class DataConfig(_Section):
     cache_dir: str = "hmtl-runs/datasets"
     """Where synthetic datasets are written on first use and found again by fingerprint."""
     synthetic: SyntheticConfig = SyntheticConfig()
+    extra_sources: list[str] = []
+    """Prepared datasets whose rows join the training split only (e.g. what `hmtl mine`
+    published: pseudo-labelled faces); local folders or `s3://` URIs."""
+    extra_weight: float = Field(1.0, ge=0.0, le=10.0)
+    """Expression-loss weight of an extra source's rows (1: like a labelled row)."""
     image_size: int = Field(64, ge=48, le=224)
     channels: Literal[1, 3] = 1
     classes: Literal[7, 8] = 8

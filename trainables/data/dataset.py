@@ -31,6 +31,7 @@ import torch
 
 from trainables.config import DataConfig
 from trainables.data.cache import DATASETS
+from trainables.data.extra import with_extra_sources
 from trainables.data.prepared import (
     EXPRESSIONS,
     DatasetError,
@@ -180,7 +181,7 @@ def load_splits(cfg: DataConfig) -> Splits:
         labels["expression"] = labels["expression"].long()
         return FaceData(_to_channels(images, cfg.channels).contiguous(), labels)
 
-    train = take("train")
+    train = with_extra_sources(take("train"), cfg, prepared.card)  # + data.extra_sources rows
     if len(train) == 0:
         raise DatasetError(f"{cfg.source}: the training split is empty")
     known = train.labels["expression"][train.labels["expression"] >= 0]

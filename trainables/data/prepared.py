@@ -517,3 +517,24 @@ def find_prepared(root: str | os.PathLike, name: str) -> Path | None:
     cards = sorted((Path(root) / name).glob("*/card.json"))
     published = [c.parent for c in cards if not c.parent.name.startswith(".tmp-")]
     return published[0] if published else None
+
+
+def write_scored_shard(
+    writer: PreparedWriter,
+    images: np.ndarray,
+    labels: dict[str, np.ndarray],
+    split: np.ndarray | None,
+    scores: dict[str, np.ndarray],
+) -> None:
+    """`writer.write_shard` plus per-row numeric columns (a mined dataset's scores); readers
+    ignore columns they do not know, and the fingerprint covers them like any other."""
+    table = _table(images, labels, split, None)
+    for name, values in scores.items():
+        table = table.append_column(name, pa.array(np.asarray(values)))
+    writer.digest_table(table)
+    shard = f"part-{len(writer.shards):05d}.parquet"
+    try:
+        pq.write_table(table, f"{writer.staging}/{shard}", filesystem=writer.fs)
+    except OSError as err:
+        raise storage_error(writer.out, err, f"writing {shard}") from None
+    writer.shards.append(shard)

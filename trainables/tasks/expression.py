@@ -38,6 +38,8 @@ class ExpressionTask(nn.Module):
         self, features: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         logits = self(features).float()
+        if "weight" in batch:  # data.extra_sources: pseudo-labelled rows weigh extra_weight
+            return {self.name: _row_weighted(self, logits, batch)}
         ce = F.cross_entropy(
             logits,
             batch["expression"],
@@ -55,6 +57,18 @@ class ExpressionTask(nn.Module):
         metrics: dict[str, object] = dict(classification_metrics(stats, self.classes))
         metrics["confusion_matrix"] = stats.cpu().tolist()
         return metrics
+
+
+def _row_weighted(task: ExpressionTask, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Cross-entropy averaged with per-row weights times class weights: with every row
+    weight 1 it equals the unweighted loss (same normaliser as cross_entropy's mean)."""
+    y = batch["expression"]
+    per_row = F.cross_entropy(
+        logits, y, weight=task.class_weight, label_smoothing=task.label_smoothing, reduction="none"
+    )
+    w = batch["weight"].to(per_row.dtype)
+    norm = w * (task.class_weight[y] if task.class_weight is not None else 1.0)
+    return (per_row * w).sum() / norm.sum().clamp_min(1e-12)
 
 
 def class_weights(counts: tuple[int, ...]) -> torch.Tensor:

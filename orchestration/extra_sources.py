@@ -1,0 +1,23 @@
+"""Tags of a run trained with `data.extra_sources`: which mined (or other) datasets it saw."""
+
+from __future__ import annotations
+
+from orchestration.mining_publish import read_card
+from trainables.config import TrainConfig
+from trainables.data.storage import redact
+
+SOURCES_TAG = "hmtl.extra_sources"
+FINGERPRINTS_TAG = "hmtl.extra_fingerprints"
+
+
+def extra_source_tags(cfg: TrainConfig) -> dict[str, str]:
+    """`hmtl.extra_sources` (URIs) and `hmtl.extra_fingerprints` (each dataset's fingerprint,
+    same order) for a run with extra sources, read from their cards (so a missing or
+    unpublished one is refused in one line before the run starts); {} without any."""
+    if not cfg.data.extra_sources:
+        return {}
+    cards = [read_card(uri, "data.extra_sources:") for uri in cfg.data.extra_sources]
+    return {
+        SOURCES_TAG: ",".join(redact(uri) for uri in cfg.data.extra_sources),
+        FINGERPRINTS_TAG: ",".join(card["fingerprint"] for card in cards),
+    }
