@@ -34,7 +34,7 @@ from trainables.checkpoint import (
     set_rng_state,
 )
 from trainables.config import TrainConfig
-from trainables.data.dataset import FaceData, load_splits
+from trainables.data.dataset import FaceData, Splits, load_splits
 from trainables.models import build_backbone, load_pretrained
 from trainables.network import FaceModel
 from trainables.optim import make_optimizer, make_scheduler
@@ -51,7 +51,9 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def train(cfg: TrainConfig, session: Session) -> TrainResult:
+def train(cfg: TrainConfig, session: Session, splits: Splits | None = None) -> TrainResult:
+    """Train per `cfg`; `splits` given (the active-learning loop's labelled rows) replace the
+    dataset `cfg.data` names."""
     began = time.perf_counter()
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
@@ -62,7 +64,7 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
     channels_last = device.type == "cuda"
 
     # Data: decoded once, resident on the training device.
-    splits = load_splits(cfg.data)
+    splits = splits if splits is not None else load_splits(cfg.data)
     train_data, val_data, test_data = (
         d.to(device) for d in (splits.train, splits.val, splits.test)
     )
