@@ -142,3 +142,14 @@ def test_resume_ends_as_an_uninterrupted_run(active_config, tmp_path, reset):
     resumed, _ = _run(cfg, tmp_path / "cut")
     assert np.array_equal(resumed.labelled_map, whole.labelled_map)
     assert _same(resumed.history) == _same(whole.history)
+
+
+def test_hmtl_active_refuses_bad_input_before_making_anything(tmp_path):
+    from helpers import refused
+
+    out = tmp_path / "run"
+    refused(["active", "active_quickstart", "--strategy", "vaal", "--out", str(out)], "vaal")
+    refused(["active", "active_quickstart", "--set", "cycles=30", "--out", str(out)], "pool")
+    refused(["active", "active_quickstart", "--set", "budget=3", "--out", str(out)], "budget")
+    refused(["active", "active_quickstart", "--out", str(out), "--resume"], "no completed cycle")
+    assert not out.exists()
