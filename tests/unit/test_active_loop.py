@@ -153,3 +153,19 @@ def test_hmtl_active_refuses_bad_input_before_making_anything(tmp_path):
     refused(["active", "active_quickstart", "--set", "budget=3", "--out", str(out)], "budget")
     refused(["active", "active_quickstart", "--out", str(out), "--resume"], "no completed cycle")
     assert not out.exists()
+
+
+def test_shipped_quickstart_is_the_activefer_protocol():
+    from orchestration.cli_train import shipped_config
+    from trainables.active.config import load_active_config
+
+    cfg = load_active_config(shipped_config("active_quickstart"))
+    assert (cfg.initial_fraction, cfg.budget_fraction, cfg.cycles) == (0.10, 0.05, 7)
+    assert cfg.reset == "pretrained" and cfg.train.data.source == "synthetic"
+
+
+def test_active_config_needs_the_expression_task():
+    from trainables.config import ConfigError
+
+    with pytest.raises(ConfigError, match="expression"):
+        build_active_config({"train": {"tasks": {"main": {"expression": None, "gender": {}}}}})

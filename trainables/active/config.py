@@ -88,6 +88,10 @@ class ActiveConfig(_Section):
 
     @model_validator(mode="after")
     def _budget_fits(self) -> ActiveConfig:
+        if self.train.tasks.main.expression is None:
+            raise ValueError(
+                "active learning queries expression labels: enable train.tasks.main.expression"
+            )
         final = self.initial_fraction + self.budget_fraction * (self.cycles - 1)
         if final > 1.0 + 1e-9:
             raise ValueError(

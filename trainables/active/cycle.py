@@ -59,7 +59,6 @@ class CycleSession:
         self.start_digest = ""
         self.epochs = 0
         self.accuracies: list[float] = []
-        self.last: dict[str, Any] = {}
 
     def stop_when(
         self,
@@ -87,7 +86,6 @@ class CycleSession:
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         self.epochs = int(metrics["epoch"])
-        self.last = metrics
         if self.train_accuracy is None:
             return
         accuracy = self.train_accuracy(self.model)

@@ -26,7 +26,7 @@ import torch
 from trainables.active.config import ActiveConfig
 from trainables.active.cycle import CycleSession, StopCycle, digest
 from trainables.active.labels import initial_draw, labelled_rows, mark, pool_rows, sizes
-from trainables.active.registry import PoolContext, get_strategy
+from trainables.active.registry import PoolContext, Strategy, get_strategy
 from trainables.active.state import ActiveState, load_state, save_state
 from trainables.checkpoint import CheckpointError, rng_state, set_rng_state
 from trainables.config import TrainConfig
@@ -144,7 +144,7 @@ def labelled_accuracy(
 
 def select(
     cfg: ActiveConfig,
-    strategy,
+    strategy: Strategy,
     model: torch.nn.Module,
     pool_data: FaceData,
     state: ActiveState,
