@@ -55,7 +55,8 @@ class StrategySettings(_Section):
 class ActiveConfig(_Section):
     strategy: str = "random"
     seed: int = Field(0, ge=0)
-    """Seeds the initial draw and every strategy's random choices (one AL run per seed)."""
+    """Seeds the initial draw, every strategy's random choices and (with
+    `train.runtime.seed`) each cycle's training: repeats of a study differ in it alone."""
     initial_fraction: Fraction = 0.10
     initial_draw: Literal["stratified", "uniform"] = "stratified"
     budget_fraction: Fraction = 0.05

@@ -179,11 +179,11 @@ def select(
 
 
 def cycle_config(cfg: ActiveConfig, cycle: int) -> TrainConfig:
-    """The training config of one cycle: its own shuffling seed (the first keeps the
-    configured one, so its fresh model is the configured init), one checkpoint at the end."""
+    """The training config of one cycle: its own seed (init and shuffling) from the run's
+    `seed`, the cycle and `train.runtime.seed`, so repeats differ in everything; one
+    checkpoint at the end."""
     ccfg = cfg.train.model_copy(deep=True)
-    if cycle > 0:
-        ccfg.runtime.seed = derive_seed(cfg.train.runtime.seed, cycle)
+    ccfg.runtime.seed = derive_seed(cfg.train.runtime.seed, cfg.seed, cycle)
     if cfg.reset == "random":
         ccfg.model.pretrained = None  # ActiveFER's re-init discards any pre-trained weights
     ccfg.runtime.checkpoint_every = ccfg.schedule.epochs

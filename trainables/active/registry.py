@@ -91,7 +91,6 @@ def by_score(score: Callable[[PoolContext], torch.Tensor]) -> Select:
     def select(ctx: PoolContext, budget: int) -> torch.Tensor:
         return top(score(ctx), budget)
 
-    select.score = score  # type: ignore[attr-defined] - tests and benchmarks score directly
     return select
 
 
