@@ -82,8 +82,6 @@ def test_reset_pretrained_restores_the_snapshot(active_config, tmp_path):
         cfg,
         cycle_config(cfg, 1),
         subset(splits.train, rows),
-        splits.val,
-        splits.test,
         splits,
         torch.device("cpu"),
         state.snapshot,

@@ -72,9 +72,7 @@ def run_active(
             ccfg.model.pretrained = None  # overwritten by `start` anyway: don't fetch it again
         keep_start = cfg.reset == "pretrained" and state.snapshot is None
         began = time.perf_counter()
-        inner = train_cycle(
-            cfg, ccfg, subset(pool_data, rows), val, test, splits, device, start, keep_start
-        )
+        inner = train_cycle(cfg, ccfg, subset(pool_data, rows), splits, device, start, keep_start)
         model = inner.model
         trained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if keep_start:
@@ -116,8 +114,6 @@ def train_cycle(
     cfg: ActiveConfig,
     ccfg: TrainConfig,
     labelled: FaceData,
-    val: FaceData,
-    test: FaceData,
     splits: Splits,
     device: torch.device,
     start: dict[str, torch.Tensor] | None,
@@ -131,8 +127,11 @@ def train_cycle(
     # Class weights (inverse frequency) follow the labelled rows, not the whole pool.
     counts = torch.bincount(labelled.labels["expression"].cpu(), minlength=ccfg.data.classes)
     info = dataclasses.replace(splits.info, class_counts=tuple(int(c) for c in counts))
+    # No val/test rows: the loop evaluates once after the cycle, while per-epoch validation
+    # would cost about as much as the epoch itself when the labelled set is small.
+    none = subset(labelled, np.zeros(0, dtype=np.int64))
     with contextlib.suppress(StopCycle):
-        train(ccfg, inner, splits=Splits(train=labelled, val=val, test=test, info=info))
+        train(ccfg, inner, splits=Splits(train=labelled, val=none, test=none, info=info))
     return inner
 
 
