@@ -167,3 +167,13 @@ def test_active_config_needs_the_expression_task():
 
     with pytest.raises(ConfigError, match="expression"):
         build_active_config({"train": {"tasks": {"main": {"expression": None, "gender": {}}}}})
+
+
+def test_max_pool_scores_a_seeded_subsample_and_records_it(active_config, tmp_path):
+    cfg = active_config(cycles=2, strategy="margin", max_pool=60)
+    result, _ = _run(cfg, tmp_path)
+    assert result.history[0]["al/pool_scored"] == 60
+    assert (
+        result.history[0]["al/selected"]
+        == result.history[1]["al/labelled"] - result.history[0]["al/labelled"]
+    )

@@ -173,3 +173,14 @@ def test_pool_scoring_uses_the_eval_transform_only(pool_ctx):
     with torch.no_grad():
         augmented = head(ctx.model)(features_of(ctx.model, weak))
     assert not torch.allclose(logits, augmented, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(strategies()))
+def test_every_strategy_selects_on_the_gpu(pool_ctx, name):
+    ctx = pool_ctx(deepfool={"max_iter": 3})
+    device = torch.device("cuda")
+    ctx.model.to(device)
+    ctx.data = ctx.data.to(device)
+    picked = strategies()[name].select(ctx, 12)
+    assert len(set(picked.cpu().tolist())) == 12
