@@ -88,7 +88,7 @@ def _active(
     click.echo(f"hmtl active: {config} ({cfg.strategy}, reset {cfg.reset}) -> {run_dir}")
     with removed_on_failure(run_dir, keep=lambda: any(run_dir.glob("checkpoint_*"))):
         if tracking_uri:
-            session = tracked_session(run_dir, cfg, tracking_uri)
+            session = tracked_session(run_dir, cfg, tracking_uri, resume)
         else:
             session = LocalSession(run_dir, log=None)
         try:
@@ -108,29 +108,60 @@ def _active(
     click.echo(f"  checkpoint               {result.checkpoint}")
 
 
-def tracked_session(run_dir: Path, cfg, tracking_uri: str):
-    """A TrackedSession for the run, with the loop's own settings as `active.*` params and
-    each cycle's labelled map logged as an artifact (`active/cycle_<n>/labelled_map.json`)."""
-    from mlflow.entities import Param
+RUN_DIR_TAG = "hmtl.active_run_dir"
+EXPERIMENT = "hmtl-active"
 
+
+def tracked_session(run_dir: Path, cfg, tracking_uri: str, resume: bool):
+    """A TrackedSession for the run: the training config and the loop's settings (`active.*`)
+    as params, each cycle's labelled map as an artifact (`active/cycle_<n>/`). `--resume`
+    continues the MLflow run of the same run folder, so one run holds every cycle."""
+    import socket
+
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    from orchestration.mlflow_native import tag_training_experiment
     from orchestration.single_run import TrackedSession
-    from orchestration.tracking import MAX_PARAM_LENGTH
+    from orchestration.tracking import MAX_PARAM_LENGTH, git_commit, redact_uri
     from trainables.active.state import MAP_FILE
     from trainables.config import flatten
+    from trainables.session import LocalSession
 
     class ActiveTrackedSession(TrackedSession):
+        def __init__(self, client: MlflowClient, run_id: str) -> None:
+            LocalSession.__init__(self, run_dir, log=None)  # the run exists already
+            self.client, self.run_id = client, run_id
+
         def report(self, metrics, checkpoint_dir=None):
             super().report(metrics, checkpoint_dir)
             if checkpoint_dir is not None:
                 where = f"active/cycle_{int(metrics['epoch']):03d}"
                 self.client.log_artifact(self.run_id, str(Path(checkpoint_dir, MAP_FILE)), where)
 
-    session = ActiveTrackedSession(
-        run_dir, cfg.train, tracking_uri, log=None, experiment="hmtl-active"
+    client = MlflowClient(redact_uri(tracking_uri))
+    found = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = found.experiment_id if found else client.create_experiment(EXPERIMENT)
+    tag_training_experiment(client, experiment_id)
+    key = str(run_dir.resolve())
+    if resume:
+        earlier = client.search_runs(
+            [experiment_id],
+            f"tags.`{RUN_DIR_TAG}` = '{key}'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        if earlier:
+            run_id = earlier[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+            return ActiveTrackedSession(client, run_id)
+    tags = {"hmtl.git_commit": git_commit(), "hmtl.host": socket.gethostname(), RUN_DIR_TAG: key}
+    run_id = client.create_run(experiment_id, run_name=run_dir.name, tags=tags).info.run_id
+    params = {
+        **cfg.train.flat(),
+        **{f"active.{k}": v for k, v in flatten(cfg.model_dump(exclude={"train"})).items()},
+    }
+    client.log_batch(
+        run_id, params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
     )
-    settings = flatten(cfg.model_dump(exclude={"train"}))
-    session.client.log_batch(
-        session.run_id,
-        params=[Param(f"active.{k}", str(v)[:MAX_PARAM_LENGTH]) for k, v in settings.items()],
-    )
-    return session
+    return ActiveTrackedSession(client, run_id)

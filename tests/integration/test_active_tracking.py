@@ -1,6 +1,7 @@
 """`hmtl active --tracking-uri`: one MLflow run, cycle-stepped metrics, a labelled map per cycle."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,14 @@ def test_tracked_active_run_logs_cycles_as_steps_and_labelled_maps(tmp_path, mon
     local = client.download_artifacts(run.info.run_id, "active/cycle_002", str(tmp_path / "a"))
     final = json.loads((Path(local) / "labelled_map.json").read_text())
     assert {c for c in final if c >= 0} == {0, 1, 2}
+
+    # A run killed inside its last cycle: `--resume` continues the same MLflow run.
+    shutil.rmtree(out / "checkpoint_000002")
+    again = CliRunner().invoke(
+        main, ["active", str(config), "--out", str(out), "--tracking-uri", uri, "--resume"]
+    )
+    assert again.exit_code == 0, again.output
+    (same,) = client.search_runs([experiment.experiment_id])
+    assert same.info.run_id == run.info.run_id and same.info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(run.info.run_id, "al/test_accuracy")}
+    assert steps == {0, 1, 2}
