@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from orchestration.cli_active import active_command
 from orchestration.cli_common import OneLineGroup, fail, tracking_problem
 from orchestration.cli_data import data_group
 from orchestration.cli_jobs import logs_command, stop_command, submit_command
@@ -256,6 +257,7 @@ main.add_command(data_group)
 main.add_command(train_command)
 main.add_command(study_command)
 main.add_command(mine_command)
+main.add_command(active_command)
 for command in (submit_command, logs_command, stop_command):
     main.add_command(command)
 

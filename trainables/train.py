@@ -65,9 +65,16 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    session: Session,
+    pretrained: str | None = None,
+    splits: Splits | None = None,
+) -> TrainResult:
     """Train `cfg` to its last epoch, reporting through `session`. `pretrained` is the local
-    copy of `model.pretrained` when orchestration fetched it (a URI or `runs:/` source)."""
+    copy of `model.pretrained` when orchestration fetched it (a URI or `runs:/` source);
+    `splits` given (the active-learning loop's labelled rows) replace the dataset `cfg.data`
+    names."""
     began = time.perf_counter()
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
@@ -79,7 +86,7 @@ def train(cfg: TrainConfig, session: Session, pretrained: str | None = None) -> 
 
     # Data: decoded once, resident on the training device.
     pretrain = not cfg.tasks.main.enabled()
-    splits = load_splits(cfg.data)
+    splits = splits if splits is not None else load_splits(cfg.data)
     refuse_unlabelled(cfg.data, cfg.tasks.main.enabled(), splits.info.labelled)
     train_data, val_data, test_data = (
         d.to(device) for d in (splits.train, splits.val, splits.test)

@@ -1,0 +1,13 @@
+"""Random: a uniform draw from the pool (the baseline every strategy is compared with)."""
+
+from __future__ import annotations
+
+import torch
+
+from trainables.active.registry import PoolContext, register
+
+
+@register("random", kind="set")
+def select(ctx: PoolContext, budget: int) -> torch.Tensor:
+    """`budget` distinct pool positions drawn uniformly from the cycle's seeded generator."""
+    return torch.from_numpy(ctx.generator.choice(len(ctx.pool), size=budget, replace=False))
