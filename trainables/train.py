@@ -69,7 +69,9 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
 
     # Model: a shared backbone plus one module per enabled task.
     torch.manual_seed(cfg.runtime.seed)
-    backbone = build_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.width)
+    backbone = build_backbone(
+        cfg.model.backbone, cfg.data.channels, cfg.model.width, cfg.model.stem
+    )
     if cfg.model.pretrained:
         load_pretrained(backbone, cfg.model.pretrained)
     tasks = build_tasks(cfg, splits.info, backbone.feature_dim)
