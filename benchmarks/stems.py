@@ -11,7 +11,7 @@ split) with its 95% CI.
 The defaults fit in about 10 minutes on 2 CPU cores (the small stem costs ~16x the
 multiply-adds at 48 px); pass more samples and epochs where there is time or a GPU:
 
-    python benchmarks/stems.py [--seeds 3] [--epochs 2] [--samples 800] [--device auto]
+    python benchmarks/stems.py [--seeds 3] [--epochs 3] [--samples 800] [--threads N]
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ def run(stem: str, seed: int, args: argparse.Namespace, out: str) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=800, help="synthetic faces in all")
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")

@@ -25,9 +25,11 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from orchestration import console
 from orchestration.cluster import Plan
+from orchestration.cost import ray_rate
 from orchestration.reuse import trial_scope
 from orchestration.space import SearchSpace
 from orchestration.worker import scalar_metrics, train_loop_per_worker
+from trainables.accounting import CostRate, costs
 from trainables.config import TrainConfig
 from trainables.train import train
 
@@ -42,11 +44,13 @@ class TuneSession:
     world_size = 1
     device = None
 
-    def __init__(self) -> None:
+    def __init__(self, cost_rate: CostRate | None = None) -> None:
         self._downloads: list[str] = []
+        self.cost_rate = cost_rate
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        metrics = {**metrics, **costs(metrics, self.cost_rate)}  # cost/device_seconds, cost/usd
         ray.tune.report(scalar_metrics(metrics), checkpoint=checkpoint)  # (3) persisted by Tune
 
     def latest_checkpoint(self) -> str | None:
@@ -102,7 +106,7 @@ def make_trial(
             if plan.use_train:
                 fit_trainer(cfg)
                 return
-            session = TuneSession()
+            session = TuneSession(ray_rate(plan.cpus_per_worker, plan.gpus_per_worker))
             try:
                 train(cfg, session)
             finally:
@@ -112,7 +116,12 @@ def make_trial(
         trial_id = ray.tune.get_context().get_trial_id()  # (5) names the Train run's folder
         trainer = TorchTrainer(
             train_loop_per_worker,
-            train_loop_config={"cfg": cfg.model_dump(mode="json"), "quiet": quiet},
+            train_loop_config={
+                "cfg": cfg.model_dump(mode="json"),
+                "quiet": quiet,
+                # What each worker holds, for its compute accounting (orchestration/cost.py).
+                "resources": {"cpus": plan.cpus_per_worker, "gpus": plan.gpus_per_worker},
+            },
             scaling_config=ray.train.ScalingConfig(
                 num_workers=plan.workers,
                 use_gpu=plan.gpus_per_worker > 0,

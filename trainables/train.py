@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from trainables.accounting import IMAGES_SEEN, WALL_SECONDS, InputCounter
 from trainables.augment import augment
 from trainables.checkpoint import (
     CheckpointError,
@@ -74,6 +75,7 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
     )
     if cfg.model.pretrained:
         load_pretrained(backbone, cfg.model.pretrained)
+    seen = InputCounter(backbone)  # every backbone input, auxiliary ones included
     tasks = build_tasks(cfg, splits.info, backbone.feature_dim)
     model = FaceModel(
         backbone, tasks, channels_last=channels_last, aux_budget=cfg.tasks.aux_budget
@@ -112,6 +114,8 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
         history = list(state.get("history", []))
         last = state.get("metrics", {})
 
+    # Compute accounting continues from the checkpoint's counts (trainables/accounting.py).
+    images_seen, wall_before = last.get(IMAGES_SEEN, 0), last.get(WALL_SECONDS, 0.0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     for epoch in range(start_epoch, cfg.schedule.epochs + 1):
         seed_epoch(cfg.runtime.seed, epoch, session.rank)
@@ -123,7 +127,7 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
         # Train one epoch.
         wrapped.train()
         sums: dict[str, torch.Tensor] = {}
-        start = time.perf_counter()
+        start, counted = time.perf_counter(), seen.count
         for step in range(steps_per_epoch):
             index = mine[step * batch_size : (step + 1) * batch_size].to(device)
             batch = train_data.batch(index)
@@ -153,6 +157,7 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - start
+        images_seen += (seen.count - counted) * session.world_size  # ranks take equal batches
 
         # Evaluate on clean validation images.
         metrics: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
@@ -164,6 +169,8 @@ def train(cfg: TrainConfig, session: Session) -> TrainResult:
         if epoch == cfg.schedule.epochs:
             metrics.update(prefixed("test", evaluate(model, test_data, cfg, session, autocast)))
         metrics["time/train_s"] = time.perf_counter() - began  # in this process, so far
+        metrics[IMAGES_SEEN] = images_seen
+        metrics[WALL_SECONDS] = wall_before + time.perf_counter() - began
         metrics["data/fingerprint"] = splits.info.fingerprint
         history.append({k: v for k, v in metrics.items() if isinstance(v, int | float)})
 
