@@ -7,11 +7,8 @@ import os
 
 import pytest
 import torch
-import yaml
-from click.testing import CliRunner
 from helpers import refused
 
-from orchestration.cli import main
 from orchestration.cost import PRICE_ENV, local_rate, parse_price, rate_for
 from trainables.accounting import (
     DEVICE_SECONDS,
@@ -133,15 +130,3 @@ def test_a_bad_price_variable_is_refused_in_one_line(monkeypatch, tmp_path) -> N
     assert line.endswith(f"{PRICE_ENV}: 'lots' is not a price per hour in USD (e.g. 1.21)")
     assert not (tmp_path / "run").exists()
     refused(["sweep", "quickstart", "--storage", str(tmp_path)], "'lots' is not a price")
-
-
-def test_hmtl_train_logs_core_seconds_and_price(tiny_config, monkeypatch, tmp_path) -> None:
-    cfg = tiny_config("runtime.device=cpu", "runtime.num_threads=1", "schedule.epochs=1")
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    monkeypatch.setenv(PRICE_ENV, "7.2")
-    result = CliRunner().invoke(main, ["train", str(path), "--out", str(tmp_path / "run")])
-    assert result.exit_code == 0, result.output
-    (m,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert m[DEVICE_SECONDS] == pytest.approx(m[WALL_SECONDS])  # one thread: one core
-    assert m[USD] == pytest.approx(7.2 / os.cpu_count() * m[WALL_SECONDS] / 3600)
