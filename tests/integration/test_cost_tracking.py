@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from orchestration.cli import main
-from orchestration.cost import PRICE_ENV
+from orchestration.cost import PRICE_ENV, ray_rate
 from trainables.accounting import DEVICE_SECONDS, IMAGES_SEEN, USD, WALL_SECONDS
 
 pytestmark = pytest.mark.integration
@@ -32,3 +32,15 @@ def test_hmtl_train_logs_cost_to_its_folder_and_mlflow(tiny_config, monkeypatch,
     (run,) = MlflowClient(tracking).search_runs(["0", "1"])  # the run TrackedSession made
     assert run.data.metrics[DEVICE_SECONDS] == pytest.approx(m[DEVICE_SECONDS])
     assert run.data.metrics[IMAGES_SEEN] == m[IMAGES_SEEN] == 512
+
+
+def test_a_trial_pays_its_share_of_the_ray_node_it_runs_on(local_ray, monkeypatch):
+    # Local Ray's node has no price label, so the variable prices it (read where the rate is
+    # computed: a trial's own process on a cluster, this test's driver here).
+    monkeypatch.setenv(PRICE_ENV, "3.0")
+    rate = ray_rate(cpus=1, gpus=0, workers=2)
+    (node,) = [n for n in local_ray.nodes() if n["Alive"]]
+    assert node["Resources"]["CPU"] == 2
+    assert rate.devices == 2 and rate.usd_per_hour == pytest.approx(3.0 * (1 / 2) * 2)
+    monkeypatch.delenv(PRICE_ENV)
+    assert ray_rate(cpus=1, gpus=0).usd_per_hour is None
