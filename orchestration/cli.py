@@ -68,6 +68,7 @@ def sweep_command(
 ) -> None:
     """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
     from orchestration.cluster import InfeasibleError, address_problem, check_local
+    from orchestration.cost import price_problem
     from orchestration.folders import blocking_file
     from orchestration.smoke import smoke as make_smoke
     from orchestration.space import SpaceError, load_space
@@ -75,7 +76,7 @@ def sweep_command(
     storage = storage or "hmtl-runs"
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
-    for problem in (address_problem(address), tracking_problem(tracking_uri)):
+    for problem in (address_problem(address), tracking_problem(tracking_uri), price_problem()):
         if problem:
             fail(problem)
     if "://" in storage and tracking_uri is None:

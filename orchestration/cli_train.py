@@ -60,13 +60,14 @@ def train_command(
     tracking_uri: str | None,
 ) -> None:
     """Train one model without Ray: one progress line per epoch, then a summary."""
+    from orchestration.cost import price_problem
     from orchestration.single_run import local_checkpoint
 
     if config is None and resume_from is None:
         fail("give a CONFIG, or --resume-from a checkpoint to continue with its own config")
-    problem = tracking_problem(tracking_uri)
-    if problem:
-        fail(problem)
+    for problem in (tracking_problem(tracking_uri), price_problem()):
+        if problem:
+            fail(problem)
     try:
         # A remote checkpoint is fetched to scratch that goes away when training ends.
         with local_checkpoint(resume_from) as checkpoint, ExitStack() as scratch:
@@ -88,6 +89,7 @@ def _train(
     """`hmtl train` once the checkpoint (if any) is local: every input is checked before
     the run folder, the header line or an MLflow run exists; raises USER_ERRORS. Fetched
     pre-trained weights live until `scratch` closes."""
+    from orchestration.cost import local_rate
     from orchestration.extra_sources import extra_source_tags
     from orchestration.folders import blocking_file, removed_on_failure
     from orchestration.pretrained import FROM_TAG, resolved
@@ -142,6 +144,7 @@ def _train(
             )
         else:
             session = LocalSession(run_dir, resume_from=checkpoint, log=click.echo)
+        session.cost_rate = local_rate(cfg)  # cost/device_seconds and cost/usd per epoch
         try:
             result = train(cfg, session, pretrained=weights)
         except USER_ERRORS:

@@ -26,10 +26,12 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from orchestration import console
 from orchestration.cluster import Plan
+from orchestration.cost import ray_rate
 from orchestration.pretrained import Source, is_run_reference, weights_of
 from orchestration.reuse import trial_scope
 from orchestration.space import SearchSpace
 from orchestration.worker import scalar_metrics, train_loop_per_worker
+from trainables.accounting import CostRate, costs
 from trainables.config import TrainConfig
 from trainables.train import train
 
@@ -44,11 +46,13 @@ class TuneSession:
     world_size = 1
     device = None
 
-    def __init__(self) -> None:
+    def __init__(self, cost_rate: CostRate | None = None) -> None:
         self._downloads: list[str] = []
+        self.cost_rate = cost_rate
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        metrics = {**metrics, **costs(metrics, self.cost_rate)}  # cost/device_seconds, cost/usd
         ray.tune.report(scalar_metrics(metrics), checkpoint=checkpoint)  # (3) persisted by Tune
 
     def latest_checkpoint(self) -> str | None:
@@ -109,7 +113,7 @@ def make_trial(
             if plan.use_train:
                 fit_trainer(cfg, source)
                 return
-            session = TuneSession()
+            session = TuneSession(ray_rate(plan.cpus_per_worker, plan.gpus_per_worker))
             try:
                 with weights_of(source) as weights:
                     train(cfg, session, pretrained=weights)
@@ -124,6 +128,8 @@ def make_trial(
                 "cfg": cfg.model_dump(mode="json"),
                 "quiet": quiet,
                 "pretrained": dataclasses.asdict(source) if source else None,
+                # What each worker holds, for its compute accounting (orchestration/cost.py).
+                "resources": {"cpus": plan.cpus_per_worker, "gpus": plan.gpus_per_worker},
             },
             scaling_config=ray.train.ScalingConfig(
                 num_workers=plan.workers,

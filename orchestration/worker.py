@@ -15,7 +15,9 @@ import ray.train.torch
 from torch import nn
 
 from orchestration import console
+from orchestration.cost import ray_rate
 from orchestration.pretrained import Source, weights_of
+from trainables.accounting import CostRate, costs
 from trainables.config import TrainConfig
 from trainables.train import train
 
@@ -32,14 +34,19 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 class TrainSession:
-    def __init__(self) -> None:
+    def __init__(self, resources: dict[str, float] | None = None) -> None:
+        """`resources`: the CPUs and GPUs each worker holds (cost accounting; rank 0 reports)."""
         context = ray.train.get_context()  # (2) rank and world size of this worker
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
         self.device = ray.train.torch.get_device()  # (3) this worker's GPU, or the CPU
+        self.cost_rate: CostRate | None = None
+        if resources and self.rank == 0:
+            self.cost_rate = ray_rate(resources["cpus"], resources["gpus"], self.world_size)
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        metrics = {**metrics, **costs(metrics, self.cost_rate)}  # cost/device_seconds, cost/usd
         ray.train.report(scalar_metrics(metrics), checkpoint=checkpoint)  # (4) barrier + upload
 
     def latest_checkpoint(self) -> str | None:
@@ -60,6 +67,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if loop_config.get("quiet", True):
         console.quiet(console.TRIAL_LOGGERS)
     pretrained = loop_config.get("pretrained")
+    session = TrainSession(loop_config.get("resources"))
     # Each worker fetches the pre-trained weights on its own node (a local path is read there).
     with weights_of(Source(**pretrained) if pretrained else None) as weights:
-        train(TrainConfig.model_validate(loop_config["cfg"]), TrainSession(), pretrained=weights)
+        train(TrainConfig.model_validate(loop_config["cfg"]), session, pretrained=weights)

@@ -71,6 +71,10 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     width: int = Field(32, ge=4, le=256)
     """small_cnn's first-stage width (the stages double it); ignored by the ResNets."""
+    stem: Literal["imagenet", "small"] = "imagenet"
+    """The ResNets' input stem. imagenet: torchvision's 7x7 stride-2 conv + max-pool (ImageNet
+    weights load; 4x smaller maps before the first stage). small: a 3x3 stride-1 conv without
+    max-pool, as CIFAR-style ResNets for 48-64 px faces use. small_cnn ignores it."""
 
 
 class ExpressionConfig(_Section):

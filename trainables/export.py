@@ -42,7 +42,10 @@ def classifier_from_checkpoint(state: dict[str, Any]) -> ExpressionClassifier | 
     if f"{HEAD_PREFIX}weight" not in weights:
         return None
     backbone = build_backbone(
-        cfg["model"]["backbone"], cfg["data"]["channels"], cfg["model"]["width"]
+        cfg["model"]["backbone"],
+        cfg["data"]["channels"],
+        cfg["model"]["width"],
+        cfg["model"].get("stem", "imagenet"),  # checkpoints from before the setting existed
     )
     backbone.load_state_dict(
         {k[len("backbone.") :]: v for k, v in weights.items() if k.startswith("backbone.")}

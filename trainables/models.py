@@ -99,17 +99,37 @@ def _downsample(in_ch: int, out_ch: int, stride: int) -> nn.Sequential | None:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
 
+STEMS: tuple[str, ...] = ("imagenet", "small")
+
+
 class ResNet(nn.Module):
-    """torchvision's ResNet without ``avgpool``/``fc``; attribute names match its state dict."""
+    """torchvision's ResNet without ``avgpool``/``fc``; attribute names match its state dict.
+
+    ``stem="imagenet"`` is torchvision's 7x7 stride-2 conv + 3x3 stride-2 max-pool (a 4x
+    reduction before layer1, so a 48 px face is 2x2 at layer4). ``stem="small"`` is the
+    CIFAR-style 3x3 stride-1 conv without max-pool that FER work uses on 48 px faces (6x6
+    at layer4, 16x the multiply-adds). Both keep the names ``conv1``/``bn1``: a checkpoint
+    loads into a model of the same stem, and one of the other stem fails on conv1's shape.
+    """
 
     def __init__(
-        self, block: type[BasicBlock | Bottleneck], layers: list[int], in_channels: int = 3
+        self,
+        block: type[BasicBlock | Bottleneck],
+        layers: list[int],
+        in_channels: int = 3,
+        stem: str = "imagenet",
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+            self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
+        elif stem == "small":
+            self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()  # no parameters, so no state-dict keys either
+        else:
+            raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.in_ch = 64  # running width while the stages are built
         self.layer1 = self._make_layer(block, 64, layers[0], stride=1)
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
@@ -166,19 +186,22 @@ class SmallCNN(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
 
 
-def build_backbone(name: str, in_channels: int = 3, width: int = 32) -> nn.Module:
+def build_backbone(
+    name: str, in_channels: int = 3, width: int = 32, stem: str = "imagenet"
+) -> nn.Module:
     """Return a freshly initialised backbone ``name`` (one of :data:`BACKBONES`).
 
     ``width`` is small_cnn's first-stage width (stages double it); ResNets ignore it.
+    ``stem`` (one of :data:`STEMS`) is the ResNets' input stem; small_cnn ignores it.
     """
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
     if name == "small_cnn":
         return SmallCNN(in_channels, tuple(width * 2**i for i in range(4)))
     if name == "resnet18":
-        return ResNet(BasicBlock, [2, 2, 2, 2], in_channels)
+        return ResNet(BasicBlock, [2, 2, 2, 2], in_channels, stem)
     if name == "resnet50":
-        return ResNet(Bottleneck, [3, 4, 6, 3], in_channels)
+        return ResNet(Bottleneck, [3, 4, 6, 3], in_channels, stem)
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
 
@@ -294,5 +317,5 @@ def check_pretrained(model: ModelConfig, channels: int, path: str | None = None)
     run folder, an MLflow run or a Ray cluster exists. `path` is the local copy of a remote
     or tracked source (errors still name the reference). Raises what load_pretrained raises."""
     if model.pretrained:
-        backbone = build_backbone(model.backbone, channels, model.width)
+        backbone = build_backbone(model.backbone, channels, model.width, model.stem)
         load_pretrained(backbone, path or model.pretrained, name=model.pretrained)

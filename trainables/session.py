@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from trainables.accounting import CostRate, costs
+
 CHECKPOINT_PREFIX = "checkpoint_"
 
 
@@ -45,7 +47,13 @@ class LocalSession:
     Each reported checkpoint is copied under a temporary name and renamed into place,
     so a crash never leaves a folder that looks complete. Metrics are appended to
     `out_dir/metrics.jsonl`, and a one-line summary per epoch goes to `log`.
+
+    With a `cost_rate` (what the process holds; `hmtl train` sets it), each report gains
+    ``cost/device_seconds`` and ``cost/usd``, added to the caller's dict in place so that a
+    subclass logging after `super().report` logs them too.
     """
+
+    cost_rate: CostRate | None = None
 
     def __init__(
         self,
@@ -79,6 +87,7 @@ class LocalSession:
         return model
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        metrics.update(costs(metrics, self.cost_rate))
         self.history.append(metrics)
         with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")

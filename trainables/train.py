@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from trainables.accounting import IMAGES_SEEN, WALL_SECONDS, InputCounter
 from trainables.augment import augment
 from trainables.checkpoint import (
     CheckpointError,
@@ -100,8 +101,11 @@ def train(
     # Model: a shared backbone plus one module per enabled task.
     torch.manual_seed(cfg.runtime.seed)
     resume = session.latest_checkpoint()
-    backbone = build_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.width)
+    backbone = build_backbone(
+        cfg.model.backbone, cfg.data.channels, cfg.model.width, cfg.model.stem
+    )
     start_backbone(backbone, cfg.model, pretrained, resuming=resume is not None)
+    seen = InputCounter(backbone)  # every backbone input, auxiliary ones included
     tasks = build_tasks(cfg, splits.info, backbone.feature_dim)
     model = FaceModel(
         backbone, tasks, channels_last=channels_last, aux_budget=cfg.tasks.aux_budget
@@ -139,6 +143,8 @@ def train(
         history = list(state.get("history", []))
         last = state.get("metrics", {})
 
+    # Compute accounting continues from the checkpoint's counts (trainables/accounting.py).
+    images_seen, wall_before = last.get(IMAGES_SEEN, 0), last.get(WALL_SECONDS, 0.0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     for epoch in range(start_epoch, cfg.schedule.epochs + 1):
         seed_epoch(cfg.runtime.seed, epoch, session.rank)
@@ -156,7 +162,7 @@ def train(
         # Train one epoch.
         train_mode(wrapped, cfg.model)
         sums: dict[str, torch.Tensor] = {}
-        start = time.perf_counter()
+        start, counted = time.perf_counter(), seen.count
         for step in range(steps_per_epoch):
             batch = stream.batch(rows.main[step].to(device))
             images, geometry = augment(
@@ -199,6 +205,7 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - start
+        images_seen += (seen.count - counted) * session.world_size  # ranks take equal batches
 
         # Evaluate on clean validation images.
         metrics: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
@@ -232,6 +239,8 @@ def train(
                 metrics["test/knn_accuracy"] = knn(_labelled(test_data))
             metrics = {k: v for k, v in metrics.items() if v is not None}
         metrics["time/train_s"] = time.perf_counter() - began  # in this process, so far
+        metrics[IMAGES_SEEN] = images_seen
+        metrics[WALL_SECONDS] = wall_before + time.perf_counter() - began
         metrics["data/fingerprint"] = splits.info.fingerprint
         history.append({k: v for k, v in metrics.items() if isinstance(v, int | float)})
 

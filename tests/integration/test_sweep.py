@@ -41,6 +41,12 @@ def test_three_trials_two_epochs_with_checkpoints_and_runs(local_ray, tmp_path):
         history = client.get_metric_history(run.info.run_id, "val/balanced_accuracy")
         assert sorted(m.step for m in history) == [1, 2]
         assert run.data.params["schedule.epochs"] == "2"
+        # Compute accounting: one 1-CPU worker, so CPU core-seconds equal wall seconds.
+        cost = client.get_metric_history(run.info.run_id, "cost/device_seconds")
+        seconds = [m.value for m in sorted(cost, key=lambda m: m.step)]
+        assert len(seconds) == 2 and 0 < seconds[0] < seconds[1]
+        assert seconds[1] == pytest.approx(run.data.metrics["time/wall_seconds"])
+        assert run.data.metrics["cost/images_seen"] > 0
 
 
 class LastResults(Callback):
@@ -146,6 +152,11 @@ def test_two_worker_trial_runs_data_parallel_through_torchtrainer(local_ray, tmp
     (trial_dir,) = Path(sweep_path(str(tmp_path), "it-ddp")).glob("trial-*")
     assert len(list(trial_dir.glob("train/checkpoint_*/checkpoint.pt"))) == 2
     assert "/train/checkpoint_" in result.best_checkpoint
+    # Two workers of 0.5 CPU: 1 core-second per wall second. Both ranks' images count: 2
+    # steps of 64 faces and 64 rotated ones (the space searches a rotation weight) a rank.
+    m = result.best_metrics
+    assert m["cost/device_seconds"] == pytest.approx(m["time/wall_seconds"])
+    assert m["cost/images_seen"] == 2 * 2 * (64 + 64) * m["epoch"]
 
 
 def test_missing_dataset_is_refused_before_ray_starts(tmp_path):

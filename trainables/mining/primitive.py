@@ -75,7 +75,9 @@ def primitive_spec(checkpoint: str, name: str | None = None) -> dict:
 def build_primitive(spec: dict, device: str = "cpu") -> Primitive:
     """The `Primitive` of a `primitive_spec`, in eval mode on `device`."""
     cfg = TrainConfig.model_validate(spec["config"])
-    backbone = build_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.width)
+    backbone = build_backbone(
+        cfg.model.backbone, cfg.data.channels, cfg.model.width, cfg.model.stem
+    )
     backbone.load_state_dict(spec["backbone"])
     weight = spec["head"]["weight"]
     head = nn.Linear(weight.shape[1], weight.shape[0])
