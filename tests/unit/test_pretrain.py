@@ -101,7 +101,9 @@ def test_unlabelled_is_for_image_folders_only(tmp_path):
 
 def test_every_shipped_training_config_validates_and_pretrain_simclr_is_effssl():
     folder = Path(trainables.__file__).parent / "configs"
-    configs = {path.stem: load_config(path) for path in sorted(folder.glob("*.yaml"))}
+    # Active-learning configs (a loop around a TrainConfig under `train:`) have their own test.
+    paths = [p for p in sorted(folder.glob("*.yaml")) if not p.stem.startswith("active_")]
+    configs = {path.stem: load_config(path) for path in paths}
     assert {"demo", "pretrain_simclr"} <= set(configs)
     simclr = configs["pretrain_simclr"]
     assert simclr.tasks.main.enabled() == [] and simclr.tasks.loss_weights.contrastive > 0
