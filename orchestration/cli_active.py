@@ -7,6 +7,7 @@ completed cycle and ends as an uninterrupted run would.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def active_command(
     if resume and out is None:
         fail("--resume needs --out, the run folder to continue")
     try:
-        _active(config, strategy, list(overrides), out, resume, tracking_uri)
+        with ExitStack() as scratch:  # fetched pre-trained weights live until the loop ends
+            _active(config, strategy, list(overrides), out, resume, tracking_uri, scratch)
     except USER_ERRORS as err:
         fail(str(err))
 
@@ -62,9 +64,11 @@ def _active(
     out: str | None,
     resume: bool,
     tracking_uri: str | None,
+    scratch: ExitStack,
 ) -> None:
     """`hmtl active` proper; raises USER_ERRORS before the run folder exists."""
     from orchestration.folders import blocking_file, removed_on_failure
+    from orchestration.pretrained import resolved
     from orchestration.single_run import check_inputs
     from trainables.active.config import load_active_config
     from trainables.active.loop import run_active
@@ -74,7 +78,10 @@ def _active(
     if strategy is not None:
         overrides = [f"strategy={strategy}", *overrides]
     cfg = load_active_config(path, overrides)
-    check_inputs(cfg.train)
+    weights = None
+    if cfg.train.model.pretrained and not resume:  # a resumed loop's checkpoint holds them
+        weights = scratch.enter_context(resolved(cfg.train.model.pretrained, tracking_uri))[1]
+    check_inputs(cfg.train, weights, resuming=resume)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out) if out else Path("hmtl-runs/active") / f"{path.stem}-{cfg.strategy}-{stamp}"
     blocked = blocking_file(run_dir)
@@ -92,7 +99,7 @@ def _active(
         else:
             session = LocalSession(run_dir, log=None)
         try:
-            result = run_active(cfg, session, log=click.echo)
+            result = run_active(cfg, session, log=click.echo, pretrained=weights)
         except USER_ERRORS:
             if tracking_uri:
                 session.finish("FAILED")

@@ -201,3 +201,23 @@ def test_sweep_trials_fine_tune_from_a_tracked_run(local_ray, config, tmp_path):
     assert tags[FROM_TAG] == reference
     assert tags[SHA_TAG] == sha256(Path(source.data.tags[BEST_TAG]) / "checkpoint.pt")
     assert f"/runs/{source.info.run_id})" in tags[NOTE_TAG]
+
+
+def test_active_learning_starts_from_a_tracked_run(config, tmp_path, private_tmp):
+    """`hmtl active` with `train.model.pretrained: runs:/<id>` (ActiveFER's cold-start fix):
+    the loop's starting snapshot holds exactly the source run's backbone."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    hmtl("train", config, "--out", str(tmp_path / "source"), "--tracking-uri", uri)
+    source = train_runs(uri)["source"]
+    tree = yaml.safe_load(Path(config).read_text())
+    tree["model"]["pretrained"] = f"runs:/{source.info.run_id}"
+    tree["schedule"]["epochs"] = 1
+    active = tmp_path / "active.yaml"
+    active.write_text(yaml.safe_dump({"cycles": 2, "strategy": "margin", "train": tree}))
+    out = tmp_path / "loop"
+    hmtl("active", str(active), "--out", str(out), "--tracking-uri", uri)
+
+    snapshot = torch.load(out / "checkpoint_000001" / "active.pt", weights_only=False)["snapshot"]
+    source_state = load_checkpoint(Path(source.data.tags[BEST_TAG]))
+    assert_same_backbone(backbone_of({"model": snapshot}), backbone_of(source_state))
+    assert list(private_tmp.glob("hmtl-*")) == []

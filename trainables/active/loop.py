@@ -45,9 +45,14 @@ class ActiveResult:
 
 
 def run_active(
-    cfg: ActiveConfig, session: Session, log: Callable[[str], None] | None = print
+    cfg: ActiveConfig,
+    session: Session,
+    log: Callable[[str], None] | None = print,
+    pretrained: str | None = None,
 ) -> ActiveResult:
-    """Run (or continue) the loop; returns the final labelled map and per-cycle metrics."""
+    """Run (or continue) the loop; returns the final labelled map and per-cycle metrics.
+    `pretrained` is the local copy of `train.model.pretrained` when orchestration fetched it
+    (an `s3://` or `runs:/` source)."""
     if cfg.train.runtime.num_threads:
         torch.set_num_threads(cfg.train.runtime.num_threads)
     device = session.device or pick_device(cfg.train.runtime.device)
@@ -72,7 +77,9 @@ def run_active(
             ccfg.model.pretrained = None  # overwritten by `start` anyway: don't fetch it again
         keep_start = cfg.reset == "pretrained" and state.snapshot is None
         began = time.perf_counter()
-        inner = train_cycle(cfg, ccfg, subset(pool_data, rows), splits, device, start, keep_start)
+        inner = train_cycle(
+            cfg, ccfg, subset(pool_data, rows), splits, device, start, keep_start, pretrained
+        )
         model = inner.model
         trained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if keep_start:
@@ -118,6 +125,7 @@ def train_cycle(
     device: torch.device,
     start: dict[str, torch.Tensor] | None,
     keep_start: bool,
+    pretrained: str | None = None,
 ) -> CycleSession:
     """Train one cycle on the labelled rows; the returned session holds the trained model."""
     inner = CycleSession(device, start, keep_start=keep_start)
@@ -131,7 +139,8 @@ def train_cycle(
     # would cost about as much as the epoch itself when the labelled set is small.
     none = subset(labelled, np.zeros(0, dtype=np.int64))
     with contextlib.suppress(StopCycle):
-        train(ccfg, inner, splits=Splits(train=labelled, val=none, test=none, info=info))
+        data = Splits(train=labelled, val=none, test=none, info=info)
+        train(ccfg, inner, pretrained=pretrained if ccfg.model.pretrained else None, splits=data)
     return inner
 
 
