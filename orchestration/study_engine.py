@@ -30,6 +30,7 @@ from orchestration.store import Store
 from orchestration.study import Study, StudyError, validate_study
 from orchestration.study_kinds import KINDS
 from orchestration.study_refs import has_reference, resolve
+from orchestration.study_subsets import record_label_subsets
 from orchestration.study_tracking import (
     STAGE_TAG,
     STUDY_TAG,
@@ -196,6 +197,7 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
             }
             # Relative paths are read against the folder the study started in, also on resume.
             origin = manifest["origin"]
+            record_label_subsets(space, store, tracking_uri, study_run, origin)
             result = run_sweep(
                 space,
                 store,
