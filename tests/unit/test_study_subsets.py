@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from orchestration.store import Store
 from orchestration.study import load_study
 from orchestration.study_engine import stage_space
 from orchestration.study_smoke import smoke_study
 from orchestration.study_subsets import label_subsets, record_label_subsets
-from orchestration.store import Store
 from trainables.data.cache import DATASETS
 from trainables.data.dataset import load_splits, resolve_source
 
