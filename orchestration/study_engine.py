@@ -197,7 +197,6 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
             }
             # Relative paths are read against the folder the study started in, also on resume.
             origin = manifest["origin"]
-            record_label_subsets(space, store, tracking_uri, study_run, origin)
             result = run_sweep(
                 space,
                 store,
@@ -212,6 +211,8 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
             return StudyResult(
                 study.name, store.uri, outputs, max(result.errors, 1), stage.name, run_id=study_run
             )
+        # Which rows each label fraction kept, beside the results (the sweep's checks ran).
+        record_label_subsets(space, store, tracking_uri, study_run, manifest["origin"])
         outputs[stage.name] = {
             "kind": stage.kind,
             "path": result.path,

@@ -5,8 +5,8 @@ must train on the same rows, whatever its arm or seed. `data.split_seed` stays f
 grid (orchestration/study_grid.py refuses varying it), and this module writes down which
 rows each fraction keeps, computed with `assign_splits` and the row filter of
 trainables/data/dataset.py's `load_splits` (the code training runs), so the record cannot
-differ from what trained. The engine stores it as `label_subsets/<stage>.json` in the
-study's folder and on the study's MLflow run.
+differ from what trained. When such a stage finishes, the engine stores it as
+`label_subsets/<stage>.json` in the study's folder and on the study's MLflow run.
 """
 
 from __future__ import annotations
