@@ -260,8 +260,9 @@ def sweep_sources(
     space, tracking_uri: str | None, origin: str | None = None, check_shapes: bool = True
 ) -> dict[str, Source]:
     """The sources of a sweep's trials (the base's `model.pretrained`, or every choice when
-    it is searched), resolved and, with `check_shapes`, loaded into the base backbone once
-    before Ray starts. Raises the one-line errors of :func:`resolved`."""
+    it is searched, plus those its explicit trials set, e.g. a study arm's), resolved and,
+    with `check_shapes`, loaded into the base backbone once before Ray starts. Raises the
+    one-line errors of :func:`resolved`."""
     from optuna.distributions import CategoricalDistribution
 
     from trainables.models import check_pretrained
@@ -271,6 +272,9 @@ def sweep_sources(
     searched = space.distributions().get("model.pretrained")
     if isinstance(searched, CategoricalDistribution):
         references = list(searched.choices)
+    for point in space.trials or []:
+        if point.overrides.get("model.pretrained") not in (None, *references):
+            references.append(point.overrides["model.pretrained"])
 
     def check(reference: str, local: str) -> None:
         if check_shapes:

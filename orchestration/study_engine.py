@@ -30,6 +30,7 @@ from orchestration.store import Store
 from orchestration.study import Study, StudyError, validate_study
 from orchestration.study_kinds import KINDS
 from orchestration.study_refs import has_reference, resolve
+from orchestration.study_subsets import record_label_subsets
 from orchestration.study_tracking import (
     STAGE_TAG,
     STUDY_TAG,
@@ -210,6 +211,8 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
             return StudyResult(
                 study.name, store.uri, outputs, max(result.errors, 1), stage.name, run_id=study_run
             )
+        # Which rows each label fraction kept, beside the results (the sweep's checks ran).
+        record_label_subsets(space, store, tracking_uri, study_run, manifest["origin"])
         outputs[stage.name] = {
             "kind": stage.kind,
             "path": result.path,

@@ -96,6 +96,12 @@ class GridStage:
             raise ValueError(
                 f"{where}.baseline: no arm named '{self.baseline(o)}' (arms: {', '.join(arms)})"
             )
+        varied = [*o.factors, *(k for a in o.arms.values() if isinstance(a, dict) for k in a)]
+        if "data.split_seed" in varied:
+            raise ValueError(
+                f"{where}: data.split_seed stays fixed in a grid (trials are paired on one "
+                "split and one labelled subset); repeats vary runtime.seed"
+            )
         for key, values in o.factors.items():
             if not values:
                 raise ValueError(f"{where}.factors.{key}: give at least one value")

@@ -53,13 +53,20 @@ def register_stage(name: str):
 
 
 def explicit_space(
-    study: Study, stage: Stage, base: dict, points: list[TrialPoint], concurrent: int | None
+    study: Study,
+    stage: Stage,
+    base: dict,
+    points: list[TrialPoint],
+    concurrent: int | None,
+    judge: tuple[str, str] | None = None,
 ) -> SearchSpace:
-    """A sweep of explicit trials (no searcher, no early stopping) for a stage."""
+    """A sweep of explicit trials (no searcher, no early stopping) for a stage, its trials
+    judged by `judge` (metric, mode) or else by the study's metric."""
+    metric, mode = judge or (study.tune_metric, study.mode)
     raw = {
         "name": stage.name,
-        "metric": study.tune_metric,
-        "mode": study.mode,
+        "metric": metric,
+        "mode": mode,
         "num_samples": len(points),
         "max_concurrent_trials": concurrent or study.max_concurrent_trials,
         "scheduler": None,

@@ -91,6 +91,12 @@ def render(
         out += ["", "## Auxiliary attribution", "", "The arms hold neither every on/off"]
         out[-1] += " pattern of the auxiliaries nor all-on and each all-but-one: none computed."
     out += ["", "## Compute per arm", "", "Means per finished trial, across the arm's cells."]
+    if design.fed_by:  # pre-train + fine-tune against one run, on the same budget
+        fed = ", ".join(f"{arm} (+ {stage})" for arm, stage in design.fed_by.items())
+        out[-1] += (
+            " Arms that start from an earlier stage's checkpoint include that stage's best"
+            f" trial's compute (equal budget): {fed}."
+        )
     costs = arm_costs(cells, design.arms, design.baseline)
     table = []
     for arm in design.arms:

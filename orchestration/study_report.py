@@ -47,6 +47,9 @@ class Design:
     """The auxiliaries of a `factorial:` / `leave_one_out:` shorthand, else []."""
     arm_aux: dict[str, dict[str, bool]] = field(default_factory=dict)
     """For those shorthand arms: arm -> {auxiliary: on?}."""
+    fed_by: dict[str, str] = field(default_factory=dict)
+    """Arm -> the earlier stage whose checkpoint it starts from; its rows' costs include
+    that stage's best trial's (orchestration/study_budget.py)."""
 
 
 @dataclass

@@ -7,6 +7,7 @@ same report from a finished or a resumed study.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ def study_report(
 ) -> tuple[str, list[Path]]:
     """The report of every grid stage (`out/<stage>/`): its Markdown, all of it, and every
     file written."""
+    from orchestration.study_budget import best_trial_costs, fed_arms, with_fed_costs
     from orchestration.study_kinds import KINDS
 
     parts, files = [], []
@@ -110,6 +112,13 @@ def study_report(
             continue
         # The report's contract has no `index` (the row's trial point, for best_cell).
         rows = [{k: v for k, v in row.items() if k != "index"} for row in rows]
+        # Arms that fine-tune an earlier stage's checkpoint carry its compute too.
+        fed = fed_arms(stage.raw, design.arms)
+        upstream = {
+            name: best_trial_costs(store.child("sweeps", name)) for name in set(fed.values())
+        }
+        rows = with_fed_costs(rows, fed, upstream)
+        design = dataclasses.replace(design, fed_by=fed)
         report: Report = build_report(rows, design, out / stage.name)
         parts.append(f"## Stage {stage.name}\n\n{report.markdown}")
         files += report.files

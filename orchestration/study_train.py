@@ -1,10 +1,16 @@
-"""The `train` stage kind: one run of the study's base with the stage's overrides."""
+"""The `train` stage kind: one run of the study's base with the stage's overrides.
+
+A pre-training run reports no main-task metric, so the stage may name its own `metric`
+(e.g. `val/knn_accuracy`): it picks the run's best epoch, hence the `best_checkpoint` a
+later stage fine-tunes from.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestration.space import TrialPoint
 from orchestration.study_kinds import explicit_space, point_overrides, register_stage
@@ -14,6 +20,20 @@ class TrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     seed: int | None = Field(None, ge=0)
     """`runtime.seed` of the run (default: the base's)."""
+    metric: str | None = None
+    """What judges the run's epochs (default: the study's metric, a test/ one by its val/
+    twin), e.g. `val/knn_accuracy` for a pre-training run."""
+    mode: Literal["max", "min"] | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _reported(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(train|val)/[\w./-]+", value):
+            raise ValueError(
+                f"'{value}' is not a metric reported every epoch (train/... or val/..., "
+                "e.g. val/knn_accuracy)"
+            )
+        return value
 
 
 @register_stage("train")
@@ -30,7 +50,10 @@ class TrainStage:
         # The overrides go on the trial, not the base: they are the run's `best_config`.
         seed = {} if options.seed is None else {"runtime.seed": options.seed}
         point = TrialPoint(overrides={**overrides, **seed}, tags=tags)
-        return explicit_space(study, stage, study.base_tree(), [point], 1)
+        judge = None
+        if options.metric:
+            judge = (options.metric, options.mode or study.mode)
+        return explicit_space(study, stage, study.base_tree(), [point], 1, judge)
 
     def outputs(self, study, space, result, sweep) -> dict[str, Any]:
         return {"best_config": point_overrides(space, result.best_params)}

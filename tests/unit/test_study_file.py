@@ -30,9 +30,12 @@ def grid(**keys):
 def test_every_shipped_study_validates_and_builds_its_stages(name, tmp_path):
     spec = load_study(name)
     assert spec.name == name and spec.stage_list
+    # Stand-ins for what earlier stages record, so stages that refer to them build too.
+    earlier = {"best_checkpoint": str(tmp_path / "ckpt"), "best_config": {}, "top_configs": [{}]}
+    outputs = {stage.name: {**earlier, "run_id": "r"} for stage in spec.stage_list}
     for candidate in (spec, smoke_study(spec, tmp_path)):
         for stage in candidate.stage_list:
-            assert stage_space(candidate, stage, {}).num_samples >= 1
+            assert stage_space(candidate, stage, outputs).num_samples >= 1
 
 
 @pytest.mark.parametrize(
@@ -69,6 +72,14 @@ def test_every_shipped_study_validates_and_builds_its_stages(name, tmp_path):
             "stages[1] (g).overrides.model.pretrained: ${pre.best_weights}: 'best_weights' is not",
         ),
         (study(grid(), {"name": "x", "kind": "sweep", "space": "nowhere"}), "(x).space: nowhere"),
+        (
+            study({"name": "pre", "kind": "train", "metric": "test/accuracy"}),
+            "stages[0] (pre).metric: 'test/accuracy' is not a metric reported every epoch",
+        ),
+        (
+            study(grid(factors={"data.split_seed": [0, 1]})),
+            "stages[0] (g): data.split_seed stays fixed in a grid",
+        ),
     ],
 )
 def test_bad_study_is_one_line_naming_the_key(tmp_path, raw, needle):
