@@ -13,8 +13,13 @@ and the seconds per pre-training epoch (training steps only), so what EffSSL's e
 inputs cost is beside what they buy. One process, one thread, runs one after another: on a
 shared machine the seconds are noisy.
 
+(a) starts from the same random weights `train()` would draw for the seed, but with BatchNorm
+running statistics measured on the training faces (no gradient step): a frozen backbone stays
+in eval mode, and with BatchNorm's initial statistics (mean 0, variance 1) a random small_cnn
+gives every face nearly the same features, so its probe could only learn the majority class.
+
     python benchmarks/pretraining.py [--samples 2000] [--pretrain-epochs 4]
-        [--finetune-epochs 20] [--width 16] [--seeds 0 1 2] [--set KEY=VALUE ...]
+        [--finetune-epochs 20] [--width 16] [--seeds 0 1 2] [--pretrain-set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from orchestration.study_stats import paired_difference, summarize
+from trainables.augment import augment, normalize
 from trainables.config import TrainConfig, build_config, load_config
 from trainables.data.dataset import load_splits
+from trainables.models import build_backbone
 from trainables.session import LocalSession
 from trainables.train import train
 
@@ -85,9 +93,28 @@ def epoch_faces(cfg: TrainConfig) -> int:
     return rows // batch * batch
 
 
-def finetune(args, seed: int, mode: str, weights: str | None, folder: str) -> dict[str, float]:
-    """Train expression on the labelled 10% from `weights` (None: random init); test metrics."""
-    extra = [f"model.pretrained={weights}"] if weights else []
+@torch.no_grad()
+def random_start(args, seed: int, scratch: str) -> str:
+    """(a)'s weights: the seed's random init with BatchNorm statistics of the training faces
+    (clean, eval-transformed). Returns the state-dict file, for `model.pretrained`."""
+    cfg = build_config({}, shared(args, seed, f"{scratch}/datasets"))
+    images = load_splits(cfg.data).train.images
+    torch.manual_seed(seed)  # as train() does before building the backbone
+    backbone = build_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.width)
+    for module in backbone.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None  # a plain average over the batches, not an EMA
+    backbone.train()
+    for part in images.split(256):
+        backbone(normalize(augment(part, "eval", out_size=cfg.data.image_size)))
+    path = f"{scratch}/random-{seed}.pt"
+    torch.save(backbone.state_dict(), path)
+    return path
+
+
+def finetune(args, seed: int, mode: str, weights: str, folder: str) -> dict[str, float]:
+    """Train expression on the labelled share from `weights`; returns its test metrics."""
+    lr = args.probe_lr if mode == "probe" else args.lr
     cfg = build_config(
         {},
         [
@@ -95,9 +122,9 @@ def finetune(args, seed: int, mode: str, weights: str | None, folder: str) -> di
             f"data.batch_size={args.finetune_batch}",
             f"schedule.epochs={args.finetune_epochs}",
             "augmentation.level=weak",
-            f"optim.lr={args.lr}",
+            f"optim.lr={lr}",
+            f"model.pretrained={weights}",
             *MODES[mode],
-            *extra,
         ],
     )
     result = train(cfg, LocalSession(folder, log=None, keep=1), pretrained=weights)
@@ -120,7 +147,9 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=4)
     parser.add_argument("--finetune-epochs", type=int, default=20)
     parser.add_argument("--finetune-batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3, help="fine-tune and probe lr")
+    parser.add_argument("--lr", type=float, default=3e-3, help="fine-tune learning rate")
+    # A linear head alone on fixed features takes a larger step (as linear-probe protocols do).
+    parser.add_argument("--probe-lr", type=float, default=1e-2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--pretrain-set", nargs="*", default=[], help="extra KEY=VALUE for pre-training runs"
@@ -133,7 +162,7 @@ def main() -> None:
     cost: dict[str, list[tuple[float, float | None]]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
-            starts: dict[str, str | None] = {RANDOM: None}
+            starts = {RANDOM: random_start(args, seed, scratch)}
             for variant, rotation in PRETRAINED.items():
                 ckpt, epoch_s, knn = pretrain(args, seed, rotation, scratch)
                 starts[variant] = ckpt
@@ -150,7 +179,8 @@ def main() -> None:
     print(
         f"\n{args.samples} synthetic faces at {args.image_size} px, {args.fraction:.0%} of the "
         f"training labels, small_cnn width {args.width}; pre-training {args.pretrain_epochs} "
-        f"epochs, probe / fine-tune {args.finetune_epochs} epochs; seeds {args.seeds}.\n"
+        f"epochs, probe (lr {args.probe_lr}) / fine-tune (lr {args.lr}) {args.finetune_epochs} "
+        f"epochs; seeds {args.seeds}.\n"
         "Test accuracy and balanced accuracy: mean [95% t interval] over seeds (chance 0.125)"
     )
     print(f"{'variant':<30}{'mode':<11}" + "".join(f"{m:>24}" for m in METRICS.values()))
