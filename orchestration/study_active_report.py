@@ -130,7 +130,11 @@ def active_report(study, stage, sweep: Store, out: Path, runs) -> tuple[str, lis
     if not rows:
         return None
     baseline = stage.options.baseline
-    lines = build_lines(rows, baseline)
+    starts, strategies = list(stage.options.starts), stage.options.strategies
+    lines = sorted(  # in the study file's order, not the order trials finished in
+        build_lines(rows, baseline),
+        key=lambda ln: (_index(starts, ln.start), _index(strategies, ln.strategy)),
+    )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     header = ["start", "strategy", "seed", "cycle", "labelled_fraction", "value", "finished"]
@@ -196,6 +200,10 @@ def render(lines: list[Line], rows: list[dict], metric: str, baseline: str) -> s
             )
         out.append("")
     return "\n".join(out)
+
+
+def _index(names: list[str], name: str) -> int:
+    return names.index(name) if name in names else len(names)
 
 
 def _num(value: float | None) -> str:
