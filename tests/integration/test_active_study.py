@@ -1,8 +1,15 @@
 """An `active` study stage on local Ray with SQLite MLflow: 3 strategies x 2 seeds, each one
 Tune trial running the active-learning loop (2 cycles of 1 epoch on a few hundred faces);
-its per-cycle rows, its trials' tags and per-cycle MLflow metrics, and its report."""
+its per-cycle rows, its trials' tags and per-cycle MLflow metrics, and its report; and a
+study killed inside the stage, resumed."""
 
 import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from orchestration.store import Store
 from orchestration.study import load_study
 from orchestration.study_active_report import active_rows
-from orchestration.study_engine import run_study
+from orchestration.study_engine import resume_study, run_study
 from orchestration.tracking import ROLE_TAG, default_tracking_uri
 
 pytestmark = pytest.mark.integration
@@ -20,7 +27,9 @@ pytestmark = pytest.mark.integration
 STRATEGIES = ["random", "margin", "coreset"]
 
 
-def _study_file(tmp_path: Path) -> Path:
+def _study_file(
+    tmp_path: Path, strategies: list[str] = STRATEGIES, cycles: int = 2, repeats: int = 2
+) -> Path:
     base = {
         "data": {
             "image_size": 48,
@@ -35,9 +44,9 @@ def _study_file(tmp_path: Path) -> Path:
     stage = {
         "name": "al",
         "kind": "active",
-        "strategies": STRATEGIES,
-        "loop": {"initial_fraction": 0.2, "budget_fraction": 0.1, "cycles": 2},
-        "repeats": 2,
+        "strategies": strategies,
+        "loop": {"initial_fraction": 0.2, "budget_fraction": 0.1, "cycles": cycles},
+        "repeats": repeats,
     }
     raw = {"name": "it-active", "metric": "test/accuracy", "base": base, "stages": [stage]}
     path = tmp_path / "study.yaml"
@@ -87,3 +96,65 @@ def test_active_stage_runs_strategies_by_seed_with_tags_metrics_and_report(local
     assert set(auc) == set(STRATEGIES) and auc["random"]["diff"] == ""
     assert all(auc[s]["n"] == "2" and auc[s]["diff"] != "" for s in ("margin", "coreset"))
     assert "AUC - random" in result.markdown and "coreset" in result.markdown
+
+
+def _checkpointed(stage: Path) -> list[str]:
+    """Trial ids whose last result in Tune's saved experiment state came with a checkpoint:
+    what a restored trial is handed back."""
+    found = []
+    for path in stage.glob("experiment_state-*.json"):
+        try:
+            trials = json.loads(path.read_text())["trial_data"]
+        except (json.JSONDecodeError, KeyError, OSError):
+            continue  # being rewritten
+        for trial, runtime in trials:
+            if (json.loads(runtime).get("last_result") or {}).get("checkpoint_dir_name"):
+                found.append(json.loads(trial)["trial_id"])
+    return found
+
+
+@pytest.mark.slow
+def test_killed_active_stage_resumes_each_trial_from_its_last_cycle(local_ray, tmp_path):
+    path = _study_file(tmp_path, strategies=["random", "margin"], cycles=3, repeats=1)
+    storage = tmp_path / "runs"
+    study_path = storage / "studies" / "it-active"
+    stage = study_path / "sweeps" / "al"
+    address = local_ray.get_runtime_context().gcs_address
+    command = ["study", str(path), "--storage", str(storage), "--address", address]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", *command],
+        env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill once Tune's saved state holds a cycle checkpoint
+        started = [stage / f"trial-{t}" for t in _checkpointed(stage)]
+        if started:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("no active-learning cycle finished")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    known = started[0]  # the trial whose cycle checkpoint Tune had recorded at the kill
+
+    result = resume_study(str(study_path), address=address, echo=lambda line: None)
+
+    assert result.stopped_at is None and result.outputs["al"]["trials"] == 2
+    for trial in stage.glob("trial-*"):
+        lines = (trial / "result.json").read_text().splitlines()
+        cycles = [json.loads(line)["al/cycle"] for line in lines if line.strip()]
+        assert sorted(set(cycles)) == [0, 1, 2], (trial.name, cycles)
+        if trial == known:  # resumed from its checkpoint: its first cycle never ran again
+            assert cycles.count(0) == 1, cycles
+    client = MlflowClient(default_tracking_uri(str(storage)))
+    experiment = client.get_experiment_by_name("it-active")
+    trials = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'")
+    assert len(trials) == 2
+    for run in trials:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "al/test_accuracy")]
+        assert sorted(steps) == [0, 1, 2] and run.info.status == "FINISHED"
