@@ -452,6 +452,10 @@ class SearchSpace(_Strict):
                 raise ValueError(f"{where}: makes an invalid config: {problem}")
 
     def _check_resources(self) -> None:
+        if self.runs != "train" and self.resources.workers_per_trial != 1:
+            raise ValueError(
+                f"resources.workers_per_trial: an {self.runs} trial runs on one worker (set 1)"
+            )
         gpus = self.resources.gpus_per_worker
         if gpus > 1 and gpus != int(gpus):
             raise ValueError(

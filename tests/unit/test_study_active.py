@@ -8,6 +8,7 @@ import yaml
 from helpers import refused
 from scipy import stats
 
+from orchestration.space import SpaceError, validate_space
 from orchestration.study import StudyError, validate_study
 from orchestration.study_active_report import build_lines, metric_key
 from orchestration.study_engine import stage_space
@@ -115,3 +116,11 @@ def test_report_curves_areas_and_paired_differences_match_numpy_and_scipy():
     assert lines["random"].versus_baseline is None
     assert lines["random"].auc.n == 3  # the unfinished run is left out
     assert metric_key("test/balanced_accuracy") == "al/test_balanced_accuracy"
+
+
+def test_a_space_of_active_trials_refuses_several_workers():
+    raw = {"name": "x", "num_samples": 1, "scheduler": None, "base": BASE, "space": {}}
+    raw.update(runs="active", trials=[{"loop": {"strategy": "margin"}}])
+    assert validate_space(raw).trial_loop({"trial": 0}) == {"strategy": "margin"}
+    with pytest.raises(SpaceError, match="an active trial runs on one worker"):
+        validate_space({**raw, "resources": {"workers_per_trial": 2}})
