@@ -151,6 +151,9 @@ class TrialPoint(_Strict):
 
     overrides: dict[str, Any] = {}
     tags: dict[str, str] = {}
+    loop: dict[str, Any] = {}
+    """The keys of the program this trial runs besides its TrainConfig (an active-learning
+    run's ActiveConfig keys: strategy, seed, cycles, ...); empty for a training run."""
 
 
 TRIAL_KEY = "trial"
@@ -180,6 +183,9 @@ class SearchSpace(_Strict):
     trials: list[TrialPoint] = []
     """Explicit trials instead of a searched `space` (study grids): one Tune trial each, in
     order, with no searcher; `num_samples` is their number."""
+    runs: Literal["train", "active"] = "train"
+    """What each trial runs (orchestration/trial.py's RUNNERS): one training run, or an
+    active-learning loop whose cycles train `base` (a study's `active` stage)."""
     source: Path | None = Field(None, exclude=True)
     """The file this space was read from (not a user key)."""
 
@@ -258,6 +264,12 @@ class SearchSpace(_Strict):
                 f"{self._label()}: trial values {params} give no valid config: {problem}"
             )
         return TrainConfig.model_validate(tree)
+
+    def trial_loop(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A trial's program keys besides its TrainConfig (its explicit point's `loop`)."""
+        if self.trials and TRIAL_KEY in params:
+            return copy.deepcopy(self.trials[int(params[TRIAL_KEY])].loop)
+        return {}
 
     def sampler(self) -> optuna.samplers.BaseSampler:
         """The seeded Optuna sampler named by `search.sampler`. Startup (random) trials scale
@@ -440,6 +452,10 @@ class SearchSpace(_Strict):
                 raise ValueError(f"{where}: makes an invalid config: {problem}")
 
     def _check_resources(self) -> None:
+        if self.runs != "train" and self.resources.workers_per_trial != 1:
+            raise ValueError(
+                f"resources.workers_per_trial: an {self.runs} trial runs on one worker (set 1)"
+            )
         gpus = self.resources.gpus_per_worker
         if gpus > 1 and gpus != int(gpus):
             raise ValueError(

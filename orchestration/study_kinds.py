@@ -8,7 +8,9 @@ A kind is a small object with:
 - `outputs(study, space, result, sweep)`: what later stages may refer to, beyond the
   engine's own (`best_checkpoint`, `run_id`): at least `best_config`, the best dotted
   overrides;
-- `design(study, stage)`: the report's view of a grid stage, or None for other kinds.
+- `design(study, stage)`: the report's view of a grid stage, or None for other kinds;
+- optionally `report(study, stage, sweep, out, runs)`: a kind's own report section
+  (Markdown, files), and `smoke(raw)`: its stage's keys trimmed for `--smoke`.
 The study engine (orchestration/study_engine.py) never branches on a kind's name.
 """
 
@@ -59,11 +61,14 @@ def explicit_space(
     points: list[TrialPoint],
     concurrent: int | None,
     judge: tuple[str, str] | None = None,
+    **program: Any,
 ) -> SearchSpace:
     """A sweep of explicit trials (no searcher, no early stopping) for a stage, its trials
-    judged by `judge` (metric, mode) or else by the study's metric."""
+    judged by `judge` (metric, mode) or else by the study's metric; `program` sets what the
+    trials run (SearchSpace's `runs` and `loop`), training by default."""
     metric, mode = judge or (study.tune_metric, study.mode)
     raw = {
+        **program,
         "name": stage.name,
         "metric": metric,
         "mode": mode,
@@ -88,4 +93,10 @@ def point_overrides(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any
 
 
 # The kinds register themselves on import.
-from orchestration import study_confirm, study_grid, study_sweep, study_train  # noqa: E402, F401
+from orchestration import (  # noqa: E402, F401
+    study_active,
+    study_confirm,
+    study_grid,
+    study_sweep,
+    study_train,
+)

@@ -104,6 +104,13 @@ def study_report(
 
     parts, files = [], []
     for stage in study.stage_list:
+        own = getattr(KINDS[stage.kind], "report", None)
+        if own is not None:  # a kind with its own report (orchestration/study_active.py)
+            found = own(study, stage, store.child("sweeps", stage.name), out / stage.name, runs)
+            if found is not None:
+                parts.append(f"## Stage {stage.name}\n\n{found[0]}")
+                files += found[1]
+            continue
         design = KINDS[stage.kind].design(study, stage)
         if design is None:
             continue

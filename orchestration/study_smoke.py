@@ -10,6 +10,7 @@ from pathlib import Path
 from orchestration.smoke import SMOKE_PINNED
 from orchestration.space import with_values
 from orchestration.study import Study, validate_study
+from orchestration.study_kinds import KINDS
 from trainables.config import TrainConfig
 
 
@@ -44,6 +45,9 @@ def smoke_study(study: Study, scratch: Path) -> Study:
         stage = dict(stage)
         overrides = stage.get("overrides") or {}
         stage["overrides"] = {k: v for k, v in overrides.items() if not k.startswith(SMOKE_PINNED)}
+        trim = getattr(KINDS.get(stage.get("kind")), "smoke", None)
+        if trim is not None:  # a kind that trims its own keys
+            stage = trim(stage)
         if stage.get("kind") in ("grid", "confirm"):
             stage["repeats"] = min(stage.get("repeats", 3), 2)
         if stage.get("kind") == "grid":

@@ -25,6 +25,7 @@ from ray.tune import Callback
 
 from orchestration.space import TRIAL_KEY, SearchSpace
 from orchestration.store import StorageError, Store
+from trainables.config import flatten
 
 SWEEP_TAG = "hmtl.sweep"
 TRIAL_TAG = "hmtl.trial_id"
@@ -124,6 +125,8 @@ class MlflowCallback(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         params = self.space.trial_config(trial.config).flat()
+        loop = self.space.trial_loop(trial.config)  # an active-learning trial's own keys
+        params.update({f"active.{k}": v for k, v in flatten(loop).items()})
         self.queue.put("trial_start", trial_id=trial.trial_id, params=params)
         # Where the trial's backbone came from: lineage tags and the run's description.
         lineage = getattr(self, "lineage", {}).get(params.get("model.pretrained"))
@@ -192,7 +195,8 @@ class MlflowCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._ended.add(trial.trial_id)
         metric, mode = self.space.metrics[0], self.space.modes[0]
-        self.queue.put("trial_artifacts", trial_id=trial.trial_id, metric=metric, mode=mode)
+        op = ARTIFACT_OPS[self.space.runs]
+        self.queue.put(op, trial_id=trial.trial_id, metric=metric, mode=mode)
         self.queue.put("finish", trial_id=trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -221,6 +225,10 @@ class MlflowCallback(Callback):
         self.queue.put("finish", trial_id=None)
         self.queue.close()
         self._queue = None
+
+
+ARTIFACT_OPS = {"train": "trial_artifacts", "active": "active_artifacts"}
+"""What a finished trial logs, by what it ran (orchestration/tracking_ops.py)."""
 
 
 def default_tracking_uri(storage: str) -> str:

@@ -180,7 +180,7 @@ def log_rows(delivery: Delivery, ops: list[dict[str, Any]]) -> None:
             last = newest.setdefault(run_id, dict(delivery.last_steps(run_id)))
             step = args["step"]
             for key, value in sorted(args["metrics"].items()):
-                if step > last.get(key, 0):
+                if step > last.get(key, -1):  # from step 0: an active run's first cycle
                     metrics.append(Metric(key, float(value), args["timestamp_ms"], step))
                     last[key] = step
     for run_id, (metrics, tags) in rows.items():
@@ -192,7 +192,7 @@ def log_rows(delivery: Delivery, ops: list[dict[str, Any]]) -> None:
             chunk = metrics[start : start + 900]
             delivery.client.log_batch(run_id, metrics=chunk)
             for metric in chunk:
-                stored[metric.key] = max(stored.get(metric.key, 0), metric.step)
+                stored[metric.key] = max(stored.get(metric.key, -1), metric.step)
 
 
 @tracking_op("log_epoch")
@@ -241,6 +241,27 @@ def _trial_artifacts(delivery: Delivery, trial_id: str, metric: str, mode: str) 
         run_id,
         tags=[RunTag("hmtl.best_epoch", str(best)), RunTag("hmtl.best_checkpoint", index[best])],
     )
+
+
+@tracking_op("active_artifacts")
+def _active_artifacts(delivery: Delivery, trial_id: str, metric: str, mode: str) -> None:
+    """An active-learning trial's labelled map after each cycle (`active/cycle_<n>/`, as
+    `hmtl active` logs them), read from its cycle checkpoints, once."""
+    from orchestration.artifacts import fetch
+    from trainables.active.state import MAP_FILE
+
+    client, run_id = delivery.client, delivery.run(trial_id)
+    tags = client.get_run(run_id).data.tags
+    if "hmtl.labelled_maps" in tags:
+        return
+    index = {
+        int(k[len(CHECKPOINT_TAG) :]): v for k, v in tags.items() if k.startswith(CHECKPOINT_TAG)
+    }
+    with tempfile.TemporaryDirectory(prefix="hmtl-artifacts-") as scratch:
+        for cycle, uri in sorted(index.items()):
+            folder = fetch(uri, Path(scratch, str(cycle)), delivery.filesystem)
+            client.log_artifact(run_id, str(folder / MAP_FILE), f"active/cycle_{cycle:03d}")
+    client.set_tag(run_id, "hmtl.labelled_maps", f"active/ ({len(index)} cycles)")
 
 
 @tracking_op("finish_sweep")

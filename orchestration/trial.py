@@ -6,6 +6,10 @@ run (STACK-NOTES.md: ~2 s against ~20 s). Trials with several workers build a
 TorchTrainer whose run name is fixed per trial, so a restarted trial resumes from its
 latest Train checkpoint.
 
+What a single-worker trial runs is looked up in `RUNNERS` by the space's `runs`: one
+training run, or an active-learning loop (orchestration/trial_active.py) for a study's
+`active` stage.
+
 Tune reuses a finished trial's process for the next one (`reuse_actors`); every trial
 runs inside `trial_scope`, which seeds the global RNGs and undoes what it changed.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ from orchestration.cost import ray_rate
 from orchestration.pretrained import Source, is_run_reference, weights_of
 from orchestration.reuse import trial_scope
 from orchestration.space import SearchSpace
+from orchestration.trial_active import run_active_trial
 from orchestration.worker import scalar_metrics, train_loop_per_worker
 from trainables.accounting import CostRate, costs
 from trainables.config import TrainConfig
@@ -116,7 +122,7 @@ def make_trial(
             session = TuneSession(ray_rate(plan.cpus_per_worker, plan.gpus_per_worker))
             try:
                 with weights_of(source) as weights:
-                    train(cfg, session, pretrained=weights)
+                    RUNNERS[space.runs](space, params, cfg, session, weights)
             finally:
                 session.close()
 
@@ -147,6 +153,18 @@ def make_trial(
         trainer.fit()
 
     return run_trial
+
+
+def run_train(
+    space: SearchSpace, params: dict, cfg: TrainConfig, session: TuneSession, weights: str | None
+) -> None:
+    """A trial that is one training run."""
+    train(cfg, session, pretrained=weights)
+
+
+RUNNERS: dict[str, Callable[..., None]] = {"train": run_train, "active": run_active_trial}
+"""What a trial runs (`SearchSpace.runs`) -> the function that runs it in the Tune function,
+given the space, the trial's params, its TrainConfig, the session and fetched weights."""
 
 
 def resolve_paths(cfg: TrainConfig, origin: str) -> TrainConfig:

@@ -32,8 +32,9 @@ def test_every_shipped_study_validates_and_builds_its_stages(name, tmp_path):
     assert spec.name == name and spec.stage_list
     # Stand-ins for what earlier stages record, so stages that refer to them build too.
     earlier = {"best_checkpoint": str(tmp_path / "ckpt"), "best_config": {}, "top_configs": [{}]}
-    outputs = {stage.name: {**earlier, "run_id": "r"} for stage in spec.stage_list}
+    done = {**earlier, "run_id": "r"}
     for candidate in (spec, smoke_study(spec, tmp_path)):
+        outputs = {stage.name: done for stage in candidate.stage_list}
         for stage in candidate.stage_list:
             assert stage_space(candidate, stage, outputs).num_samples >= 1
 
