@@ -25,9 +25,11 @@ def train_and_test(
     steps: int = 300,
     width: int = 8,
     lr: float = 0.01,
+    augment: tuple[str, ...] = AUGMENT_OPS,
 ) -> float:
     """Accuracy on (`test_images`, `test_labels`) of small_cnn (first-stage `width`) trained
-    for `steps` full-batch SGD steps on (`train_images`, `train_labels`), uint8 NHWC both."""
+    for `steps` full-batch SGD steps on (`train_images`, `train_labels`), uint8 NHWC both, with
+    a new draw of the `augment` ops (siamese_augment's) per step."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(train_images).permute(0, 3, 1, 2).float().div(255)
@@ -40,7 +42,7 @@ def train_and_test(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     model.train()
     for _ in range(steps):
-        (batch,) = siamese_augment([x], AUGMENT_OPS, generator)
+        (batch,) = siamese_augment([x], augment, generator)
         loss = F.cross_entropy(model(batch), y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
