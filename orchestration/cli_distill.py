@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from orchestration.cli_common import USER_ERRORS, fail
+from orchestration.cli_common import USER_ERRORS, fail, tracking_problem
 from trainables.distill.augment import AUGMENT_OPS
 
 
@@ -67,9 +67,12 @@ from trainables.distill.augment import AUGMENT_OPS
     help="Siamese augmentation ops, comma-separated, or 'none'.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--tracking-uri", default=None, help="Also log the run (settings, loss, card) to MLflow here."
+)
 def distill_command(
     dataset, images_per_class, out, name, iterations, lr, momentum, real_batch, width, depth,
-    augment, seed,
+    augment, seed, tracking_uri,
 ) -> None:  # fmt: skip
     """Distil DATASET into --images-per-class synthetic images per class (distribution
     matching) and publish them as a prepared dataset."""
@@ -79,6 +82,9 @@ def distill_command(
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
+    problem = tracking_problem(tracking_uri)
+    if problem:
+        fail(problem)
     ops = () if augment == "none" else tuple(op for op in augment.split(",") if op)
     unknown = sorted(set(ops) - set(AUGMENT_OPS))
     if unknown:
@@ -92,13 +98,19 @@ def distill_command(
     with cleanup:
         try:
             images, labels, card = _source(dataset, images_per_class)
-            published = _distil_and_publish(dataset, images, labels, card, settings, out, name)
+            published, losses = _distil_and_publish(
+                dataset, images, labels, card, settings, out, name
+            )
         except USER_ERRORS as err:
             fail(str(err))
     click.echo(f"\n{'reused' if published.reused else 'published'} {published.uri}")
     click.echo(
         f"  {published.card['num_rows']} images, fingerprint {published.card['fingerprint']}"
     )
+    if tracking_uri:
+        from orchestration.distill_tracking import log_distillation
+
+        click.echo(f"  MLflow run {log_distillation(tracking_uri, published, losses)}")
 
 
 def _source(uri: str, per_class: int) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -168,9 +180,10 @@ def _distil_and_publish(uri, images, labels, card, settings, out, name):
             "last_50_mean": float(np.mean(result.losses[-50:])),
             "seconds": round(seconds, 1),
         }
-        return writer.publish(
+        published = writer.publish(
             source_format="distilled",
             source=redact(uri),
             bad_rows=0,
             distill={**provenance, "loss": loss},
         )
+    return published, result.losses

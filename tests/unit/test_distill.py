@@ -44,7 +44,7 @@ def test_images_per_class_out_of_range(tmp_path, labelled, n, needle):
     assert not out.exists()
 
 
-@pytest.mark.integration  # about 10 s on the loaded 2-core machine: distils, then loads splits
+@pytest.mark.integration  # ~10 s on the loaded 2 cores: distils, loads splits, logs to MLflow
 def test_publishes_a_trainable_dataset_with_provenance(tmp_path, labelled, tiny_config):
     from click.testing import CliRunner
 
@@ -52,8 +52,9 @@ def test_publishes_a_trainable_dataset_with_provenance(tmp_path, labelled, tiny_
     from trainables.data.dataset import load_splits
 
     out = tmp_path / "out"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["distill", str(labelled), "--images-per-class", "2", "--out", str(out), *TINY]
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, [*args, "--tracking-uri", tracking])
     assert result.exit_code == 0, result.output
     (folder,) = [p for p in (out / "distilled").iterdir()]
     card = json.loads((folder / "card.json").read_text())
@@ -72,6 +73,22 @@ def test_publishes_a_trainable_dataset_with_provenance(tmp_path, labelled, tiny_
     (entry,) = splits.info.card["extra_sources"]
     assert entry["rows"] == len(data.images) and entry["fingerprint"] == card["fingerprint"]
     assert not list((out / "distilled").glob(".tmp-*"))
+    run = _logged_run(tracking)
+    assert run.data.params["distill.iterations"] == "3" and run.data.params["distill.lr"] == "1.0"
+    assert run.data.tags["hmtl.dataset_fingerprint"] == card["fingerprint"]
+    assert run.data.tags["hmtl.distill_source_fingerprint"] == source["fingerprint"]
+    assert run.info.status == "FINISHED"
+
+
+def _logged_run(tracking: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("hmtl-distill")
+    (run,) = client.search_runs([experiment.experiment_id])
+    history = client.get_metric_history(run.info.run_id, "distill/loss")
+    assert [m.step for m in history] == [0, 1, 2]
+    return run
 
 
 def test_siamese_augment_applies_one_transform_and_passes_gradients():
@@ -89,3 +106,10 @@ def test_matching_loss_goes_down():
     result = distill(faces.images, faces.expression, settings)
     assert np.mean(result.losses[-5:]) < 0.7 * np.mean(result.losses[:5])
     assert result.images.dtype == np.uint8 and result.images.shape[1:] == (48, 48, 1)
+
+
+def test_bad_tracking_uri(tmp_path, labelled):
+    out = tmp_path / "out"
+    args = ["distill", str(labelled), "--images-per-class", "1", "--out", str(out)]
+    refused([*args, "--tracking-uri", "ftp://nowhere"], "--tracking-uri")
+    assert not out.exists()
