@@ -45,7 +45,10 @@ def test_images_per_class_out_of_range(tmp_path, labelled, n, needle):
 
 
 @pytest.mark.integration  # ~10 s on the loaded 2 cores: distils, loads splits, logs to MLflow
-def test_publishes_a_trainable_dataset_with_provenance(tmp_path, labelled, tiny_config):
+def test_publishes_a_trainable_dataset_with_provenance(
+    tmp_path, labelled, tiny_config, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # MLflow's SQLite store puts artifacts under ./mlruns
     from click.testing import CliRunner
 
     from orchestration.cli import main
