@@ -17,6 +17,7 @@ import click
 from orchestration.cli_active import active_command
 from orchestration.cli_common import OneLineGroup, fail, tracking_problem
 from orchestration.cli_data import data_group
+from orchestration.cli_distill import distill_command
 from orchestration.cli_jobs import logs_command, stop_command, submit_command
 from orchestration.cli_mine import mine_command
 from orchestration.cli_study import report_study_command, resume_study_command, study_command
@@ -258,6 +259,7 @@ main.add_command(data_group)
 main.add_command(train_command)
 main.add_command(study_command)
 main.add_command(mine_command)
+main.add_command(distill_command)
 main.add_command(active_command)
 for command in (submit_command, logs_command, stop_command):
     main.add_command(command)

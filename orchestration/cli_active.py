@@ -146,9 +146,17 @@ def tracked_session(run_dir: Path, cfg, tracking_uri: str, resume: bool):
                 where = f"active/cycle_{int(metrics['epoch']):03d}"
                 self.client.log_artifact(self.run_id, str(Path(checkpoint_dir, MAP_FILE)), where)
 
+    from orchestration.tracking_probe import sqlite_artifact_root
+
     client = MlflowClient(redact_uri(tracking_uri))
     found = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = found.experiment_id if found else client.create_experiment(EXPERIMENT)
+    experiment_id = (
+        found.experiment_id
+        if found
+        else client.create_experiment(
+            EXPERIMENT, artifact_location=sqlite_artifact_root(tracking_uri)
+        )
+    )
     tag_training_experiment(client, experiment_id)
     key = str(run_dir.resolve())
     if resume:

@@ -162,7 +162,11 @@ def _ray_batches(uri, card, spec, shape, actors, batch_size, use_gpu):
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     fs, paths = _shard_paths(uri, card)
-    ds = ray.data.read_parquet(paths, filesystem=fs, partitioning=None).select_columns(["image"])
+    # At least one block per shard, so the actors can share a pool of few shards (Ray Data
+    # warned that a 10-shard pool reached the actor pool as one input; benchmarks/mining.py).
+    ds = ray.data.read_parquet(
+        paths, filesystem=fs, partitioning=None, override_num_blocks=len(paths)
+    ).select_columns(["image"])
     ds = ds.map_batches(
         Embedder,
         fn_constructor_kwargs={

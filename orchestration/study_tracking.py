@@ -3,9 +3,8 @@ stage runs under it, and the summary the study run carries when the study ends."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from orchestration.tracking import ROLE_TAG
+from orchestration.tracking_probe import sqlite_artifact_root
 
 STUDY_TAG = "hmtl.study"
 STAGE_TAG = "hmtl.stage"
@@ -20,7 +19,9 @@ def study_run_id(tracking_uri: str, study: str) -> str:
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(study)
     if found is None:
-        experiment = client.create_experiment(study, artifact_location=_artifact_root(tracking_uri))
+        experiment = client.create_experiment(
+            study, artifact_location=sqlite_artifact_root(tracking_uri)
+        )
     else:
         experiment = found.experiment_id
     tag_training_experiment(client, experiment)
@@ -55,10 +56,3 @@ def finish_study_run(tracking_uri: str, run_id: str, outputs: dict[str, dict]) -
         if out.get("run_id"):
             client.set_tag(run_id, f"hmtl.stage_run.{name}", out["run_id"])
     client.set_terminated(run_id)
-
-
-def _artifact_root(tracking_uri: str) -> str | None:
-    """Artifacts beside a SQLite database, as `hmtl sweep` keeps them (orchestration/sweep.py)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlflow-artifacts").resolve().as_uri()

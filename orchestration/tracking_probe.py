@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from contextlib import contextmanager
+from pathlib import Path
 
 from orchestration.tracking import redact_uri
 
@@ -76,3 +77,12 @@ def cause(err: Exception) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     last = lines[-1] if lines else type(err).__name__
     return last if len(last) <= 160 else last[:157] + "..."
+
+
+def sqlite_artifact_root(tracking_uri: str) -> str | None:
+    """Where artifacts go for a SQLite tracking URI: beside the database, as `hmtl sweep`
+    keeps them (MLflow's default, `./mlruns`, would litter the current folder); None (the
+    server's own root) for a tracking server."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlflow-artifacts").resolve().as_uri()
