@@ -128,7 +128,7 @@ def tracked_session(run_dir: Path, cfg, tracking_uri: str, resume: bool):
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
-    from orchestration.mlflow_native import tag_training_experiment
+    from orchestration.mlflow_native import training_experiment
     from orchestration.single_run import TrackedSession
     from orchestration.tracking import MAX_PARAM_LENGTH, git_commit, redact_uri
     from trainables.active.state import MAP_FILE
@@ -146,18 +146,8 @@ def tracked_session(run_dir: Path, cfg, tracking_uri: str, resume: bool):
                 where = f"active/cycle_{int(metrics['epoch']):03d}"
                 self.client.log_artifact(self.run_id, str(Path(checkpoint_dir, MAP_FILE)), where)
 
-    from orchestration.tracking_probe import sqlite_artifact_root
-
     client = MlflowClient(redact_uri(tracking_uri))
-    found = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        found.experiment_id
-        if found
-        else client.create_experiment(
-            EXPERIMENT, artifact_location=sqlite_artifact_root(tracking_uri)
-        )
-    )
-    tag_training_experiment(client, experiment_id)
+    experiment_id = training_experiment(client, EXPERIMENT, tracking_uri)
     key = str(run_dir.resolve())
     if resume:
         earlier = client.search_runs(

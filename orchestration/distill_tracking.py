@@ -21,23 +21,14 @@ def log_distillation(tracking_uri: str, published, losses: list[float]) -> str:
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from orchestration.mlflow_native import tag_training_experiment
+    from orchestration.mlflow_native import training_experiment
     from orchestration.tracking import MAX_PARAM_LENGTH, git_commit, redact_uri
-    from orchestration.tracking_probe import sqlite_artifact_root
     from trainables.config import flatten
 
     card = published.card
     provenance = card["distill"]
     client = MlflowClient(redact_uri(tracking_uri))
-    found = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        found.experiment_id
-        if found
-        else client.create_experiment(
-            EXPERIMENT, artifact_location=sqlite_artifact_root(tracking_uri)
-        )
-    )
-    tag_training_experiment(client, experiment_id)
+    experiment_id = training_experiment(client, EXPERIMENT, tracking_uri)
     tags = {
         "hmtl.git_commit": git_commit(),
         "hmtl.host": socket.gethostname(),

@@ -41,6 +41,21 @@ def tag_training_experiment(client: MlflowClient, experiment_id: str) -> None:
     client.set_experiment_tag(experiment_id, KIND_TAG, TRAINING_KIND)
 
 
+def training_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The id of experiment `name`, created when missing (a SQLite store's artifacts beside
+    its database, not in `./mlruns`) and tagged as model training."""
+    from orchestration.tracking_probe import sqlite_artifact_root
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        experiment_id = found.experiment_id
+    else:
+        root = sqlite_artifact_root(tracking_uri)
+        experiment_id = client.create_experiment(name, artifact_location=root)
+    tag_training_experiment(client, experiment_id)
+    return experiment_id
+
+
 def training_view_path(tracking_uri: str, experiment: str) -> str:
     """The UI path of the experiment's training runs, e.g. `/#/experiments/3?workflowType=
     machine_learning` ("/" when it cannot be looked up). MLflow 3.17's UI chooses between its

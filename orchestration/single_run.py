@@ -22,7 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from orchestration.artifacts import fetch
-from orchestration.mlflow_native import tag_training_experiment
+from orchestration.mlflow_native import training_experiment
 from orchestration.pretrained import BEST_EPOCH_TAG, BEST_TAG, best_checkpoint
 from orchestration.tracking import (
     CHECKPOINT_TAG,
@@ -119,11 +119,7 @@ class TrackedSession(LocalSession):
         if origin:
             experiment_id, tags[RESUMED_FROM_TAG] = origin
         else:
-            found = self.client.get_experiment_by_name(experiment)
-            experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(experiment)
-            )
-            tag_training_experiment(self.client, experiment_id)
+            experiment_id = training_experiment(self.client, experiment, tracking_uri)
         if origin_uri:
             tags["hmtl.resumed_from_checkpoint"] = origin_uri
         self.run_id = self.client.create_run(
