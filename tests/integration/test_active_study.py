@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from ray.tune.trainable.metadata import _TrainingRunMetadata
 
 from orchestration.store import Store
 from orchestration.study import load_study
@@ -99,8 +100,9 @@ def test_active_stage_runs_strategies_by_seed_with_tags_metrics_and_report(local
 
 
 def _checkpointed(stage: Path) -> list[str]:
-    """Trial ids whose last result in Tune's saved experiment state came with a checkpoint:
-    what a restored trial is handed back."""
+    """Trial ids with a registered checkpoint in Tune's saved experiment state: what a
+    restored trial is handed back. (Not `last_result`'s checkpoint_dir_name: Tune records the
+    result before the save task registers its checkpoint, and can save its state in between.)"""
     found = []
     for path in stage.glob("experiment_state-*.json"):
         try:
@@ -108,7 +110,8 @@ def _checkpointed(stage: Path) -> list[str]:
         except (json.JSONDecodeError, KeyError, OSError):
             continue  # being rewritten
         for trial, runtime in trials:
-            if (json.loads(runtime).get("last_result") or {}).get("checkpoint_dir_name"):
+            manager = _TrainingRunMetadata.from_json_state(runtime).checkpoint_manager
+            if manager is not None and manager.latest_checkpoint_result is not None:
                 found.append(json.loads(trial)["trial_id"])
     return found
 
