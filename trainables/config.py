@@ -7,6 +7,7 @@ error that names the key and the valid ones instead of a silently ignored settin
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -332,8 +333,9 @@ def parse_override(text: str) -> tuple[str, Any]:
 def build_config(
     tree: dict[str, Any] | None = None, overrides: Sequence[str] = (), source: str = "config"
 ) -> TrainConfig:
-    """Validate a nested dict plus `key=value` overrides into a TrainConfig or raise ConfigError."""
-    tree = dict(tree or {})
+    """Validate a nested dict plus `key=value` overrides into a TrainConfig or raise ConfigError.
+    The caller's dict is left as it was (overrides go into a deep copy)."""
+    tree = copy.deepcopy(tree or {})
     for text in overrides:
         set_dotted(tree, *parse_override(text))
     try:

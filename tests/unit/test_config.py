@@ -96,3 +96,10 @@ def test_cli_finds_shipped_config_by_name():
     result = CliRunner().invoke(main, ["train", "demo", "--set", "optim.bogus=1"])
     assert result.exit_code == 2
     assert "demo.yaml" in result.output and "optim.bogus" in result.output
+
+
+def test_build_config_leaves_the_callers_tree_alone():
+    tree = {"schedule": {"epochs": 2}, "data": {"batch_size": 8}}
+    cfg = build_config(tree, ["schedule.epochs=5", "data.batch_size=4"])
+    assert (cfg.schedule.epochs, cfg.data.batch_size) == (5, 4)
+    assert tree == {"schedule": {"epochs": 2}, "data": {"batch_size": 8}}
