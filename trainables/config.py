@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -330,42 +332,54 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def build_config(
-    tree: dict[str, Any] | None = None, overrides: Sequence[str] = (), source: str = "config"
-) -> TrainConfig:
-    """Validate a nested dict plus `key=value` overrides into a TrainConfig or raise ConfigError.
-    The caller's dict is left as it was (overrides go into a deep copy)."""
+def validate_tree(
+    model: type[M],
+    tree: dict[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    source: str = "config",
+) -> M:
+    """Validate a nested dict plus `key=value` overrides into `model` or raise ConfigError
+    (one line naming the key). The caller's dict is left as it was (overrides go into a
+    deep copy)."""
     tree = copy.deepcopy(tree or {})
     for text in overrides:
         set_dotted(tree, *parse_override(text))
     try:
-        return TrainConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(describe_error(err, source)) from None
+        raise ConfigError(describe_error(err, source, root=model)) from None
+
+
+def read_mapping(path: str | Path, what: str = "sections") -> dict[str, Any]:
+    """A YAML config file's top-level mapping, or a one-line ConfigError naming the file."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML") from None
+    if loaded is None:
+        # An empty file is almost always a mistake (a wrong path, an unsaved editor);
+        # running on every default would hide it behind a long run.
+        raise ConfigError(f"{path}: empty config file (no {what}; `{{}}` asks for defaults)")
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of {what}, got {type(loaded).__name__}")
+    return loaded
+
+
+def build_config(
+    tree: dict[str, Any] | None = None, overrides: Sequence[str] = (), source: str = "config"
+) -> TrainConfig:
+    """Validate a nested dict plus `key=value` overrides into a TrainConfig or raise ConfigError.
+    The caller's dict is left as it was."""
+    return validate_tree(TrainConfig, tree, overrides, source)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML file (or nothing, for the defaults) and apply `--set` overrides."""
-    tree: dict[str, Any] = {}
-    source = "config"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}:{where} not valid YAML") from None
-        if loaded is None:
-            # An empty file is almost always a mistake (a wrong path, an unsaved editor);
-            # training on every default would hide it behind a long run.
-            raise ConfigError(f"{path}: empty config file (no sections; `{{}}` asks for defaults)")
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"{path}: expected a mapping of sections, got {type(loaded).__name__}"
-            )
-        tree = loaded
-    return build_config(tree, overrides, source)
+    if path is None:
+        return build_config({}, overrides)
+    return build_config(read_mapping(path), overrides, str(path))

@@ -11,17 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from trainables.config import (
-    ConfigError,
     Fraction,
     TrainConfig,
     _Section,
-    describe_error,
-    parse_override,
-    set_dotted,
+    read_mapping,
+    validate_tree,
 )
 
 
@@ -106,26 +103,9 @@ def build_active_config(
     tree: dict[str, Any] | None = None, overrides: Sequence[str] = (), source: str = "config"
 ) -> ActiveConfig:
     """Validate a nested dict plus `key=value` overrides into an ActiveConfig or raise."""
-    tree = dict(tree or {})
-    for text in overrides:
-        set_dotted(tree, *parse_override(text))
-    try:
-        return ActiveConfig.model_validate(tree)
-    except ValidationError as err:
-        raise ConfigError(describe_error(err, source, root=ActiveConfig)) from None
+    return validate_tree(ActiveConfig, tree, overrides, source)
 
 
 def load_active_config(path: str | Path, overrides: Sequence[str] = ()) -> ActiveConfig:
     """Read an active-learning YAML file and apply `--set` overrides (one-line errors)."""
-    path = Path(path)
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
-    return build_active_config(loaded, overrides, str(path))
+    return build_active_config(read_mapping(path, "settings"), overrides, str(path))
