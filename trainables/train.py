@@ -94,6 +94,8 @@ def train(
     )
     # The rows an epoch passes over, and (semi-supervised) the pool the auxiliaries draw from.
     pool = aux_pool(splits, device) if any(w > 0 for _, w in cfg.tasks.loss_weights) else None
+    if pool is not None and splits.aux_images is not None:  # the training rows lead the pool:
+        train_data = FaceData(pool.images[: len(train_data)], train_data.labels)  # one copy
     stream = pool if pretrain and pool is not None else train_data
     separate_aux = pool is not None and not pretrain
     knn_on = pretrain and knn_possible(train_data, session.rank)
@@ -289,7 +291,9 @@ def aux_pool(splits: Splits, device: torch.device) -> FaceData | None:
     when there are withheld rows (None otherwise)."""
     if splits.unlabelled is None or len(splits.unlabelled) == 0:
         return None
-    images = torch.cat([splits.train.images, splits.unlabelled.images])
+    images = splits.aux_images
+    if images is None:  # Splits built by hand
+        images = torch.cat([splits.train.images, splits.unlabelled.images])
     return FaceData(images, {}).to(device)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.data.dataset import load_splits
+from trainables.data.dataset import FaceData, load_splits
 from trainables.sampling import epoch_rows
 from trainables.session import LocalSession
 from trainables.train import train
@@ -47,3 +49,23 @@ def test_semi_supervised_run_trains_main_on_labelled_rows_only(tiny_config, tmp_
     m = result.metrics
     assert torch.isfinite(torch.tensor(m["train/loss/expression"]))
     assert m["train/loss/rotation"] > 0 and "val/accuracy" in m
+
+
+def test_the_auxiliaries_pool_holds_the_training_images_once(tiny_config, tmp_path):
+    cfg = tiny_config("data.label_fraction=0.3", "tasks.loss_weights.rotation=0.5")
+    splits = load_splits(cfg.data)
+    n = len(splits.train)
+    pool = splits.aux_images
+    assert pool.data_ptr() == splits.train.images.data_ptr()  # views, not copies
+    assert splits.unlabelled.images.data_ptr() == pool[n:].data_ptr()
+    # The same run from hand-built Splits (the pool concatenated, a second copy) ends alike.
+    copied = dataclasses.replace(
+        splits,
+        train=FaceData(splits.train.images.clone(), splits.train.labels),
+        unlabelled=FaceData(splits.unlabelled.images.clone(), splits.unlabelled.labels),
+        aux_images=None,
+    )
+    shared = train(cfg, LocalSession(tmp_path / "a", log=None), splits=splits).metrics
+    again = train(cfg, LocalSession(tmp_path / "b", log=None), splits=copied).metrics
+    assert shared["train/loss/rotation"] == again["train/loss/rotation"]
+    assert shared["val/accuracy"] == again["val/accuracy"]

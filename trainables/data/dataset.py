@@ -85,6 +85,10 @@ class Splits:
     info: DatasetInfo
     unlabelled: FaceData | None = None
     """Training rows whose labels `label_fraction` withholds (expression -1), if any."""
+    aux_images: torch.Tensor | None = None
+    """With withheld rows: the training rows' images then theirs, one tensor, of which
+    `train.images` and `unlabelled.images` are views (the pool the auxiliaries draw from,
+    held once rather than copied again for them)."""
 
 
 def synthetic_name(cfg: DataConfig) -> str:
@@ -196,9 +200,13 @@ def load_splits(cfg: DataConfig) -> Splits:
         labelled=bool(prepared.card.get("labelled", True)),
     )
     unlabelled = take("unlabelled") if cfg.label_fraction < 1 and cfg.unlabelled_to_aux else None
+    both = None
     if unlabelled is not None:
         unlabelled.labels["expression"].fill_(-1)  # withheld: no supervised loss may read them
-    return Splits(train, take("val"), take("test"), info, unlabelled)
+        both = torch.cat([train.images, unlabelled.images])
+        train = FaceData(both[: len(train)], train.labels)
+        unlabelled = FaceData(both[len(train) :], unlabelled.labels)
+    return Splits(train, take("val"), take("test"), info, unlabelled, both)
 
 
 def assign_splits(prepared: Prepared, cfg: DataConfig) -> np.ndarray:
