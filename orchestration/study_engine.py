@@ -11,7 +11,10 @@ for grid trials, `hmtl.arm`, `hmtl.cell`, `hmtl.seed`.
 
 A stage's outputs are recorded in the study file when it finishes; `resume_study` reuses
 them (the stage is not run again, references resolve to the same URIs), resumes a stage whose
-sweep had started like `hmtl resume` resumes a sweep, and starts the rest.
+sweep had started like `hmtl resume` resumes a sweep, and starts the rest. A job stage (a
+kind with `run`: mine, distill) runs on the driver in its own stage run; one that did not
+finish runs again on resume (mining is cached, both jobs publish atomically and reuse an
+identical dataset, so repeating one costs time, not correctness).
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ from orchestration.cluster import check_local
 from orchestration.space import SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.study import Study, StudyError, validate_study
-from orchestration.study_kinds import KINDS
+from orchestration.study_kinds import KINDS, JobContext
 from orchestration.study_refs import has_reference, resolve
 from orchestration.study_subsets import record_label_subsets
 from orchestration.study_tracking import (
     STAGE_TAG,
     STUDY_TAG,
+    end_job_run,
     finish_study_run,
+    job_run_id,
     stage_run_id,
     study_run_id,
 )
@@ -61,22 +66,37 @@ def study_store(storage: str, name: str) -> Store:
     return Store.open(storage).child("studies", name)
 
 
-def stage_space(study: Study, stage, outputs: dict[str, dict]):
-    """The sweep that runs `stage`, its references resolved from recorded `outputs`."""
-    kind = KINDS[stage.kind]
+def stage_options(study: Study, stage, outputs: dict[str, dict]) -> tuple[Any, dict]:
+    """A stage's options and overrides, its references resolved from recorded `outputs`."""
     resolved = resolve(stage.raw, outputs)
     rest = {k: v for k, v in resolved.items() if k not in ("name", "kind", "overrides")}
-    options = kind.options.model_validate(rest)
-    return kind.space(study, stage, options, resolved.get("overrides") or {})
+    return KINDS[stage.kind].options.model_validate(rest), resolved.get("overrides") or {}
+
+
+def stage_space(study: Study, stage, outputs: dict[str, dict]):
+    """The sweep that runs `stage`, its references resolved from recorded `outputs`."""
+    options, overrides = stage_options(study, stage, outputs)
+    return KINDS[stage.kind].space(study, stage, options, overrides)
+
+
+def is_job(stage) -> bool:
+    """Whether the stage's kind is a job the driver runs (it has `run`), not a sweep."""
+    return hasattr(KINDS[stage.kind], "run")
 
 
 def check_study(study: Study, address: str | None, num_cpus: int | None = None) -> None:
-    """Before Ray starts: every stage whose config needs no earlier stage builds a valid
-    sweep that this machine (or the cluster) can hold."""
+    """Before Ray starts: every sweep stage whose config needs no earlier stage builds a
+    valid sweep that this machine (or the cluster) can hold; every job stage passes its
+    kind's `preflight` (the inputs its options name)."""
     for stage in study.stage_list:
-        if has_reference(stage.raw):
-            continue
         try:
+            if is_job(stage):
+                preflight = getattr(KINDS[stage.kind], "preflight", None)
+                if preflight is not None:
+                    preflight(study, stage, os.getcwd())
+                continue
+            if has_reference(stage.raw):
+                continue
             space = stage_space(study, stage, {})
         except (SpaceError, ValueError) as err:
             raise StudyError(
@@ -172,6 +192,10 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
         if stage.name in outputs:
             echo(f"stage {stage.name}: finished earlier, reused ({outputs[stage.name]['path']})")
             continue
+        if is_job(stage):  # not finished: run (again; jobs are safe to repeat)
+            outputs[stage.name] = _run_job(study, stage, store, manifest, study_run, echo, address)
+            _save(store, manifest)
+            continue
         sweep = store.child("sweeps", stage.name)
         try:
             sweep.read_text(MANIFEST)
@@ -226,6 +250,31 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
     markdown, files = report_study(study, store, tracking_uri, study_run)
     finish_study_run(tracking_uri, study_run, outputs)
     return StudyResult(study.name, store.uri, outputs, 0, None, markdown, files, study_run)
+
+
+def _run_job(study, stage, store, manifest, study_run, echo, address) -> dict[str, Any]:
+    """Run a job stage in its own MLflow run under the study run; its recorded outputs."""
+    tracking_uri = manifest["tracking_uri"]
+    where = f"{study.label()}: stages[{stage.index}] ({stage.name})"
+    try:
+        options, overrides = stage_options(study, stage, manifest["outputs"])
+    except ValueError as err:
+        raise StudyError(f"{where}: {err}") from None
+    run_id = job_run_id(tracking_uri, study.name, stage.name, study_run)
+    context = JobContext(store, tracking_uri, run_id, manifest["origin"], echo, address)
+    echo(f"stage {stage.name} ({stage.kind}): a job on the driver, MLflow run {run_id}")
+    try:
+        found = KINDS[stage.kind].run(study, stage, options, overrides, context)
+    except (ValueError, FileNotFoundError) as err:
+        end_job_run(tracking_uri, run_id, finished=False)
+        raise StudyError(
+            f"{where}: {err} (the study is kept: `hmtl resume {store.uri}` runs this stage again)"
+        ) from None
+    except BaseException:
+        end_job_run(tracking_uri, run_id, finished=False)
+        raise
+    end_job_run(tracking_uri, run_id, finished=True)
+    return {"kind": stage.kind, "path": store.uri, **found, "run_id": run_id}
 
 
 def report_study(
