@@ -97,6 +97,7 @@ def explicit_space(
     judged by `judge` (metric, mode) or else by the study's metric; `program` sets what the
     trials run (SearchSpace's `runs` and `loop`), training by default."""
     metric, mode = judge or (study.tune_metric, study.mode)
+    points = [_with_source_tags(base, p) for p in points]
     raw = {
         **program,
         "name": stage.name,
@@ -111,6 +112,20 @@ def explicit_space(
         "trials": [p.model_dump() for p in points],
     }
     return validate_space(raw, study.source)
+
+
+def _with_source_tags(base: dict, point: TrialPoint) -> TrialPoint:
+    """The point with the fingerprints of the extra datasets it trains on (e.g. a mine
+    stage's) among its tags, read from their cards: refused in one line when one is not
+    a published dataset."""
+    from orchestration.extra_sources import source_tags
+
+    sources = point.overrides.get("data.extra_sources")
+    if sources is None:
+        sources = base.get("data", {}).get("extra_sources")
+    if not sources:
+        return point
+    return point.model_copy(update={"tags": {**point.tags, **source_tags(list(sources))}})
 
 
 def point_overrides(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
