@@ -125,7 +125,9 @@ class MineStage:
         return {"path": published.uri, "dataset": published.uri, "rows": rows, **cost}
 
     def _labelled(self, study, o: MineOptions) -> str:
-        return o.labelled or study.base_tree().get("data", {}).get("source", "synthetic")
+        from trainables.config import TrainConfig
+
+        return o.labelled or TrainConfig.model_validate(study.base_tree()).data.source
 
     def _cache(self, context) -> str:
         """Embeddings are cached beside the study (a local folder: they are memory-mapped),
