@@ -193,7 +193,8 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
             echo(f"stage {stage.name}: finished earlier, reused ({outputs[stage.name]['path']})")
             continue
         if is_job(stage):  # not finished: run (again; jobs are safe to repeat)
-            outputs[stage.name] = _run_job(study, stage, store, manifest, study_run, echo, address)
+            job = (study, stage, store, manifest, study_run, echo, address, num_cpus)
+            outputs[stage.name] = _run_job(*job)
             _save(store, manifest)
             continue
         sweep = store.child("sweeps", stage.name)
@@ -252,7 +253,7 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
     return StudyResult(study.name, store.uri, outputs, 0, None, markdown, files, study_run)
 
 
-def _run_job(study, stage, store, manifest, study_run, echo, address) -> dict[str, Any]:
+def _run_job(study, stage, store, manifest, study_run, echo, address, num_cpus) -> dict:
     """Run a job stage in its own MLflow run under the study run; its recorded outputs."""
     tracking_uri = manifest["tracking_uri"]
     where = f"{study.label()}: stages[{stage.index}] ({stage.name})"
@@ -261,7 +262,7 @@ def _run_job(study, stage, store, manifest, study_run, echo, address) -> dict[st
     except ValueError as err:
         raise StudyError(f"{where}: {err}") from None
     run_id = job_run_id(tracking_uri, study.name, stage.name, study_run)
-    context = JobContext(store, tracking_uri, run_id, manifest["origin"], echo, address)
+    context = JobContext(store, tracking_uri, run_id, manifest["origin"], echo, address, num_cpus)
     echo(f"stage {stage.name} ({stage.kind}): a job on the driver, MLflow run {run_id}")
     try:
         found = KINDS[stage.kind].run(study, stage, options, overrides, context)

@@ -16,8 +16,9 @@ A **job** kind (mine, distill) is work the driver does rather than a sweep: inst
 `space` and `outputs` it has `run(study, stage, options, overrides, context) -> dict`, given
 a `JobContext` (the study's Store, tracking URI, the stage's own MLflow run already created
 under the study run, the origin folder, echo, the Ray address); it returns its outputs
-(at least `run_id`; `dataset` and `rows` for a published dataset; `cost/device_seconds` and
-`time/wall_seconds` for the report's stage summary) and raises ValueError (one line) for a
+(`path`, where its result lives; `dataset` and `rows` for a published dataset;
+`cost/device_seconds` and `time/wall_seconds` for the report's stage table; the engine adds
+`kind` and `run_id`) and raises ValueError (one line) for a
 problem the user can fix. Optionally `preflight(study, stage, origin)` checks what the
 options name (datasets exist, shapes) before Ray starts. The engine records the outputs like
 a sweep stage's; a job stage that did not finish runs again on resume, so a job must be safe

@@ -96,7 +96,7 @@ class MineStage:
             )
             actors, gpu = 1, False
             if o.engine == "ray":
-                actors, gpu = ray_actors(context.address, o.actors)
+                actors, gpu = ray_actors(context.address, o.actors, context.num_cpus)
             context.echo(
                 f"  mining a pool of {inputs.pool_card['num_rows']} faces with {actors} "
                 f"{'GPU' if gpu else 'CPU'} {'actor' if o.engine == 'ray' else 'process'}(s)"
