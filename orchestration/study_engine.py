@@ -31,15 +31,14 @@ from orchestration.cluster import check_local
 from orchestration.space import SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.study import Study, StudyError, validate_study
-from orchestration.study_kinds import KINDS, JobContext
+from orchestration.study_jobs import run_job
+from orchestration.study_kinds import KINDS
 from orchestration.study_refs import has_reference, resolve
 from orchestration.study_subsets import record_label_subsets
 from orchestration.study_tracking import (
     STAGE_TAG,
     STUDY_TAG,
-    end_job_run,
     finish_study_run,
-    job_run_id,
     stage_run_id,
     study_run_id,
 )
@@ -193,8 +192,25 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
             echo(f"stage {stage.name}: finished earlier, reused ({outputs[stage.name]['path']})")
             continue
         if is_job(stage):  # not finished: run (again; jobs are safe to repeat)
-            job = (study, stage, store, manifest, study_run, echo, address, num_cpus)
-            outputs[stage.name] = _run_job(*job)
+            try:
+                options, overrides = stage_options(study, stage, outputs)
+            except ValueError as err:
+                raise StudyError(
+                    f"{study.label()}: stages[{stage.index}] ({stage.name}): {err}"
+                ) from None
+            outputs[stage.name] = run_job(
+                study,
+                stage,
+                options,
+                overrides,
+                store,
+                tracking_uri,
+                study_run,
+                manifest["origin"],
+                echo,
+                address,
+                num_cpus,
+            )
             _save(store, manifest)
             continue
         sweep = store.child("sweeps", stage.name)
@@ -251,31 +267,6 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
     markdown, files = report_study(study, store, tracking_uri, study_run)
     finish_study_run(tracking_uri, study_run, outputs)
     return StudyResult(study.name, store.uri, outputs, 0, None, markdown, files, study_run)
-
-
-def _run_job(study, stage, store, manifest, study_run, echo, address, num_cpus) -> dict:
-    """Run a job stage in its own MLflow run under the study run; its recorded outputs."""
-    tracking_uri = manifest["tracking_uri"]
-    where = f"{study.label()}: stages[{stage.index}] ({stage.name})"
-    try:
-        options, overrides = stage_options(study, stage, manifest["outputs"])
-    except ValueError as err:
-        raise StudyError(f"{where}: {err}") from None
-    run_id = job_run_id(tracking_uri, study.name, stage.name, study_run)
-    context = JobContext(store, tracking_uri, run_id, manifest["origin"], echo, address, num_cpus)
-    echo(f"stage {stage.name} ({stage.kind}): a job on the driver, MLflow run {run_id}")
-    try:
-        found = KINDS[stage.kind].run(study, stage, options, overrides, context)
-    except (ValueError, FileNotFoundError) as err:
-        end_job_run(tracking_uri, run_id, finished=False)
-        raise StudyError(
-            f"{where}: {err} (the study is kept: `hmtl resume {store.uri}` runs this stage again)"
-        ) from None
-    except BaseException:
-        end_job_run(tracking_uri, run_id, finished=False)
-        raise
-    end_job_run(tracking_uri, run_id, finished=True)
-    return {"kind": stage.kind, "path": store.uri, **found, "run_id": run_id}
 
 
 def report_study(
