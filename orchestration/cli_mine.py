@@ -150,18 +150,11 @@ def mine_command(
 
 def _run(inputs, settings, out, name, cache, engine, actors, address):
     """Start (or join) Ray for the Ray Data engine, then mine."""
-    from orchestration.mining import mine
+    from orchestration.mining import mine, ray_actors
 
     use_gpu = False
     if engine == "ray":
-        import ray
-
-        from orchestration.cluster import init_ray
-
-        init_ray(address)
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        use_gpu = gpus > 0
-        actors = actors or max(1, gpus or int(ray.cluster_resources().get("CPU", 1)) - 1)
+        actors, use_gpu = ray_actors(address, actors)
     click.echo(
         f"hmtl mine: pool {inputs.pool_card['num_rows']} faces, model sha256 "
         f"{inputs.model_sha[:12]}, engine {engine}"

@@ -130,6 +130,9 @@ def report_study_command(path: str, out: str | None, tracking_uri: str | None) -
 def finish_study(result, address: str | None) -> None:
     """The report, then exit 3 with the resume command if a stage has errored trials."""
     for name, out in result.outputs.items():
+        if "trials" not in out:  # a job stage (mine, distill): what it published
+            click.echo(f"stage {name}: {out.get('rows')} rows in {out.get('dataset')}")
+            continue
         click.echo(
             f"stage {name}: {out['trials']} trials, best checkpoint {out['best_checkpoint']}"
         )

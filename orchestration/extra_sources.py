@@ -14,10 +14,15 @@ def extra_source_tags(cfg: TrainConfig) -> dict[str, str]:
     """`hmtl.extra_sources` (URIs) and `hmtl.extra_fingerprints` (each dataset's fingerprint,
     same order) for a run with extra sources, read from their cards (so a missing or
     unpublished one is refused in one line before the run starts); {} without any."""
-    if not cfg.data.extra_sources:
+    return source_tags(cfg.data.extra_sources)
+
+
+def source_tags(uris: list[str]) -> dict[str, str]:
+    """The same tags for a list of dataset URIs (a study's trial points carry them)."""
+    if not uris:
         return {}
-    cards = [read_card(uri, "data.extra_sources:") for uri in cfg.data.extra_sources]
+    cards = [read_card(uri, "data.extra_sources:") for uri in uris]
     return {
-        SOURCES_TAG: ",".join(redact(uri) for uri in cfg.data.extra_sources),
+        SOURCES_TAG: ",".join(redact(uri) for uri in uris),
         FINGERPRINTS_TAG: ",".join(card["fingerprint"] for card in cards),
     }

@@ -241,6 +241,21 @@ def mine(
     )
 
 
+def ray_actors(
+    address: str | None, actors: int | None, num_cpus: int | None = None
+) -> tuple[int, bool]:
+    """Start (or join) Ray for the Ray Data engine; how many embedding actors to run (`actors`,
+    else one per GPU where the cluster has GPUs, else one per CPU but one, left for the
+    reads) and whether they hold GPUs."""
+    import ray
+
+    from orchestration.cluster import init_ray
+
+    init_ray(address, num_cpus=num_cpus)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    return actors or max(1, gpus or int(ray.cluster_resources().get("CPU", 1)) - 1), gpus > 0
+
+
 def default_cache() -> str:
     """Where embeddings are cached: `HMTL_MINING_CACHE`, else `hmtl-runs/embeddings`."""
     return os.environ.get("HMTL_MINING_CACHE") or os.path.join("hmtl-runs", "embeddings")

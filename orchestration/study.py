@@ -2,9 +2,10 @@
 
 A study names the metric its report compares, a `base` TrainConfig, the resources of one
 trial and ordered `stages`. Every stage has a `name`, a `kind` from the stage registry
-(orchestration/study_kinds.py: train, sweep, grid), optional `overrides` (dotted TrainConfig
-keys set on top of the base) and its kind's own keys. A string `${stage.field}` refers to an
-earlier stage's output (`best_checkpoint`, `best_config`, `run_id`) and is resolved when the
+(orchestration/study_kinds.py: train, sweep, grid, confirm, active, mine, distill), optional
+`overrides` (dotted TrainConfig keys set on top of the base) and its kind's own keys. A string
+`${stage.field}` refers to an earlier stage's output (`best_checkpoint`, `best_config`,
+`run_id`, `dataset`, ...; orchestration/study_refs.py lists them) and is resolved when the
 stage starts (orchestration/study_refs.py). Loading checks everything that can be checked
 before Ray starts; a problem is one line naming the file, the key and what is wrong.
 

@@ -11,7 +11,10 @@ for grid trials, `hmtl.arm`, `hmtl.cell`, `hmtl.seed`.
 
 A stage's outputs are recorded in the study file when it finishes; `resume_study` reuses
 them (the stage is not run again, references resolve to the same URIs), resumes a stage whose
-sweep had started like `hmtl resume` resumes a sweep, and starts the rest.
+sweep had started like `hmtl resume` resumes a sweep, and starts the rest. A job stage (a
+kind with `run`: mine, distill) runs on the driver in its own stage run; one that did not
+finish runs again on resume (mining is cached, both jobs publish atomically and reuse an
+identical dataset, so repeating one costs time, not correctness).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from orchestration.cluster import check_local
 from orchestration.space import SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.study import Study, StudyError, validate_study
+from orchestration.study_jobs import run_job
 from orchestration.study_kinds import KINDS
 from orchestration.study_refs import has_reference, resolve
 from orchestration.study_subsets import record_label_subsets
@@ -61,22 +65,37 @@ def study_store(storage: str, name: str) -> Store:
     return Store.open(storage).child("studies", name)
 
 
-def stage_space(study: Study, stage, outputs: dict[str, dict]):
-    """The sweep that runs `stage`, its references resolved from recorded `outputs`."""
-    kind = KINDS[stage.kind]
+def stage_options(study: Study, stage, outputs: dict[str, dict]) -> tuple[Any, dict]:
+    """A stage's options and overrides, its references resolved from recorded `outputs`."""
     resolved = resolve(stage.raw, outputs)
     rest = {k: v for k, v in resolved.items() if k not in ("name", "kind", "overrides")}
-    options = kind.options.model_validate(rest)
-    return kind.space(study, stage, options, resolved.get("overrides") or {})
+    return KINDS[stage.kind].options.model_validate(rest), resolved.get("overrides") or {}
+
+
+def stage_space(study: Study, stage, outputs: dict[str, dict]):
+    """The sweep that runs `stage`, its references resolved from recorded `outputs`."""
+    options, overrides = stage_options(study, stage, outputs)
+    return KINDS[stage.kind].space(study, stage, options, overrides)
+
+
+def is_job(stage) -> bool:
+    """Whether the stage's kind is a job the driver runs (it has `run`), not a sweep."""
+    return hasattr(KINDS[stage.kind], "run")
 
 
 def check_study(study: Study, address: str | None, num_cpus: int | None = None) -> None:
-    """Before Ray starts: every stage whose config needs no earlier stage builds a valid
-    sweep that this machine (or the cluster) can hold."""
+    """Before Ray starts: every sweep stage whose config needs no earlier stage builds a
+    valid sweep that this machine (or the cluster) can hold; every job stage passes its
+    kind's `preflight` (the inputs its options name)."""
     for stage in study.stage_list:
-        if has_reference(stage.raw):
-            continue
         try:
+            if is_job(stage):
+                preflight = getattr(KINDS[stage.kind], "preflight", None)
+                if preflight is not None:
+                    preflight(study, stage, os.getcwd())
+                continue
+            if has_reference(stage.raw):
+                continue
             space = stage_space(study, stage, {})
         except (SpaceError, ValueError) as err:
             raise StudyError(
@@ -171,6 +190,28 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
     for stage in study.stage_list:
         if stage.name in outputs:
             echo(f"stage {stage.name}: finished earlier, reused ({outputs[stage.name]['path']})")
+            continue
+        if is_job(stage):  # not finished: run (again; jobs are safe to repeat)
+            try:
+                options, overrides = stage_options(study, stage, outputs)
+            except ValueError as err:
+                raise StudyError(
+                    f"{study.label()}: stages[{stage.index}] ({stage.name}): {err}"
+                ) from None
+            outputs[stage.name] = run_job(
+                study,
+                stage,
+                options,
+                overrides,
+                store,
+                tracking_uri,
+                study_run,
+                manifest["origin"],
+                echo,
+                address,
+                num_cpus,
+            )
+            _save(store, manifest)
             continue
         sweep = store.child("sweeps", stage.name)
         try:

@@ -11,11 +11,25 @@ A kind is a small object with:
 - `design(study, stage)`: the report's view of a grid stage, or None for other kinds;
 - optionally `report(study, stage, sweep, out, runs)`: a kind's own report section
   (Markdown, files), and `smoke(raw)`: its stage's keys trimmed for `--smoke`.
+
+A **job** kind (mine, distill) is work the driver does rather than a sweep: instead of
+`space` and `outputs` it has `run(study, stage, options, overrides, context) -> dict`, given
+a `JobContext` (the study's Store, tracking URI, the stage's own MLflow run already created
+under the study run, the origin folder, echo, the Ray address); it returns its outputs
+(`path`, where its result lives; `dataset` and `rows` for a published dataset;
+`cost/device_seconds` and `time/wall_seconds` for the report's stage table; the engine adds
+`kind` and `run_id`) and raises ValueError (one line) for a
+problem the user can fix. Optionally `preflight(study, stage, origin)` checks what the
+options name (datasets exist, shapes) before Ray starts. The engine records the outputs like
+a sweep stage's; a job stage that did not finish runs again on resume, so a job must be safe
+to repeat (mining is cached and both jobs publish atomically, reusing an identical dataset).
 The study engine (orchestration/study_engine.py) never branches on a kind's name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
@@ -39,6 +53,23 @@ class StageKind(Protocol):
     ) -> dict[str, Any]: ...
 
     def design(self, study: Study, stage: Stage) -> Any: ...
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job stage's `run` gets from the engine."""
+
+    store: Store
+    """The study's storage folder (`<storage>/studies/<study>`)."""
+    tracking_uri: str
+    run_id: str
+    """The stage's MLflow run (tags hmtl.study, hmtl.stage; a child of the study run): the
+    job logs its params, metrics and artifacts there; the engine ends it."""
+    origin: str
+    """The folder the study started in: relative paths in options are read against it."""
+    echo: Callable[[str], None]
+    address: str | None = None
+    num_cpus: int | None = None
 
 
 KINDS: dict[str, StageKind] = {}
@@ -67,6 +98,7 @@ def explicit_space(
     judged by `judge` (metric, mode) or else by the study's metric; `program` sets what the
     trials run (SearchSpace's `runs` and `loop`), training by default."""
     metric, mode = judge or (study.tune_metric, study.mode)
+    points = [_with_source_tags(base, p) for p in points]
     raw = {
         **program,
         "name": stage.name,
@@ -83,6 +115,20 @@ def explicit_space(
     return validate_space(raw, study.source)
 
 
+def _with_source_tags(base: dict, point: TrialPoint) -> TrialPoint:
+    """The point with the fingerprints of the extra datasets it trains on (e.g. a mine
+    stage's) among its tags, read from their cards: refused in one line when one is not
+    a published dataset."""
+    from orchestration.extra_sources import source_tags
+
+    sources = point.overrides.get("data.extra_sources")
+    if sources is None:
+        sources = base.get("data", {}).get("extra_sources")
+    if not sources:
+        return point
+    return point.model_copy(update={"tags": {**point.tags, **source_tags(list(sources))}})
+
+
 def point_overrides(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
     """The dotted overrides a trial ran with: its explicit point's, or its sampled values."""
     from orchestration.space import TRIAL_KEY
@@ -96,7 +142,9 @@ def point_overrides(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any
 from orchestration import (  # noqa: E402, F401
     study_active,
     study_confirm,
+    study_distill,
     study_grid,
+    study_mine,
     study_sweep,
     study_train,
 )

@@ -2,7 +2,9 @@
 
 Fields are an earlier stage's outputs: `best_checkpoint` (a URI fit for `model.pretrained`),
 `best_config` (the best dotted overrides, a mapping), `run_id` (the stage's MLflow run) and,
-for a sweep, `top_configs` (its best trials' configs, best first). A string that is exactly
+for a sweep, `top_configs` (its best trials' configs, best first); a `mine` or `distill`
+stage's `dataset` (the published dataset's URI, fit for `data.extra_sources`) and `rows`.
+A string that is exactly
 one reference becomes the output itself (so a mapping can stand for an arm's overrides); a
 reference inside a longer string is replaced by its text.
 Names and fields are checked when the study loads; values are filled in when the stage
@@ -16,7 +18,7 @@ import re
 from typing import Any
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
-FIELDS = ("best_checkpoint", "best_config", "run_id", "top_configs")
+FIELDS = ("best_checkpoint", "best_config", "run_id", "top_configs", "dataset", "rows")
 
 
 def has_reference(value: Any) -> bool:

@@ -103,6 +103,9 @@ def study_report(
     from orchestration.study_kinds import KINDS
 
     parts, files = [], []
+    summary = stage_summary(store)
+    if summary:
+        parts.append(summary)
     for stage in study.stage_list:
         own = getattr(KINDS[stage.kind], "report", None)
         if own is not None:  # a kind with its own report (orchestration/study_active.py)
@@ -130,6 +133,50 @@ def study_report(
         parts.append(f"## Stage {stage.name}\n\n{report.markdown}")
         files += report.files
     return "\n".join(parts), files
+
+
+def stage_summary(store: Store) -> str:
+    """The report's first section: one line per finished stage from the study's manifest,
+    with a job stage's (mine, distill) dataset, rows and own costs; "" before any."""
+    import json
+
+    from orchestration.study_engine import STUDY_MANIFEST
+    from trainables.accounting import DEVICE_SECONDS, WALL_SECONDS
+
+    try:
+        outputs = json.loads(store.read_text(STUDY_MANIFEST)).get("outputs", {})
+    except FileNotFoundError:
+        return ""
+    if not outputs:
+        return ""
+
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    lines = [
+        "## Stages",
+        "",
+        "Finished stages in order. A job stage's device-seconds are what it held (embedding "
+        "actors, or the driver's torch threads) × its wall time, counted once for the study; "
+        "the trials that train on its dataset report their own costs below.",
+        "",
+        "| stage | kind | trials | best value | dataset | rows | device s | wall s | run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, out in outputs.items():
+        cells = [
+            name,
+            out.get("kind", "-"),
+            out.get("trials", "-"),
+            number(out.get("best_value")),
+            f"`{out['dataset']}`" if out.get("dataset") else "-",
+            out.get("rows", "-"),
+            number(out.get(DEVICE_SECONDS)),
+            number(out.get(WALL_SECONDS)),
+            out.get("run_id") or "-",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def trial_run_ids(tracking_uri: str | None, study: str) -> dict[str, str]:

@@ -5,9 +5,10 @@ import pytest
 import ray
 import yaml
 from helpers import refused
+from mining_helpers import labelled_set
 
 from orchestration.study import StudyError, load_study, shipped_studies, validate_study
-from orchestration.study_engine import stage_space
+from orchestration.study_engine import is_job, stage_options, stage_space
 from orchestration.study_kinds import KINDS
 from orchestration.study_refs import resolve
 from orchestration.study_smoke import smoke_study
@@ -32,10 +33,15 @@ def test_every_shipped_study_validates_and_builds_its_stages(name, tmp_path):
     assert spec.name == name and spec.stage_list
     # Stand-ins for what earlier stages record, so stages that refer to them build too.
     earlier = {"best_checkpoint": str(tmp_path / "ckpt"), "best_config": {}, "top_configs": [{}]}
-    done = {**earlier, "run_id": "r"}
+    dataset = labelled_set(tmp_path / "data", n=40)  # what a mine or distill stage publishes
+    done = {**earlier, "run_id": "r", "dataset": str(dataset), "rows": 40}
     for candidate in (spec, smoke_study(spec, tmp_path)):
         outputs = {stage.name: done for stage in candidate.stage_list}
         for stage in candidate.stage_list:
+            if is_job(stage):  # a job (mine, distill): its options resolve and validate
+                options, _ = stage_options(candidate, stage, outputs)
+                assert str(tmp_path) in options.model_dump_json()
+                continue
             assert stage_space(candidate, stage, outputs).num_samples >= 1
 
 
