@@ -38,10 +38,10 @@ ENGINES = ("ray", "local")
 BLOCK_BYTES = 8 * 1024 * 1024
 """Ray Data's target block size while mining (its default is 128 MiB). Ray Data 2.60 reads
 Parquet in bins of up to 128 MiB of images whatever `override_num_blocks` asks, and a map
-task's output block grows to the target size: with the default, a 200k-face pool reached the
-driver as a few blocks of ~60k rows, each converted whole, so the driver's heap grew with
-the pool and nothing arrived before the last actor task ended. At 8 MiB a block is a few
-thousand 48 px faces (a few hundred 112 px RGB ones), so the driver holds a few MiB."""
+task's output block grows to the target size: with the default, a large pool reached the
+driver as blocks of ~58k 48 px faces, each only once an actor had embedded all of it, and
+the driver's heap grew with the pool up to that cap (BENCHMARKS.md, issue 15). At 8 MiB a
+block is about 4,000 48 px faces (a few hundred 112 px RGB ones): the driver holds a few MiB."""
 
 
 @dataclass

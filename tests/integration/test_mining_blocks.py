@@ -18,9 +18,9 @@ FACES, BATCH = 300, 32
 
 
 def test_the_driver_receives_the_pool_block_by_block(local_ray, tmp_path, monkeypatch):
-    """Every block the driver gets is at most an input block plus a batch (a shard holds 150
-    faces, which one block per shard would exceed), all rows arrive, and the caller's Ray
-    Data settings are as they were afterwards."""
+    """Every block the driver gets is at most an input block plus a batch (with Ray Data's
+    default 128 MiB the pool's 2 shards arrive as one 300-face block), all rows arrive, and
+    the caller's Ray Data settings are as they were afterwards."""
     import ray.data
 
     monkeypatch.setattr(mining_embed, "BLOCK_BYTES", 64 * 1024)  # 28 faces of 48 px
