@@ -14,6 +14,10 @@ Ray starts locally with `--cpus` logical CPUs: on a 2-core machine, 2 actors of 
 Ray Data's read tasks need more than 2 logical CPUs to be scheduled at all.
 
     python benchmarks/mining.py [--pool 20000] [--large 200000] [--width 32] [--cpus 3]
+        [--memory-only] [--actors 2]
+
+`--memory-only` skips the throughput arms (the memory question needs neither them nor
+several actors: `--memory-only --actors 1` is the cheap run on a shared machine).
 """
 
 from __future__ import annotations
@@ -115,6 +119,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--cpus", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--memory-only", action="store_true", help="skip the throughput arms")
+    parser.add_argument("--actors", type=int, default=2, help="Ray Data actors, memory arms")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the local loop gets what one actor gets
     from orchestration.cluster import init_ray
@@ -128,18 +134,19 @@ def main() -> None:
         card = json.loads((Path(pool) / "card.json").read_text())
         init_ray(None, num_cpus=args.cpus)
         rates = {}
-        for engine, actors in (("local", 1), ("ray", 1), ("ray", 2)):
+        throughput_arms = () if args.memory_only else (("local", 1), ("ray", 1), ("ray", 2))
+        for engine, actors in throughput_arms:
             seconds, _ = timed(str(pool), card, spec, engine, actors, root, args.batch)
             label = "local loop" if engine == "local" else f"ray data, {actors} actor(s)"
             rates[label] = args.pool / seconds
             ratio = rates[label] / rates["local loop"]
             print(f"{label:<22} {seconds:7.1f} s  {rates[label]:8.0f} images/s  x{ratio:.2f}")
-        print(f"driver memory, ray data with 2 actors (MiB; width {args.width}):")
+        print(f"driver memory, ray data with {args.actors} actor(s) (MiB; width {args.width}):")
         for n in (args.pool, args.large):
             uri, big = (
                 repeated(Path(pool), n // args.pool, root) if n != args.pool else (str(pool), card)
             )
-            seconds, memory = timed(uri, big, spec, "ray", 2, root, args.batch)
+            seconds, memory = timed(uri, big, spec, "ray", args.actors, root, args.batch)
             growth = [p - s for p, s in zip(memory.peak, memory.start, strict=True)]
             print(
                 f"  {big['num_rows']:>8} faces  {seconds:7.1f} s  peak RssAnon "

@@ -3,8 +3,9 @@
 The pool is read as a stream of its Parquet shards (`ray.data.read_parquet`, local or S3,
 only the `image` column) and embedded by a fixed pool of model actors (`map_batches` with a
 callable class whose `__init__` builds the model once per actor; GPU actors where the
-cluster has GPUs). The driver consumes the result batch by batch into memory-mapped `.npy`
-files, so its memory is one batch whatever the pool's size.
+cluster has GPUs), in blocks of about `BLOCK_BYTES`. The driver consumes the result block by
+block into memory-mapped `.npy` files, so its memory is a block or two whatever the pool's
+size.
 
 Cache: `<cache>/<model sha256[:16]>-<dataset fingerprint[:16]>/` holds `embeddings.npy`
 (N, D) float32, `logits.npy` (N, C) float32 and `meta.json`, written last (the completion
@@ -17,6 +18,7 @@ and the baseline a benchmark compares Ray Data with).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,6 +35,13 @@ from trainables.data.storage import filesystem_for, redact
 from trainables.mining.primitive import build_primitive
 
 ENGINES = ("ray", "local")
+BLOCK_BYTES = 8 * 1024 * 1024
+"""Ray Data's target block size while mining (its default is 128 MiB). Ray Data 2.60 reads
+Parquet in bins of up to 128 MiB of images whatever `override_num_blocks` asks, and a map
+task's output block grows to the target size: with the default, a large pool reached the
+driver as blocks of ~58k 48 px faces, each only once an actor had embedded all of it, and
+the driver's heap grew with the pool up to that cap (BENCHMARKS.md, issue 15). At 8 MiB a
+block is about 4,000 48 px faces (a few hundred 112 px RGB ones): the driver holds a few MiB."""
 
 
 @dataclass
@@ -152,22 +161,47 @@ def _shard_paths(uri: str, card: dict) -> tuple[object, list[str]]:
     return fs, [f"{root.rstrip('/')}/{shard}" for shard in card["shards"]]
 
 
-def _ray_batches(uri, card, spec, shape, actors, batch_size, use_gpu):
+@contextlib.contextmanager
+def _mining_context() -> Iterator[None]:
+    """Ray Data's settings while the pool is embedded, restored afterwards so that other Ray
+    Data users in this process are not affected. A Dataset keeps a copy of the context it was
+    built under; the progress bars are looked up in the current one while iterating."""
     import ray.data
 
-    # Pool order is row identity: the cache and the selection index rows by position.
     context = ray.data.DataContext.get_current()
+    saved = (
+        context.execution_options.preserve_order,
+        context.enable_progress_bars,
+        context.target_max_block_size,
+    )
+    # Pool order is row identity: the cache and the selection index rows by position.
     context.execution_options.preserve_order = True
-    # The command prints its own progress; Ray Data's per-operator log is for --verbose debugging.
+    # The command prints its own progress; Ray Data's per-operator log is for debugging.
     context.enable_progress_bars = False
+    context.target_max_block_size = BLOCK_BYTES
+    try:
+        yield
+    finally:
+        (
+            context.execution_options.preserve_order,
+            context.enable_progress_bars,
+            context.target_max_block_size,
+        ) = saved
+
+
+def _pool_dataset(uri, card, spec, shape, actors, batch_size, use_gpu):
+    """The pool's embeddings as a lazy Ray Data dataset: Parquet shards streamed through a
+    pool of `actors` model actors. Build it inside `_mining_context()`."""
+    import ray.data
+
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     fs, paths = _shard_paths(uri, card)
-    # At least one block per shard, so the actors can share a pool of few shards (Ray Data
-    # warned that a 10-shard pool reached the actor pool as one input; benchmarks/mining.py).
+    # One block per shard is honoured only by Ray Data's V1 Parquet reader; the default (V2)
+    # bin-packs shards into read tasks, and BLOCK_BYTES bounds the blocks instead.
     ds = ray.data.read_parquet(
         paths, filesystem=fs, partitioning=None, override_num_blocks=len(paths)
     ).select_columns(["image"])
-    ds = ds.map_batches(
+    return ds.map_batches(
         Embedder,
         fn_constructor_kwargs={
             "spec": spec,
@@ -182,8 +216,15 @@ def _ray_batches(uri, card, spec, shape, actors, batch_size, use_gpu):
         num_gpus=1 if use_gpu else 0,
         num_cpus=0 if use_gpu else 1,
     )
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        yield batch["embedding"], batch["logits"]
+
+
+def _ray_batches(uri, card, spec, shape, actors, batch_size, use_gpu):
+    with _mining_context():
+        ds = _pool_dataset(uri, card, spec, shape, actors, batch_size, use_gpu)
+        # One block at a time (plus Ray Data's default prefetch of one): `_write` copies each
+        # into the memory map and drops it before the next.
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            yield batch["embedding"], batch["logits"]
 
 
 def _local_batches(uri, card, spec, shape, batch_size):
