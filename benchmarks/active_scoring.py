@@ -151,15 +151,19 @@ def measure(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
         gpu_base = torch.cuda.memory_allocated()
     base = reset_peak()
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     try:
         picked = [int(i) for i in run()]
     except distil.TooLarge as err:
         return {"skipped": str(err)}
     if cuda:
         torch.cuda.synchronize()
+    wall = time.perf_counter() - began
     out = {
-        "seconds": time.perf_counter() - began,
+        # This process's CPU time on CPU: the other work sharing the machine stretches wall
+        # time far more than it does the work done (one torch thread, no loader workers).
+        "seconds": wall if cuda else time.process_time() - cpu_began,
+        "wall": wall,
         "peak_mib": (status_kib("VmHWM") - base) / 1024,
         "picked": picked,
     }
@@ -214,21 +218,25 @@ def distinct(result: dict, budget: int) -> bool:
     return len(picked) == budget and len(set(picked)) == budget
 
 
-def seconds_text(r: dict) -> str:
-    if "seconds" in r:
-        return f"{r['seconds']:8.1f}"
-    return "skipped" if "skipped" in r else "failed"
+def timing(r: dict, n: int) -> str:
+    """Seconds, (wall seconds) and images/s of one cell, 24 characters."""
+    if "seconds" not in r:
+        return f"{'skipped' if 'skipped' in r else 'failed':>24}"
+    rate = n / r["seconds"] if r["seconds"] > 0 else float("inf")
+    return f"{r['seconds']:8.1f}{'(' + format(r['wall'], '.1f') + ')':>8}{rate:8.0f}"
 
 
 def throughput(args: argparse.Namespace, results: dict, faces: Path) -> None:
     """The side-by-side table: each strategy, both arms, images/s and the ratio."""
+    kind = "wall" if args.device == "cuda" else "CPU (process time)"
     print(
-        f"\nPool scoring on {args.device}, {args.threads} thread(s), batch {args.batch}: "
-        "seconds for the whole selection (pool scoring included), images/s = pool / seconds"
+        f"\nPool scoring on {args.device}, {args.threads} thread(s), batch {args.batch}: {kind} "
+        "seconds of the whole selection (pool scoring included), images/s = pool / seconds; "
+        "wall seconds in brackets; ratio = DISTIL's seconds / hmtl's"
     )
     print(
-        f"{'strategy':<17}{'pool':>7}{'budget':>7} | {'hmtl s':>8}{'img/s':>8} | "
-        f"{'DISTIL s':>8}{'img/s':>8} | {'ratio':>6} | sizes | same picks"
+        f"{'strategy':<17}{'pool':>7}{'budget':>7} | {'hmtl s':>8}{'(wall)':>8}{'img/s':>8} | "
+        f"{'DISTIL s':>8}{'(wall)':>8}{'img/s':>8} | {'ratio':>6} | sizes | same picks"
     )
     for name in args.strategies:
         n = table_pool(name, args)
@@ -236,14 +244,9 @@ def throughput(args: argparse.Namespace, results: dict, faces: Path) -> None:
         for arm in ("hmtl", "distil"):
             results[name, arm, n] = cell(name, arm, n, args, faces, name in SET_BASED)
         ours, theirs = results[name, "hmtl", n], results[name, "distil", n]
-        rate = [
-            f"{n / r['seconds']:8.0f}" if "seconds" in r else f"{'-':>8}" for r in (ours, theirs)
-        ]
-        ratio = (
-            f"{theirs['seconds'] / ours['seconds']:5.1f}x"
-            if "seconds" in ours and "seconds" in theirs
-            else f"{'-':>6}"
-        )
+        rate = [timing(r, n) for r in (ours, theirs)]
+        timed = "seconds" in ours and "seconds" in theirs and ours["seconds"] > 0.05
+        ratio = f"{theirs['seconds'] / ours['seconds']:5.1f}x" if timed else f"{'-':>6}"
         sizes = "ok" if distinct(ours, budget) and distinct(theirs, budget) else "WRONG"
         same = "-"
         if "picked" in ours and "picked" in theirs:
@@ -252,8 +255,8 @@ def throughput(args: argparse.Namespace, results: dict, faces: Path) -> None:
             same = exact if name in SAME_ALGORITHM else f"({shared}/{budget} shared)"
         scaled = "  (scaled down)" if n < args.pool else ""
         print(
-            f"{name:<17}{n:>7}{budget:>7} | {seconds_text(ours)}{rate[0]} | "
-            f"{seconds_text(theirs)}{rate[1]} | {ratio} | {sizes:<5} | {same}{scaled}",
+            f"{name:<17}{n:>7}{budget:>7} | {rate[0]} | {rate[1]} | {ratio} | {sizes:<5} | "
+            f"{same}{scaled}",
             flush=True,
         )
         for arm, r in (("hmtl", ours), ("DISTIL", theirs)):
@@ -267,7 +270,7 @@ def memory(args: argparse.Namespace, results: dict, faces: Path) -> None:
     gpu = args.device == "cuda"
     print(
         "\nPeak memory growth during the selection (fresh process per cell; RSS = VmHWM - "
-        "VmRSS before" + ("; GPU = torch peak allocation" if gpu else "") + ")"
+        "VmRSS before" + ("; GPU = torch peak allocation" if gpu else "") + "), and seconds"
     )
     head = f"{'strategy':<10}{'pool':>7} | {'hmtl MiB':>9}{'s':>7}"
     print(head + (f"{'GPU MiB':>9}" if gpu else "") + f" | {'DISTIL MiB':>10}{'s':>7}")
