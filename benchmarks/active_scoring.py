@@ -10,10 +10,13 @@ with the expression head, as `active_quickstart` trains), on one torch thread (`
   one eval-transformed image per item, a DataLoader, dense gradient embeddings and kernels).
 
 A labelled set of a tenth of the pool's size sits beside the pool (ActiveFER's first cycle:
-10% labelled), which CoreSet and GLISTER read. Every (strategy, arm, pool size) cell runs in a
-fresh subprocess, which reports its seconds, its picks and its peak memory: the growth of the
-resident set (VmHWM after the selection minus VmRSS before it, with the high-water mark reset
-after the pool and model are loaded) and, on CUDA, torch's peak allocation over the baseline.
+10% labelled), which CoreSet and GLISTER read. Each (strategy, arm, pool size) cell reports its
+seconds (the process's CPU time on CPU, steadier than wall time on a shared machine; wall time
+on CUDA), its picks and its peak memory. The set-based cells (CoreSet, BADGE, GLISTER) run in
+a fresh subprocess each, so that their peak is their own: the growth of the resident set
+(VmHWM after the selection minus VmRSS before it, the high-water mark reset after the pool and
+model are loaded) and, on CUDA, torch's peak allocation over the baseline; the others run in
+this process (a process start costs seconds on a loaded machine).
 
 Printed: a throughput table (images/s = pool rows / seconds of the whole selection, pool
 scoring included; the ratio is DISTIL's seconds over hmtl's), whether both arms chose
@@ -22,7 +25,8 @@ scoring included; the ratio is DISTIL's seconds over hmtl's), whether both arms 
 rows; then the peak memory of CoreSet, BADGE and GLISTER at `--memory-pools`. DISTIL's cells
 refuse (and print what they would need) above `--cap-gib` in one allocation.
 
-Some rows are scaled down so the default run stays near 10 minutes on a loaded 2-core machine:
+Some rows are scaled down so the default run takes about 9 minutes of CPU (22 minutes of wall
+time on the 2-core VM under a load average of 5-33; BENCHMARKS.md):
 BALD (DISTIL runs T=10 full forward passes), DeepFool (DISTIL goes image by image) and GLISTER
 (DISTIL's N x N kernel costs N^2 x K(D+1) operations) run on `--bald-pool`, `--deepfool-pool`
 and `--glister-pool` rows, both arms alike; DISTIL's GLISTER is not run above
