@@ -30,26 +30,27 @@ def deepfool_norms(
     r_tot = torch.zeros_like(x)
     with torch.no_grad():
         label = forward(x).argmax(1)
-    active = torch.ones(len(x), dtype=torch.bool, device=x.device)
+    rows = torch.arange(len(x), device=x.device)  # the rows not flipped yet
     for _ in range(max_iter):
-        xa = (x + (1 + overshoot) * r_tot).requires_grad_(True)
+        xa = (x[rows] + (1 + overshoot) * r_tot[rows]).requires_grad_(True)
         logits = forward(xa).float()
-        active &= logits.argmax(1) == label
-        if not active.any():
+        still = logits.argmax(1) == label[rows]
+        if not still.any():
             break
-        own = logits.gather(1, label[:, None]).squeeze(1)
+        own = logits.gather(1, label[rows][:, None]).squeeze(1)
         grad_own = torch.autograd.grad(own.sum(), xa, retain_graph=True)[0]
-        best = torch.full((len(x),), float("inf"), device=x.device)
-        step = torch.zeros_like(x)
+        best = torch.full((len(rows),), float("inf"), device=x.device)
+        step = torch.zeros_like(xa)
         for k in range(logits.shape[1]):
             w = torch.autograd.grad(logits[:, k].sum(), xa, retain_graph=True)[0] - grad_own
             f = (logits[:, k] - own).detach().abs()
             norm = w.flatten(1).norm(dim=1) + 1e-8
-            closer = (label != k) & (f / norm < best)
+            closer = (label[rows] != k) & (f / norm < best)
             best = torch.where(closer, f / norm, best)
             candidate = ((f + 1e-4) / norm**2).view(shape) * w
             step = torch.where(closer.view(shape), candidate, step)
-        r_tot = r_tot + step * active.view(shape)
+        r_tot[rows[still]] += step[still]
+        rows = rows[still]  # flipped rows leave the batch: later passes compute only the rest
     return ((1 + overshoot) * r_tot).flatten(1).pow(2).sum(1).detach()
 
 

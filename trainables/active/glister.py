@@ -8,6 +8,12 @@ which with no validation set given is the labelled rows (true labels) plus the p
 `strategies.glister.lr` along the picked gradient and g_val is recomputed from the moved
 logits. DISTIL builds the dense N x N kernel (2.7 GB on FER13); here each pick adds one
 kernel column to a running penalty, so memory stays O(N (K + D)).
+
+Two known departures from DISTIL's code (benchmarks/active_scoring.py compares the two;
+they picked the same 100 of 100 rows on a 2k synthetic pool): DISTIL first moves the logits
+one step along the labelled rows' summed gradient (`prev_grads_sum`) before the first pick,
+which this does not; and DISTIL divides the first validation gradient by the pool size,
+where this takes the mean over the joined validation set.
 """
 
 from __future__ import annotations
