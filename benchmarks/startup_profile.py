@@ -4,7 +4,9 @@ Runs the hmtl half of benchmarks/peer_optuna.py (same space, trials and faces) w
 `HMTL_PHASES_DIR` set, so every trial writes its own time stamps (orchestration/phases.py),
 and a driver callback stamping the results Tune receives. Prints per trial (mean seconds):
 
-  start -> entry       driver starts the trial -> the trial function runs (actor start or reset)
+  sweep start -> trial start   run_sweep called -> a fresh process's first trial starts
+                               (the driver's set-up, the actor's start and its imports)
+  start -> entry       driver starts the trial -> the trial function runs (reset or not)
   entry -> 1st report  configuration, dataset, model, first epoch (cache hits: reused process)
   report -> driver     a report entered -> the driver has the result (checkpoint persisted)
   driver -> resumed    the driver has the result -> the report returns (Tune's round trip)
@@ -37,6 +39,7 @@ from pathlib import Path
 from peer_optuna import make_space  # benchmarks/ is on sys.path when run as a script
 from ray.tune import Callback
 
+from orchestration import tracking_ops, tracking_queue
 from orchestration.cluster import init_ray
 from orchestration.phases import PHASES_ENV
 from orchestration.sweep import run_sweep
@@ -44,15 +47,17 @@ from orchestration.tracking import default_tracking_uri
 from trainables.data.dataset import ensure_synthetic
 
 KINDS = (  # (what a command line contains, the kind of process), first match wins
-    ("gcs_server", "Ray: GCS"),
-    ("raylet", "Ray: raylet"),
+    ("DashboardAgent", "Ray: dashboard agent"),
     ("dashboard/agent.py", "Ray: dashboard agent"),
+    ("RuntimeEnvAgent", "Ray: runtime-env agent"),
     ("runtime_env/agent", "Ray: runtime-env agent"),
+    ("default_worker.py", "trial processes"),  # before its title becomes ray::...
+    ("ray::", "trial processes"),
+    ("gcs_server", "Ray: GCS"),
+    ("raylet/raylet", "Ray: raylet"),
     ("dashboard.py", "Ray: dashboard"),
     ("log_monitor", "Ray: log monitor"),
     ("multiprocessing", "Ray: dashboard"),  # the dashboard's module processes
-    ("ray::", "trial processes"),
-    ("default_worker.py", "trial processes"),
 )
 DRIVER_CALLS = {  # (file name, function) of the driver's main thread worth a line
     ("tune_controller.py", "step"),
@@ -94,11 +99,13 @@ class DriverClock(Callback):
 
 
 class CpuSampler(threading.Thread):
-    """Highest CPU seconds seen per process (utime + stime), sampled every 0.25 s."""
+    """Highest CPU seconds seen per process (utime + stime), sampled every second; its own
+    CPU seconds (reading /proc) are counted apart from the driver's."""
 
     def __init__(self) -> None:
-        super().__init__(daemon=True)
+        super().__init__(daemon=True, name="cpu-sampler")
         self.seen: dict[int, tuple[str, float]] = {}
+        self.threads: dict[int, tuple[str, str, float]] = {}  # tid -> (kind, name, seconds)
         self.stop = threading.Event()
 
     def sample(self) -> dict[int, tuple[str, float]]:
@@ -123,10 +130,55 @@ class CpuSampler(threading.Thread):
         }
 
     def run(self) -> None:
-        while not self.stop.wait(0.25):
+        began = time.thread_time()
+        try:
+            self._run()
+        finally:
+            self.own_cpu = time.thread_time() - began
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
             for pid, (kind, seconds) in self.sample().items():
                 # An exiting process has no command line left: keep the kind first seen.
                 self.seen[pid] = (self.seen.get(pid, (kind,))[0], seconds)
+                if self.seen[pid][0] in ("the driver", "trial processes"):
+                    self.sample_threads(pid, self.seen[pid][0])
+
+    def sample_threads(self, pid: int, kind: str) -> None:
+        """CPU seconds per thread of one process, by the thread's name (Ray names its own)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        python = {t.native_id: t.name for t in threading.enumerate()} if pid == os.getpid() else {}
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                text = (task / "stat").read_text()
+            except OSError:
+                continue
+            name = python.get(int(task.name)) or text[text.index("(") + 1 : text.rindex(")")]
+            fields = text.rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / tick
+            self.threads[int(task.name)] = (kind, name, seconds)
+
+
+class OpClock:
+    """Wall and CPU seconds of the tracking thread per MLflow operation (tracking_ops.py),
+    by wrapping the two functions the tracking queue delivers through."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+        apply, rows = tracking_ops.Delivery.apply, tracking_queue.log_rows
+
+        def timed(name: str, call, *args):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return call(*args)
+            finally:
+                entry = self.spent[name]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - wall
+                entry[2] += time.thread_time() - cpu
+
+        tracking_ops.Delivery.apply = lambda d, name, a: timed(name, apply, d, name, a)
+        tracking_queue.log_rows = lambda d, ops: timed("log_epoch/tag rows", rows, d, ops)
 
 
 def _kind(cmd: str) -> str:
@@ -134,7 +186,7 @@ def _kind(cmd: str) -> str:
     return next((kind for key, kind in KINDS if key in cmd), other)
 
 
-def phases(folder: Path, clock: DriverClock) -> dict[str, list[float]]:
+def phases(folder: Path, clock: DriverClock, began: float) -> dict[str, list[float]]:
     """Seconds per phase and trial (see the module's docstring)."""
     out: dict[str, list[float]] = defaultdict(list)
     ends: dict[int, list[float]] = defaultdict(list)  # slot (process) -> completion times
@@ -151,8 +203,8 @@ def phases(folder: Path, clock: DriverClock) -> dict[str, list[float]]:
         out["exit -> complete"].append(clock.complete[trial] - s["exit"])
         out["trial thread: CPU seconds"].append(s["thread_cpu"])
         out["trial thread: entry -> exit"].append(s["exit"] - s["entry"])
-        if s["earlier_trials"] == 0:
-            out["process start -> imported (fresh)"].append(s["imported"] - s["process_start"])
+        if s["earlier_trials"] == 0:  # actor start and imports come before the trial's start
+            out["sweep start -> trial start (fresh process)"].append(clock.start[trial] - began)
         ends[s["pid"]].append(clock.start[trial])
         ends[s["pid"]].append(clock.complete[trial])
     for stamps in ends.values():
@@ -178,10 +230,12 @@ def main() -> None:
     init_ray(None, num_cpus=args.concurrent)
     ray_start = time.perf_counter() - began
 
-    sampler, clock, profile = CpuSampler(), DriverClock(), cProfile.Profile()
+    sampler, clock, profile, ops = CpuSampler(), DriverClock(), cProfile.Profile(), OpClock()
     before = sampler.sample()
+    sampler.sample_threads(os.getpid(), "the driver")
+    threads_before = {tid: seconds for tid, (_, _, seconds) in sampler.threads.items()}
     sampler.start()
-    began, main_cpu = time.perf_counter(), time.thread_time()
+    began, main_cpu, began_at = time.perf_counter(), time.thread_time(), time.time()
     profile.enable()
     result = run_sweep(
         space, str(root / "hmtl"), default_tracking_uri(str(root / "hmtl")), callbacks=[clock]
@@ -198,7 +252,7 @@ def main() -> None:
     )
     print(f"  sweep wall {wall:.1f} s (Ray's start {ray_start:.1f} s, not in it)")
     print("  phase (seconds)                      mean    max    n")
-    for name, values in phases(root / "phases", clock).items():
+    for name, values in phases(root / "phases", clock, began_at).items():
         if values:
             print(
                 f"  {name:<35} {statistics.mean(values):6.2f} {max(values):6.2f} {len(values):4d}"
@@ -206,10 +260,22 @@ def main() -> None:
     cpu: dict[str, float] = defaultdict(float)
     for pid, (kind, seconds) in sampler.seen.items():
         cpu[kind] += seconds - before.get(pid, (kind, 0.0))[1]
+    cpu["the driver"] -= sampler.own_cpu
     print(f"  CPU seconds during the sweep ({args.concurrent * wall:.0f} core-seconds of wall):")
     for kind, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
         print(f"    {kind:<28} {seconds:7.1f}")
-    print(f"    (the driver's main thread, Tune's event loop: {main_cpu:.1f})")
+    print(f"    (the driver's main thread, Tune's event loop: {main_cpu:.1f}; cProfile adds to it)")
+    print(f"    (this script's /proc sampler, left out of the driver's: {sampler.own_cpu:.1f})")
+    by_thread: dict[tuple[str, str], float] = defaultdict(float)
+    for tid, (kind, name, seconds) in sampler.threads.items():
+        by_thread[kind, name] += seconds - threads_before.get(tid, 0.0)
+    print("  CPU seconds by thread name (the driver's and trial processes' threads, top 8 each):")
+    for which in ("the driver", "trial processes"):
+        top = sorted(((v, n) for (k, n), v in by_thread.items() if k == which), reverse=True)
+        print(f"    {which}: " + ", ".join(f"{n} {v:.1f}" for v, n in top[:8]))
+    print("  MLflow operations in the driver's tracking thread:   calls   wall s    CPU s")
+    for name, (calls, wall_s, cpu_s) in sorted(ops.spent.items(), key=lambda kv: -kv[1][2]):
+        print(f"    {name:<48} {calls:5d} {wall_s:8.2f} {cpu_s:8.2f}")
     print("  driver main thread, cumulative seconds (cProfile; waits included):")
     rows = [
         (ct, calls, f"{Path(file).name}:{name}")
