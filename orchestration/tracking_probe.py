@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,3 +88,42 @@ def sqlite_artifact_root(tracking_uri: str) -> str | None:
     if not tracking_uri.startswith("sqlite:///"):
         return None
     return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlflow-artifacts").resolve().as_uri()
+
+
+def create_local_store(tracking_uri: str) -> None:
+    """Create a SQLite tracking database and migrate its tables now, in the driver.
+
+    MLflow does it on first use: the tracking thread's first operation, while the first
+    trials run. A sweep killed during those seconds (many on a loaded machine) leaves a
+    half-migrated database that no later MLflow client opens (`table _alembic_tmp_...
+    already exists`), so `hmtl resume` could not track. A server's store is its own."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri).search_experiments(max_results=1)
+
+
+def create_tracking_store(tracking_uri: str) -> Callable[[], None]:
+    """Create a SQLite tracking database before any trial runs (`create_local_store`), in a
+    thread beside Ray's start (it takes seconds). Returns the wait for it, which raises
+    TrackingError if it failed (MLflow makes missing folders itself)."""
+    shown = f"--tracking-uri {redact_uri(tracking_uri)}"
+    failed: list[Exception] = []
+
+    def create() -> None:
+        try:
+            create_local_store(tracking_uri)
+        except Exception as err:  # sqlite3/SQLAlchemy errors, e.g. a read-only folder
+            failed.append(err)
+
+    worker = threading.Thread(target=create, name="hmtl-tracking-store", daemon=True)
+    worker.start()
+
+    def wait() -> None:
+        worker.join()
+        if failed:
+            line = (str(failed[0]).strip().splitlines() or [type(failed[0]).__name__])[0]
+            raise TrackingError(f"{shown}: {line}")
+
+    return wait
