@@ -151,13 +151,12 @@ def run_sweep(
     check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
     sources = preflight(space, storage, tracking_uri)
     store = Store.open(storage)
-    tracking_ready = create_tracking_store(tracking_uri)  # after every refusal
+    create_tracking_store(tracking_uri)  # after every refusal: nothing is left behind
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     if announce is not None:
         announce()
     _console(verbose)
     init_ray(address, num_cpus=num_cpus)
-    tracking_ready()
     plan = _plan(space, force_train)
     origin = origin or os.getcwd()
     write_manifest(store, space, tracking_uri, origin)

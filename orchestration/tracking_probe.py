@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -104,26 +102,11 @@ def create_local_store(tracking_uri: str) -> None:
     MlflowClient(tracking_uri).search_experiments(max_results=1)
 
 
-def create_tracking_store(tracking_uri: str) -> Callable[[], None]:
-    """Create a SQLite tracking database before any trial runs (`create_local_store`), in a
-    thread beside Ray's start (it takes seconds). Returns the wait for it, which raises
-    TrackingError if it failed (MLflow makes missing folders itself)."""
-    shown = f"--tracking-uri {redact_uri(tracking_uri)}"
-    failed: list[Exception] = []
-
-    def create() -> None:
-        try:
-            create_local_store(tracking_uri)
-        except Exception as err:  # sqlite3/SQLAlchemy errors, e.g. a read-only folder
-            failed.append(err)
-
-    worker = threading.Thread(target=create, name="hmtl-tracking-store", daemon=True)
-    worker.start()
-
-    def wait() -> None:
-        worker.join()
-        if failed:
-            line = (str(failed[0]).strip().splitlines() or [type(failed[0]).__name__])[0]
-            raise TrackingError(f"{shown}: {line}")
-
-    return wait
+def create_tracking_store(tracking_uri: str) -> None:
+    """`create_local_store`, before Ray starts; a failure is one TrackingError line
+    (MLflow makes a missing folder itself; a read-only one, say, fails)."""
+    try:
+        create_local_store(tracking_uri)
+    except Exception as err:  # sqlite3/SQLAlchemy errors
+        line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise TrackingError(f"--tracking-uri {redact_uri(tracking_uri)}: {line}") from None

@@ -57,8 +57,7 @@ def test_a_tracking_database_that_cannot_be_made_is_one_line(tmp_path):
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    wait = create_tracking_store(f"sqlite:///{blocker}/mlflow.db")  # its folder is a file
     with pytest.raises(TrackingError) as err:
-        wait()
+        create_tracking_store(f"sqlite:///{blocker}/mlflow.db")  # its folder is a file
     assert str(err.value).startswith(f"--tracking-uri sqlite:///{blocker}/mlflow.db: ")
     assert "\n" not in str(err.value)
