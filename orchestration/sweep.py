@@ -36,7 +36,7 @@ from orchestration.search import make_scheduler, make_searcher
 from orchestration.space import TRIAL_KEY, SearchSpace, SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.tracking import MlflowCallback, redact_uri
-from orchestration.tracking_probe import create_tracking_store, probe
+from orchestration.tracking_probe import probe, start_tracking_store
 from orchestration.tracking_queue import Spool, spooled
 from orchestration.trial import make_trial, trial_dirname
 from trainables.config import ConfigError
@@ -151,12 +151,12 @@ def run_sweep(
     check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
     sources = preflight(space, storage, tracking_uri)
     store = Store.open(storage)
-    create_tracking_store(tracking_uri)  # after every refusal: nothing is left behind
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     if announce is not None:
         announce()
     _console(verbose)
     init_ray(address, num_cpus=num_cpus)
+    start_tracking_store(tracking_uri)  # beside the first trials' start; tracking waits
     plan = _plan(space, force_train)
     origin = origin or os.getcwd()
     write_manifest(store, space, tracking_uri, origin)

@@ -53,11 +53,16 @@ def test_report_probes_an_explicit_tracking_uri(tmp_path, dead_uri):
 
 
 def test_a_tracking_database_that_cannot_be_made_is_one_line(tmp_path):
-    from orchestration.tracking_probe import TrackingError, create_tracking_store
+    from orchestration.tracking_probe import (
+        TrackingError,
+        start_tracking_store,
+        wait_for_tracking_store,
+    )
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
+    start_tracking_store(f"sqlite:///{blocker}/mlflow.db")  # its folder is a file
     with pytest.raises(TrackingError) as err:
-        create_tracking_store(f"sqlite:///{blocker}/mlflow.db")  # its folder is a file
+        wait_for_tracking_store(f"sqlite:///{blocker}/mlflow.db")
     assert str(err.value).startswith(f"--tracking-uri sqlite:///{blocker}/mlflow.db: ")
     assert "\n" not in str(err.value)
