@@ -1,18 +1,19 @@
 """Per-trial orchestration overhead: reused trial processes, fresh ones, and TorchTrainer.
 
-The same tiny sweep runs three times on local Ray, one trial at a time: trials training
+The same tiny sweep runs four times on local Ray, one trial at a time: trials training
 inside their Tune function with processes reused across trials (the default), the same
+without freezing the process's pre-trial objects for the collector (`HMTL_GC_FREEZE=0`),
 with a fresh process per trial (`HMTL_REUSE_ACTORS=0`), and every trial in a TorchTrainer
-(what multi-worker trials use). For each it prints the mean per-trial overhead (trial wall
-time minus the time spent inside `train`, as `train` itself reports it), the amortised
-overhead ((sweep wall - summed time inside train) / trials) and the sweep's wall time
-divided by the summed training time.
+(what multi-worker trials use; `--no-trainer` leaves it out). For each it prints the mean
+per-trial overhead (trial wall time minus the time spent inside `train`, as `train`
+itself reports it), the amortised overhead ((sweep wall - summed time inside train) /
+trials) and the sweep's wall time divided by the summed training time.
 
 Each variant has its own storage folder and MLflow database (each pays for creating it);
 the dataset is drawn and the driver's plotting library imported before the first, so the
 one-off costs of the benchmark's process do not land on whichever variant runs first.
 
-    python benchmarks/sweep_overhead.py [--trials 6] [--epochs 2]
+    python benchmarks/sweep_overhead.py [--trials 6] [--epochs 2] [--no-trainer]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from ray.tune import Callback
 
 from orchestration.cluster import init_ray
+from orchestration.reuse import FREEZE_ENV
 from orchestration.space import validate_space
 from orchestration.sweep import REUSE_ENV, run_sweep
 from orchestration.tracking import default_tracking_uri
@@ -78,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--no-trainer", action="store_true", help="leave out TorchTrainer")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     root = tempfile.mkdtemp(prefix="hmtl-bench-")
@@ -86,13 +89,14 @@ def main() -> None:
 
     init_ray(None)  # started once, before any sweep, so none pays for it
     rows = {}
-    variants = (
-        ("Tune function, reused", False, "1"),
-        ("Tune function, fresh", False, "0"),
-        ("TorchTrainer", True, "1"),
-    )
-    for n, (label, force_train, reuse) in enumerate(variants):
-        os.environ[REUSE_ENV] = reuse
+    variants = [
+        ("Tune function, reused", False, {REUSE_ENV: "1", FREEZE_ENV: "1"}),
+        ("reused, no gc freeze", False, {REUSE_ENV: "1", FREEZE_ENV: "0"}),
+        ("Tune function, fresh", False, {REUSE_ENV: "0", FREEZE_ENV: "1"}),
+        ("TorchTrainer", True, {REUSE_ENV: "1", FREEZE_ENV: "1"}),
+    ][: 3 if args.no_trainer else 4]
+    for n, (label, force_train, env) in enumerate(variants):
+        os.environ.update(env)  # read by the driver when the sweep starts
         clock = TrialClock()
         start = time.perf_counter()
         run_sweep(
@@ -108,6 +112,7 @@ def main() -> None:
         seen = statistics.mean(clock.wall[t] - clock.inside[t] for t in clock.wall)
         rows[label] = (seen, (sweep_wall - inside) / args.trials, sweep_wall / inside)
     print(f"{args.trials} trials x {args.epochs} epochs, one at a time, local Ray")
+    print(f"  load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print("  overhead: a trial's wall time from start to end minus its time inside train;")
     print("  amortised: (sweep wall time - summed time inside train) / trials")
     for label, (seen, amortised, ratio) in rows.items():
@@ -115,9 +120,9 @@ def main() -> None:
             f"  {label:<26} overhead {seen:6.2f} s/trial   amortised {amortised:6.2f} s/trial"
             f"   sweep wall / training {ratio:5.2f}"
         )
-    reused, fresh, trainer = (rows[label][1] for label, _, _ in variants)
-    print(f"  amortised overhead, fresh / reused processes: {fresh / reused:.1f}x")
-    print(f"  amortised overhead, TorchTrainer / reused Tune function: {trainer / reused:.1f}x")
+    reused = rows["Tune function, reused"][1]
+    for label, _, _ in variants[1:]:
+        print(f"  amortised overhead, {label} / reused: {rows[label][1] / reused:.1f}x")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from orchestration.search import make_scheduler, make_searcher
 from orchestration.space import TRIAL_KEY, SearchSpace, SpaceError, validate_space
 from orchestration.store import Store
 from orchestration.tracking import MlflowCallback, redact_uri
-from orchestration.tracking_probe import probe
+from orchestration.tracking_probe import probe, start_tracking_store
 from orchestration.tracking_queue import Spool, spooled
 from orchestration.trial import make_trial, trial_dirname
 from trainables.config import ConfigError
@@ -156,6 +156,7 @@ def run_sweep(
         announce()
     _console(verbose)
     init_ray(address, num_cpus=num_cpus)
+    start_tracking_store(tracking_uri)  # beside the first trials' start; tracking waits
     plan = _plan(space, force_train)
     origin = origin or os.getcwd()
     write_manifest(store, space, tracking_uri, origin)

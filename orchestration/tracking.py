@@ -103,22 +103,24 @@ class MlflowCallback(Callback):
     @property
     def queue(self):
         if self._queue is None:
-            from orchestration.tracking_ops import Delivery
             from orchestration.tracking_queue import Spool, TrackingQueue
 
             filesystem = self.store.filesystem if self.store else None
             self._queue = TrackingQueue(
-                lambda: Delivery(
-                    self.tracking_uri,
-                    self.space.name,
-                    self.artifact_root,
-                    filesystem,
-                    self.context,
-                ),
+                lambda: self._delivery(filesystem),
                 Spool(self.store or Store.open("hmtl-runs"), self.space.name),
                 self.tracking_uri,
             )
         return self._queue
+
+    def _delivery(self, filesystem):
+        from orchestration.tracking_ops import Delivery
+        from orchestration.tracking_probe import wait_for_tracking_store
+
+        wait_for_tracking_store(self.tracking_uri)  # a SQLite database made beside Ray
+        return Delivery(
+            self.tracking_uri, self.space.name, self.artifact_root, filesystem, self.context
+        )
 
     def setup(self, **info) -> None:
         self.queue.start()  # replays what an interrupted run left in the spool

@@ -7,9 +7,10 @@ timeout (searching for one experiment) turns that into one line before anything 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from contextlib import contextmanager
+import threading
 from pathlib import Path
 
 from orchestration.tracking import redact_uri
@@ -19,7 +20,7 @@ class TrackingError(ValueError):
     """A tracking server that cannot be used, as one line naming it."""
 
 
-@contextmanager
+@contextlib.contextmanager
 def fast_fail(timeout: int):
     """MLflow's client without its own retries (minutes by default) and with a short
     timeout, for the duration of the block."""
@@ -86,3 +87,58 @@ def sqlite_artifact_root(tracking_uri: str) -> str | None:
     if not tracking_uri.startswith("sqlite:///"):
         return None
     return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlflow-artifacts").resolve().as_uri()
+
+
+def create_local_store(tracking_uri: str) -> None:
+    """Create a SQLite tracking database with its tables migrated, atomically.
+
+    MLflow would create it on first use, in the tracking thread while the first trials run;
+    a sweep killed during those seconds (many on a loaded machine) left a half-migrated
+    database that no later client opens (`table _alembic_tmp_... already exists`), so
+    `hmtl resume` could not track. Migrated in a temporary file and linked into place, a
+    database is whole or absent. One that exists is MLflow's to open (and upgrade)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    from mlflow.tracking import MlflowClient
+
+    path = Path(tracking_uri[len("sqlite:///") :])
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        MlflowClient(f"sqlite:///{temp}").search_experiments(max_results=1)
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+_creating: dict[str, tuple[threading.Thread, list[Exception]]] = {}
+
+
+def start_tracking_store(tracking_uri: str) -> None:
+    """`create_local_store` in a thread, beside the first trials' start (it takes about 2 s
+    of CPU); the sweep's tracking thread waits for it (`wait_for_tracking_store`)."""
+    failed: list[Exception] = []
+
+    def create() -> None:
+        try:
+            create_local_store(tracking_uri)
+        except Exception as err:  # sqlite3/SQLAlchemy errors, e.g. a read-only folder
+            failed.append(err)
+
+    worker = threading.Thread(target=create, name="hmtl-tracking-store", daemon=True)
+    _creating[tracking_uri] = (worker, failed)
+    worker.start()
+
+
+def wait_for_tracking_store(tracking_uri: str) -> None:
+    """Wait until `start_tracking_store` is done with this URI (if it was started here);
+    a failure is one TrackingError line."""
+    worker, failed = _creating.get(tracking_uri, (None, []))
+    if worker is not None:
+        worker.join()
+    if failed:
+        line = (str(failed[0]).strip().splitlines() or [type(failed[0]).__name__])[0]
+        raise TrackingError(f"--tracking-uri {redact_uri(tracking_uri)}: {line}")

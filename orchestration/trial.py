@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from orchestration import console
 from orchestration.cluster import Plan
 from orchestration.cost import ray_rate
+from orchestration.phases import TrialPhases
 from orchestration.pretrained import Source, is_run_reference, weights_of
-from orchestration.reuse import trial_scope
+from orchestration.reuse import FREEZE_ENV, trial_scope
 from orchestration.space import SearchSpace
 from orchestration.trial_active import run_active_trial
 from orchestration.worker import scalar_metrics, train_loop_per_worker
@@ -52,14 +54,20 @@ class TuneSession:
     world_size = 1
     device = None
 
-    def __init__(self, cost_rate: CostRate | None = None) -> None:
+    def __init__(
+        self, cost_rate: CostRate | None = None, phases: TrialPhases | None = None
+    ) -> None:
         self._downloads: list[str] = []
         self.cost_rate = cost_rate
+        self.phases = phases
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        entered = time.time()
         checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         metrics = {**metrics, **costs(metrics, self.cost_rate)}  # cost/device_seconds, cost/usd
         ray.tune.report(scalar_metrics(metrics), checkpoint=checkpoint)  # (3) persisted by Tune
+        if self.phases is not None:
+            self.phases.report(entered, metrics)
 
     def latest_checkpoint(self) -> str | None:
         checkpoint = ray.tune.get_checkpoint()  # (4) set when the trial is restored
@@ -100,8 +108,12 @@ def make_trial(
     """
 
     origin = origin or os.getcwd()
+    # HMTL_GC_FREEZE=0 leaves every object to the collector (benchmarks, diagnosis); read
+    # here, in the driver, because Ray's workers keep the environment Ray started with.
+    freeze = os.environ.get(FREEZE_ENV, "1") != "0"
 
     def run_trial(params: dict[str, Any]) -> None:
+        phases = TrialPhases(ray.tune.get_context().get_trial_id())
         raw = space.trial_config(params)
         cfg = resolve_paths(raw, origin)
         source = (sources or {}).get(raw.model.pretrained)
@@ -115,16 +127,18 @@ def make_trial(
         os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", RESET_TIMEOUT_S)
         if quiet:
             console.quiet(console.TRIAL_LOGGERS)
-        with trial_scope(cfg.runtime.seed):  # a reused process trains as a fresh one would
+        with trial_scope(cfg.runtime.seed, freeze):  # a reused process trains as a fresh one would
             if plan.use_train:
                 fit_trainer(cfg, source)
                 return
-            session = TuneSession(ray_rate(plan.cpus_per_worker, plan.gpus_per_worker))
+            rate = ray_rate(plan.cpus_per_worker, plan.gpus_per_worker)
+            session = TuneSession(rate, phases)
             try:
                 with weights_of(source) as weights:
                     RUNNERS[space.runs](space, params, cfg, session, weights)
             finally:
                 session.close()
+                phases.save()  # only with HMTL_PHASES_DIR set (benchmarks/startup_profile.py)
 
     def fit_trainer(cfg: TrainConfig, source: Source | None) -> None:
         trial_id = ray.tune.get_context().get_trial_id()  # (5) names the Train run's folder

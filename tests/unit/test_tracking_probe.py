@@ -50,3 +50,19 @@ def test_resume_probes_the_manifests_tracking_server(tmp_path, dead_uri):
 def test_report_probes_an_explicit_tracking_uri(tmp_path, dead_uri):
     args = ["report", str(tmp_path / "nowhere"), "--tracking-uri", dead_uri]
     refused_in_one_line(CliRunner().invoke(main, args), dead_uri)
+
+
+def test_a_tracking_database_that_cannot_be_made_is_one_line(tmp_path):
+    from orchestration.tracking_probe import (
+        TrackingError,
+        start_tracking_store,
+        wait_for_tracking_store,
+    )
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    start_tracking_store(f"sqlite:///{blocker}/mlflow.db")  # its folder is a file
+    with pytest.raises(TrackingError) as err:
+        wait_for_tracking_store(f"sqlite:///{blocker}/mlflow.db")
+    assert str(err.value).startswith(f"--tracking-uri sqlite:///{blocker}/mlflow.db: ")
+    assert "\n" not in str(err.value)

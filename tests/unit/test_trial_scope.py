@@ -32,3 +32,30 @@ def test_torch_settings_changed_by_a_trial_are_put_back():
         torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
     assert process_settings() == before
     assert torch.get_num_threads() == threads
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self  # freed only by the collector, not by reference counts
+
+
+def test_objects_from_before_the_first_trial_are_frozen_and_a_trials_own_still_collected(
+    monkeypatch,
+):
+    import gc
+    import weakref
+
+    from orchestration import reuse
+
+    monkeypatch.setattr(reuse, "_frozen", False)
+    try:
+        with trial_scope(0):
+            assert gc.get_freeze_count() > 0
+            during = weakref.ref(_Cycle())
+        assert during() is None  # the trial's cyclic garbage went at its exit
+        frozen = gc.get_freeze_count()
+        with trial_scope(1):  # frozen once per process
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as before
