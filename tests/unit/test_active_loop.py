@@ -150,6 +150,10 @@ def test_hmtl_active_refuses_bad_input_before_making_anything(tmp_path):
     refused(["active", "active_quickstart", "--set", "cycles=30", "--out", str(out)], "pool")
     refused(["active", "active_quickstart", "--set", "budget=3", "--out", str(out)], "budget")
     refused(["active", "active_quickstart", "--out", str(out), "--resume"], "no completed cycle")
+    refused(["active", "active_quickstart", "--resume"], "--resume needs --out")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    refused(["active", str(empty), "--out", str(out)], f"{empty}: empty config file")
     assert not out.exists()
 
 
