@@ -171,6 +171,15 @@ def _get_run(run_id: str, tracking_uri: str, where: str):
         raise PretrainedError(f"{where}: MLflow at {shown} failed ({first})") from None
 
 
+def checkpoint_index(tags: dict[str, str]) -> dict[int, str]:
+    """Epoch (or cycle) -> checkpoint location, from a run's `hmtl.checkpoint.NNNN` tags."""
+    return {
+        int(k[len(CHECKPOINT_TAG) :]): v
+        for k, v in tags.items()
+        if k.startswith(CHECKPOINT_TAG) and k[len(CHECKPOINT_TAG) :].isdigit()
+    }
+
+
 def best_checkpoint(client, run) -> tuple[int, str] | None:
     """(epoch, checkpoint location) of a run's best checkpoint, None if it has none: the
     `hmtl.best_checkpoint` tag when set, else orchestration/best.py's peak over the run's
@@ -178,11 +187,7 @@ def best_checkpoint(client, run) -> tuple[int, str] | None:
     tags = run.data.tags
     if BEST_TAG in tags:
         return int(tags.get(BEST_EPOCH_TAG, 0)), tags[BEST_TAG]
-    index = {
-        int(k[len(CHECKPOINT_TAG) :]): v
-        for k, v in tags.items()
-        if k.startswith(CHECKPOINT_TAG) and k[len(CHECKPOINT_TAG) :].isdigit()
-    }
+    index = checkpoint_index(tags)
     if not index:
         return None
     metric = next((m for m in BEST_METRICS if m in run.data.metrics), None)

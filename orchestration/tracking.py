@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ray.tune import Callback
 
+from orchestration.pretrained import CHECKPOINT_TAG
 from orchestration.space import TRIAL_KEY, SearchSpace
 from orchestration.store import StorageError, Store
 from trainables.config import flatten
@@ -30,7 +31,6 @@ from trainables.config import flatten
 SWEEP_TAG = "hmtl.sweep"
 TRIAL_TAG = "hmtl.trial_id"
 ROLE_TAG = "hmtl.role"
-CHECKPOINT_TAG = "hmtl.checkpoint."
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
 

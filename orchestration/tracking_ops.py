@@ -30,9 +30,9 @@ from mlflow.tracking import MlflowClient
 
 from orchestration.artifacts import trial_artifacts
 from orchestration.mlflow_native import finish_sweep, log_trial_outputs, tag_training_experiment
+from orchestration.pretrained import checkpoint_index
 from orchestration.store import Store
 from orchestration.tracking import (
-    CHECKPOINT_TAG,
     MAX_PARAM_LENGTH,
     PARENT_TAG,
     ROLE_TAG,
@@ -222,9 +222,7 @@ def _trial_artifacts(delivery: Delivery, trial_id: str, metric: str, mode: str) 
     tags = client.get_run(run_id).data.tags
     if "hmtl.best_checkpoint" in tags:
         return
-    index = {
-        int(k[len(CHECKPOINT_TAG) :]): v for k, v in tags.items() if k.startswith(CHECKPOINT_TAG)
-    }
+    index = checkpoint_index(tags)
     if not index:
         return
     history = {m.step: m.value for m in client.get_metric_history(run_id, metric)}
@@ -254,9 +252,7 @@ def _active_artifacts(delivery: Delivery, trial_id: str, metric: str, mode: str)
     tags = client.get_run(run_id).data.tags
     if "hmtl.labelled_maps" in tags:
         return
-    index = {
-        int(k[len(CHECKPOINT_TAG) :]): v for k, v in tags.items() if k.startswith(CHECKPOINT_TAG)
-    }
+    index = checkpoint_index(tags)
     with tempfile.TemporaryDirectory(prefix="hmtl-artifacts-") as scratch:
         for cycle, uri in sorted(index.items()):
             folder = fetch(uri, Path(scratch, str(cycle)), delivery.filesystem)
