@@ -4,7 +4,7 @@ For each strategy, both arms select a budget (`--budget`, a fraction of the pool
 pool of synthetic 48 px grey faces with the same freshly initialised model (small_cnn width 16
 with the expression head, as `active_quickstart` trains), on one torch thread (`--threads`):
 
-- hmtl: `trainables.active`'s registered strategy over a `PoolContext` (the images resident on
+- hmtl: `hmtl.trainables.active`'s registered strategy over a `PoolContext` (the images resident on
   the scoring device, batches are index lookups, set-based strategies work in chunks);
 - DISTIL: `distil_style.py`, a re-implementation of DISTIL's strategies (a Dataset returning
   one eval-transformed image per item, a DataLoader, dense gradient embeddings and kernels).
@@ -50,8 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.active.registry import MODULES, PoolContext, get_strategy
-from trainables.config import build_config
+from hmtl.trainables.active.registry import MODULES, PoolContext, get_strategy
+from hmtl.trainables.config import build_config
 
 SET_BASED = ("coreset", "badge", "glister")
 SAME_ALGORITHM = ("random", "entropy", "margin", "least_confidence")
@@ -66,7 +66,7 @@ def labelled_rows(pool: int) -> int:
 
 def render(cache: Path, rows: int) -> Path:
     """`rows` synthetic faces (uint8 N x 1 x 48 x 48) and expressions, rendered once."""
-    from trainables.data.synthetic import render_faces
+    from hmtl.trainables.data.synthetic import render_faces
 
     path = cache / "faces.npz"
     if path.exists() and len(np.load(path, mmap_mode="r")["expression"]) >= rows:
@@ -85,11 +85,11 @@ def render(cache: Path, rows: int) -> Path:
 
 def make_model(device: torch.device):
     """A freshly initialised small_cnn (width 16) with the expression head, seed 0."""
-    from trainables.data.dataset import DatasetInfo
-    from trainables.data.prepared import EXPRESSIONS
-    from trainables.models import build_backbone
-    from trainables.network import FaceModel
-    from trainables.tasks import build_tasks
+    from hmtl.trainables.data.dataset import DatasetInfo
+    from hmtl.trainables.data.prepared import EXPRESSIONS
+    from hmtl.trainables.models import build_backbone
+    from hmtl.trainables.network import FaceModel
+    from hmtl.trainables.tasks import build_tasks
 
     cfg = build_config({"data": {"image_size": SIZE, "channels": 1}, "model": {"width": 16}})
     torch.manual_seed(0)
@@ -118,8 +118,8 @@ def measure(spec: dict) -> dict:
     """Run one cell (strategy, arm, pool); its seconds, picks and peak memory growth."""
     import distil_style as distil
 
-    from trainables.active.config import StrategySettings
-    from trainables.data.dataset import FaceData
+    from hmtl.trainables.active.config import StrategySettings
+    from hmtl.trainables.data.dataset import FaceData
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])

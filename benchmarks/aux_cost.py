@@ -16,13 +16,13 @@ import time
 
 import torch
 
-from trainables.augment import augment
-from trainables.config import build_config
-from trainables.data.dataset import DatasetInfo
-from trainables.data.synthetic import render_faces
-from trainables.models import build_backbone
-from trainables.network import FaceModel
-from trainables.tasks import AuxBatch, build_tasks, combine, task_weights
+from hmtl.trainables.augment import augment
+from hmtl.trainables.config import build_config
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.network import FaceModel
+from hmtl.trainables.tasks import AuxBatch, build_tasks, combine, task_weights
 
 AUX = ("jigsaw", "rotation", "inpainting", "contrastive")
 INFO = DatasetInfo(

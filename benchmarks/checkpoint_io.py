@@ -27,7 +27,7 @@ inherit them), creates a bucket with boto3, and measures three things:
 2. Seconds the training loop is blocked per checkpoint: from just before `save_checkpoint`
    to the return of `session.report`, for `train` on a tiny synthetic config (small_cnn
    width 32, 48 px grey, --faces faces, --epochs epochs, one torch thread).
-     local: a `LocalSession` subclass timing `report`, with `trainables.train.save_checkpoint`
+     local: a `LocalSession` subclass timing `report`, with `hmtl.trainables.train.save_checkpoint`
             wrapped to note when saving starts (measured directly, in this process).
      Ray:   one real Tune trial with S3 storage through `run_sweep` (1 trial, no scheduler,
             tracking in sqlite:///<tmp>/mlflow.db), measured two ways:
@@ -44,7 +44,7 @@ inherit them), creates a bucket with boto3, and measures three things:
 
 3. Time from `resume_sweep` to the first resumed epoch report. Ray is started first (after
    the fake AWS environment is set) so Ray start-up is not counted. A sweep with S3 storage
-   (1 trial, --resume-epochs epochs) runs in a subprocess (`python -m orchestration.cli
+   (1 trial, --resume-epochs epochs) runs in a subprocess (`python -m hmtl.orchestration.cli.main
    sweep ... --address <this Ray>`); once a checkpoint is in the bucket AND Tune has since
    rewritten its experiment state there (so the state names that checkpoint; Tune writes
    it about every 10 s), the subprocess is SIGKILLed. `resume_sweep(<sweep s3 URI>)` is
@@ -138,14 +138,14 @@ def checkpoint_state(backbone: str, size: int, channels: int, width: int) -> tup
     """The state `train` saves after one optimizer step, and the dataset card beside it."""
     import torch
 
-    from trainables.checkpoint import rng_state
-    from trainables.config import build_config
-    from trainables.data.dataset import DatasetInfo
-    from trainables.data.prepared import EXPRESSIONS
-    from trainables.models import build_backbone
-    from trainables.network import FaceModel
-    from trainables.optim import make_optimizer, make_scheduler
-    from trainables.tasks import build_tasks
+    from hmtl.trainables.checkpoint import rng_state
+    from hmtl.trainables.config import build_config
+    from hmtl.trainables.data.dataset import DatasetInfo
+    from hmtl.trainables.data.prepared import EXPRESSIONS
+    from hmtl.trainables.models import build_backbone
+    from hmtl.trainables.network import FaceModel
+    from hmtl.trainables.optim import make_optimizer, make_scheduler
+    from hmtl.trainables.tasks import build_tasks
 
     cfg = build_config(
         {
@@ -190,7 +190,7 @@ UPLOAD_CASES = (
 def bench_upload(endpoint: str, reps: int) -> list[tuple[str, float, dict]]:
     import boto3
 
-    from orchestration.store import Store
+    from hmtl.orchestration.platform.store import Store
 
     client = boto3.client("s3", endpoint_url=endpoint)
     store = Store.open(s3_uri(endpoint, "bench/upload"))
@@ -204,7 +204,7 @@ def upload_case(
     from ray.train._internal.storage import StorageContext
     from ray.tune import Checkpoint
 
-    from trainables.checkpoint import save_checkpoint
+    from hmtl.trainables.checkpoint import save_checkpoint
 
     state, card = checkpoint_state(backbone, size, channels, width)
     card_text = json.dumps(card, indent=2)
@@ -314,9 +314,9 @@ def timed_train(root: Path, tree: dict, name: str) -> tuple[list[float], list[fl
     """`train` under a LocalSession: blocked seconds per checkpoint, `time/train_s` per epoch."""
     import torch
 
-    import trainables.train as train_module
-    from trainables.config import build_config
-    from trainables.session import LocalSession
+    import hmtl.trainables.train as train_module
+    from hmtl.trainables.config import build_config
+    from hmtl.trainables.session import LocalSession
 
     started: list[float] = []
     blocked: list[float] = []
@@ -361,9 +361,10 @@ class Reports(Callback):
 
 
 def instrument_trials(log_path: str):
-    """Wrap `orchestration.sweep.make_trial` so each trial times save -> report return in its
-    own process and appends it to `log_path`. Returns a function that undoes the wrap."""
-    import orchestration.sweep as sweep_module
+    """Wrap `hmtl.orchestration.sweep.run.make_trial` so each trial times save -> report
+    return in its own process and appends it to `log_path`. Returns a function that undoes the
+    wrap."""
+    import hmtl.orchestration.sweep.run as sweep_module
 
     original = sweep_module.make_trial
 
@@ -371,8 +372,8 @@ def instrument_trials(log_path: str):
         inner = original(*args, **kwargs)
 
         def run_trial(params):
-            import orchestration.trial as trial_module
-            import trainables.train as train_module
+            import hmtl.orchestration.sweep.trial as trial_module
+            import hmtl.trainables.train as train_module
 
             real_save = train_module.save_checkpoint
             real_report = trial_module.TuneSession.report
@@ -408,8 +409,8 @@ def instrument_trials(log_path: str):
 
 def sweep_train_s(root: Path, endpoint: str, name: str, tree: dict) -> list[float]:
     """One single-trial sweep on S3 storage; `time/train_s` of each report, in epoch order."""
-    from orchestration.space import validate_space
-    from orchestration.sweep import run_sweep
+    from hmtl.orchestration.sweep.run import run_sweep
+    from hmtl.orchestration.sweep.space import validate_space
 
     reports = Reports()
     run_sweep(
@@ -471,7 +472,7 @@ def interrupt_sweep(root: Path, endpoint: str, faces: int, epochs: int, address:
     command = [
         sys.executable,
         "-m",
-        "orchestration.cli",
+        "hmtl",
         "sweep",
         str(spec),
         "--storage",
@@ -525,7 +526,7 @@ def bench_resume(root: Path, endpoint: str, faces: int, epochs: int) -> dict:
     import ray
     import ray.tune
 
-    from orchestration.sweep import resume_sweep
+    from hmtl.orchestration.sweep.run import resume_sweep
 
     address = ray.get_runtime_context().gcs_address
     killed = interrupt_sweep(root, endpoint, faces, epochs, address)
@@ -588,7 +589,7 @@ def main() -> None:
         if 1 in parts:
             report_upload(bench_upload(endpoint, args.reps), args.reps)
         if parts & {2, 3}:
-            from orchestration.cluster import init_ray
+            from hmtl.orchestration.platform.cluster import init_ray
 
             init_ray(None)  # started once, first, so no figure pays for Ray start-up
         if 2 in parts:

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageFilter
 
-from trainables.augment import augment, normalize
-from trainables.data.prepared import read_prepared, write_prepared
-from trainables.data.synthetic import render_faces
+from hmtl.trainables.augment import augment, normalize
+from hmtl.trainables.data.prepared import read_prepared, write_prepared
+from hmtl.trainables.data.synthetic import render_faces
 
 
 class PilFaces(torch.utils.data.Dataset):

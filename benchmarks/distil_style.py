@@ -34,9 +34,9 @@ from scipy import stats
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from trainables.active.scoring import last_layer
-from trainables.augment import augment, normalize
-from trainables.network import FaceModel, _pool
+from hmtl.trainables.active.scoring import last_layer
+from hmtl.trainables.augment import augment, normalize
+from hmtl.trainables.network import FaceModel, _pool
 
 
 class TooLarge(Exception):

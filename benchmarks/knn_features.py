@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.augment import augment, normalize
-from trainables.config import load_config
-from trainables.data.dataset import Splits, load_splits
-from trainables.knn import knn_predict
-from trainables.models import build_backbone, load_pretrained
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.trainables.augment import augment, normalize
+from hmtl.trainables.config import load_config
+from hmtl.trainables.data.dataset import Splits, load_splits
+from hmtl.trainables.knn import knn_predict
+from hmtl.trainables.models import build_backbone, load_pretrained
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 RECIPE = Path(__file__).resolve().parent.parent / "trainables/configs/pretrain_simclr.yaml"
 LABELS = ("identity", "yaw", "expression")

@@ -18,13 +18,13 @@ import tempfile
 
 import torch
 
-from trainables.checkpoint import load_checkpoint
-from trainables.config import build_config
-from trainables.data.dataset import load_splits
-from trainables.knn import knn_accuracy
-from trainables.models import build_backbone
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.trainables.checkpoint import load_checkpoint
+from hmtl.trainables.config import build_config
+from hmtl.trainables.data.dataset import load_splits
+from hmtl.trainables.knn import knn_accuracy
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 PRETRAIN = ["tasks.main.expression=null"]
 CONTRASTIVE = [*PRETRAIN, "tasks.loss_weights.contrastive=1", "tasks.aux_budget=2"]

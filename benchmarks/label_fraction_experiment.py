@@ -13,9 +13,9 @@ import argparse
 import statistics
 import tempfile
 
-from trainables.config import build_config
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.trainables.config import build_config
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 SETTINGS = {
     "expression only": [],

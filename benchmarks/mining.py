@@ -2,7 +2,7 @@
 
 1. Throughput: the same pool (the shipped synthetic smoke pool: 48 px grey faces) embedded by
    the same primitive (a freshly initialised small_cnn of `--width`; mining needs only its
-   shapes and weights) with `orchestration.mining_embed.embedded`: `engine="local"` (one
+   shapes and weights) with `hmtl.orchestration.mining.embed.embedded`: `engine="local"` (one
    process reading the shards and running the model, one torch thread like an actor) and
    Ray Data with 1 and 2 CPU actors. Prints images/s and the ratio to the local loop.
 2. Memory: the driver's peak resident memory while Ray Data embeds a small and a 10x larger
@@ -33,16 +33,16 @@ from pathlib import Path
 
 import torch
 
-from orchestration.mining_embed import embedded
-from trainables.checkpoint import rng_state, save_checkpoint
-from trainables.config import build_config
-from trainables.data.dataset import DatasetInfo
-from trainables.data.prepared import EXPRESSIONS
-from trainables.data.synthetic_pool import ensure_synthetic_pool
-from trainables.mining.primitive import primitive_spec
-from trainables.models import build_backbone
-from trainables.network import FaceModel
-from trainables.tasks import build_tasks
+from hmtl.orchestration.mining.embed import embedded
+from hmtl.trainables.checkpoint import rng_state, save_checkpoint
+from hmtl.trainables.config import build_config
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.data.prepared import EXPRESSIONS
+from hmtl.trainables.data.synthetic_pool import ensure_synthetic_pool
+from hmtl.trainables.mining.primitive import primitive_spec
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.network import FaceModel
+from hmtl.trainables.tasks import build_tasks
 
 
 def primitive(folder: Path, width: int) -> dict:
@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=2, help="Ray Data actors, memory arms")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the local loop gets what one actor gets
-    from orchestration.cluster import init_ray
+    from hmtl.orchestration.platform.cluster import init_ray
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

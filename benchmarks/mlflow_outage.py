@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import tiny_space
 from mlflow_server import MlflowServer, OutageAtFirstResult, epochs_lasting
 
-from orchestration.cluster import init_ray
-from orchestration.sweep import run_sweep
+from hmtl.orchestration.platform.cluster import init_ray
+from hmtl.orchestration.sweep.run import run_sweep
 
 
 def tracked(uri: str, sweep: str, epochs: int) -> str:

@@ -4,7 +4,7 @@ Both sides run the same random search (seed 0) over the same space on the same p
 synthetic faces, a fixed number of trials at a time, each trial tracked in an MLflow run
 (SQLite) with a checkpoint every epoch:
 
-  plain Optuna: `study.optimize(n_jobs=...)`, threads calling `trainables.train.train`
+  plain Optuna: `study.optimize(n_jobs=...)`, threads calling `hmtl.trainables.train.train`
                 with an MLflow-tracked local session (what `hmtl train --tracking-uri` uses);
   hmtl:         `run_sweep` on local Ray (Tune + Optuna, MLflow callback, Tune checkpoints).
 
@@ -37,13 +37,13 @@ import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from sweep_overhead import TrialClock  # benchmarks/ is on sys.path when run as a script
 
-from orchestration.cluster import init_ray
-from orchestration.single_run import TrackedSession
-from orchestration.space import validate_space
-from orchestration.sweep import run_sweep
-from orchestration.tracking import default_tracking_uri
-from trainables.data.dataset import ensure_synthetic
-from trainables.train import train
+from hmtl.orchestration.platform.cluster import init_ray
+from hmtl.orchestration.sweep.run import run_sweep
+from hmtl.orchestration.sweep.space import validate_space
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.orchestration.tracking.single_run import TrackedSession
+from hmtl.trainables.data.dataset import ensure_synthetic
+from hmtl.trainables.train import train
 
 
 def make_space(trials: int, epochs: int, faces: int, concurrent: int, cache: str):

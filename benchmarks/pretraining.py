@@ -32,13 +32,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from orchestration.study_stats import paired_difference, summarize
-from trainables.augment import augment, normalize
-from trainables.config import TrainConfig, build_config, load_config
-from trainables.data.dataset import load_splits
-from trainables.models import build_backbone
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.orchestration.study.report.stats import paired_difference, summarize
+from hmtl.trainables.augment import augment, normalize
+from hmtl.trainables.config import TrainConfig, build_config, load_config
+from hmtl.trainables.data.dataset import load_splits
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 RECIPE = Path(__file__).resolve().parent.parent / "trainables/configs/pretrain_simclr.yaml"
 RANDOM = "(a) random init"

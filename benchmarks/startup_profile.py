@@ -1,7 +1,7 @@
 """Where a sweep's time goes per trial: phases from time stamps, CPU seconds per process.
 
 Runs the hmtl half of benchmarks/peer_optuna.py (same space, trials and faces) with
-`HMTL_PHASES_DIR` set, so every trial writes its own time stamps (orchestration/phases.py),
+`HMTL_PHASES_DIR` set, so every trial writes its own time stamps (orchestration/sweep/phases.py),
 and a driver callback stamping the results Tune receives. Prints per trial (mean seconds):
 
   sweep start -> trial start   run_sweep called -> a fresh process's first trial starts
@@ -39,12 +39,13 @@ from pathlib import Path
 from peer_optuna import make_space  # benchmarks/ is on sys.path when run as a script
 from ray.tune import Callback
 
-from orchestration import tracking_ops, tracking_queue
-from orchestration.cluster import init_ray
-from orchestration.phases import PHASES_ENV
-from orchestration.sweep import run_sweep
-from orchestration.tracking import default_tracking_uri
-from trainables.data.dataset import ensure_synthetic
+from hmtl.orchestration.platform.cluster import init_ray
+from hmtl.orchestration.sweep.phases import PHASES_ENV
+from hmtl.orchestration.sweep.run import run_sweep
+from hmtl.orchestration.tracking import ops as tracking_ops
+from hmtl.orchestration.tracking import queue as tracking_queue
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.trainables.data.dataset import ensure_synthetic
 
 KINDS = (  # (what a command line contains, the kind of process), first match wins
     ("DashboardAgent", "Ray: dashboard agent"),
@@ -160,7 +161,7 @@ class CpuSampler(threading.Thread):
 
 
 class OpClock:
-    """Wall and CPU seconds of the tracking thread per MLflow operation (tracking_ops.py),
+    """Wall and CPU seconds of the tracking thread per MLflow operation (tracking/ops.py),
     by wrapping the two functions the tracking queue delivers through."""
 
     def __init__(self) -> None:

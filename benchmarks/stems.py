@@ -1,7 +1,7 @@
 """ResNet-18 with the ImageNet stem against the small stem on 48 px grey synthetic faces.
 
 For each seed, both stems train the same config for the same epochs through
-`trainables.train` (the code a trial runs), one after the other in one process, so load on
+`hmtl.trainables.train` (the code a trial runs), one after the other in one process, so load on
 the machine falls on both arms alike. Prints, per stem, training images/s (the train
 step, augmentation included, mean over epochs) and the final validation accuracy and
 balanced accuracy, each as mean +- 95% CI (Student t over seeds); then the small/ImageNet
@@ -23,9 +23,9 @@ import time
 
 from scipy import stats
 
-from trainables.config import build_config
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.trainables.config import build_config
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 STEMS = ("imagenet", "small")
 

@@ -28,7 +28,7 @@ import boto3
 import pyarrow.fs as pafs
 from checkpoint_io import BUCKET, fake_aws_env, start_moto
 
-from trainables.data.retrying import RetryingS3
+from hmtl.trainables.data.retrying import RetryingS3
 
 
 def give_up_s(fs: pafs.FileSystem) -> float:

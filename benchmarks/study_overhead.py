@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestration.cluster import init_ray
-from orchestration.study import validate_study
-from orchestration.study_engine import run_study, stage_space
-from orchestration.sweep import run_sweep
-from orchestration.tracking import default_tracking_uri
-from trainables.data.dataset import ensure_synthetic
+from hmtl.orchestration.platform.cluster import init_ray
+from hmtl.orchestration.study.engine import run_study, stage_space
+from hmtl.orchestration.study.spec import validate_study
+from hmtl.orchestration.sweep.run import run_sweep
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.trainables.data.dataset import ensure_synthetic
 
 
 def study(name: str, seeds: int, concurrent: int, cache: str):

@@ -14,9 +14,9 @@ import os
 import tempfile
 import time
 
-from orchestration.space import validate_space
-from orchestration.sweep import run_sweep
-from orchestration.tracking import default_tracking_uri
+from hmtl.orchestration.sweep.run import run_sweep
+from hmtl.orchestration.sweep.space import validate_space
+from hmtl.orchestration.tracking.callback import default_tracking_uri
 
 
 def space(name: str, trials: int, epochs: int, cache: str, asha: bool, sampler: str):

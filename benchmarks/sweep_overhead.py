@@ -26,12 +26,12 @@ import time
 
 from ray.tune import Callback
 
-from orchestration.cluster import init_ray
-from orchestration.reuse import FREEZE_ENV
-from orchestration.space import validate_space
-from orchestration.sweep import REUSE_ENV, run_sweep
-from orchestration.tracking import default_tracking_uri
-from trainables.data.dataset import ensure_synthetic
+from hmtl.orchestration.platform.cluster import init_ray
+from hmtl.orchestration.sweep.reuse import FREEZE_ENV
+from hmtl.orchestration.sweep.run import REUSE_ENV, run_sweep
+from hmtl.orchestration.sweep.space import validate_space
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.trainables.data.dataset import ensure_synthetic
 
 
 class TrialClock(Callback):

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from trainables.augment import augment, normalize
-from trainables.models import build_backbone
+from hmtl.trainables.augment import augment, normalize
+from hmtl.trainables.models import build_backbone
 
 
 def measure(device: torch.device, args, full: bool) -> float:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from trainables.config import build_config
+from hmtl.trainables.config import build_config
 
 # Tiny models on a 2-core machine run fastest on one intra-op thread, and tests that share
 # the machine (or run beside Ray workers) do not oversubscribe it.

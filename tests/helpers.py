@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.augment import normalize
-from trainables.data.dataset import DatasetInfo
-from trainables.data.synthetic import render_faces
-from trainables.models import build_backbone
-from trainables.tasks import AuxBatch
+from hmtl.trainables.augment import normalize
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.tasks import AuxBatch
 
 FACE_INFO = DatasetInfo(
     classes=("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
@@ -87,7 +87,7 @@ def train_aux_alone(
 def tiny_space(tmp_path, name: str = "it-sweep", epochs: int = 2, **overrides):
     """A search space whose trials run in seconds on one CPU thread: 400 synthetic 48 px
     faces, an 8-wide small CNN; top-level keys can be overridden."""
-    from orchestration.space import validate_space
+    from hmtl.orchestration.sweep.space import validate_space
 
     raw = {
         "name": name,
@@ -132,7 +132,7 @@ def refused(args: list[str], needle: str) -> str:
     containing `needle`), and return that line."""
     from click.testing import CliRunner
 
-    from orchestration.cli import main
+    from hmtl.orchestration.cli.main import main
 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.checkpoint import rng_state, save_checkpoint
-from trainables.config import build_config
-from trainables.data.dataset import DatasetInfo
-from trainables.data.prepared import EXPRESSIONS, PreparedWriter, write_prepared
-from trainables.data.synthetic import render_faces
-from trainables.models import build_backbone
-from trainables.network import FaceModel
-from trainables.tasks import build_tasks
+from hmtl.trainables.checkpoint import rng_state, save_checkpoint
+from hmtl.trainables.config import build_config
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.data.prepared import EXPRESSIONS, PreparedWriter, write_prepared
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.network import FaceModel
+from hmtl.trainables.tasks import build_tasks
 
 
 def primitive_checkpoint(folder: Path, size: int = 48, channels: int = 1) -> Path:

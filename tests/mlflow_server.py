@@ -146,8 +146,8 @@ def epochs_lasting(folder: Path, seconds: float) -> int:
     machine's speed (trials in Ray also save checkpoints, so they take somewhat longer)."""
     from helpers import tiny_space
 
-    from trainables.session import LocalSession
-    from trainables.train import train
+    from hmtl.trainables.session import LocalSession
+    from hmtl.trainables.train import train
 
     params = {"optim.lr": 1e-3, "tasks.loss_weights.rotation": 0.5}
     for epochs in (1, 3):

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.augment import normalize
-from trainables.data.prepared import EXPRESSIONS
-from trainables.models import build_backbone
+from hmtl.trainables.augment import normalize
+from hmtl.trainables.data.prepared import EXPRESSIONS
+from hmtl.trainables.models import build_backbone
 
 HEAD_PREFIX = "tasks.expression.head.1."  # Sequential(Dropout, Linear): the Linear
 

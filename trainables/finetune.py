@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from trainables.config import ModelConfig
-from trainables.models import load_pretrained
+from hmtl.trainables.config import ModelConfig
+from hmtl.trainables.models import load_pretrained
 
 
 def start_backbone(

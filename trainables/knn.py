@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.augment import augment, normalize
+from hmtl.trainables.augment import augment, normalize
 
 K = 20
 TEMPERATURE = 0.07

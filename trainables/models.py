@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.checkpoint import CHECKPOINT_FILE
-from trainables.config import ConfigError, ModelConfig
+from hmtl.trainables.checkpoint import CHECKPOINT_FILE
+from hmtl.trainables.config import ConfigError, ModelConfig
 
 BACKBONES: tuple[str, ...] = ("small_cnn", "resnet18", "resnet50")
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.augment import normalize
-from trainables.tasks import AuxBatch
+from hmtl.trainables.augment import normalize
+from hmtl.trainables.tasks import AuxBatch
 
 
 class FaceModel(nn.Module):

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from trainables.config import OptimConfig, ScheduleConfig
+from hmtl.trainables.config import OptimConfig, ScheduleConfig
 
 
 def make_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -2,7 +2,7 @@
 
 `train` reports metrics (and a checkpoint folder) once per epoch and asks for the
 checkpoint to resume from. `LocalSession` serves a plain process (`hmtl train`,
-tests); `orchestration/worker.py` provides the Ray Train one.
+tests); `orchestration/sweep/worker.py` provides the Ray Train one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from trainables.accounting import CostRate, costs
+from hmtl.trainables.accounting import CostRate, costs
 
 CHECKPOINT_PREFIX = "checkpoint_"
 

@@ -36,25 +36,25 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trainables.accounting import IMAGES_SEEN, WALL_SECONDS, InputCounter
-from trainables.augment import augment
-from trainables.checkpoint import (
+from hmtl.trainables.accounting import IMAGES_SEEN, WALL_SECONDS, InputCounter
+from hmtl.trainables.augment import augment
+from hmtl.trainables.checkpoint import (
     CheckpointError,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from trainables.config import TrainConfig
-from trainables.data.dataset import FaceData, Splits, load_splits, refuse_unlabelled
-from trainables.finetune import start_backbone, train_mode
-from trainables.knn import knn_accuracy
-from trainables.models import build_backbone
-from trainables.network import FaceModel
-from trainables.optim import make_optimizer, make_scheduler
-from trainables.sampling import epoch_rows
-from trainables.session import Session
-from trainables.tasks import AuxBatch, build_tasks, combine, task_weights
+from hmtl.trainables.config import TrainConfig
+from hmtl.trainables.data.dataset import FaceData, Splits, load_splits, refuse_unlabelled
+from hmtl.trainables.finetune import start_backbone, train_mode
+from hmtl.trainables.knn import knn_accuracy
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.network import FaceModel
+from hmtl.trainables.optim import make_optimizer, make_scheduler
+from hmtl.trainables.sampling import epoch_rows
+from hmtl.trainables.session import Session
+from hmtl.trainables.tasks import AuxBatch, build_tasks, combine, task_weights
 
 
 @dataclass

@@ -14,7 +14,7 @@ def local_ray():
 
     import ray
 
-    from orchestration.cluster import init_ray
+    from hmtl.orchestration.platform.cluster import init_ray
 
     os.environ.update(FAKE_AWS)
     init_ray(None, num_cpus=2)

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestration.cli import main
-from trainables.active.state import load_state
+from hmtl.orchestration.cli.main import main
+from hmtl.trainables.active.state import load_state
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def test_sigkill_mid_cycle_then_resume_matches_an_uninterrupted_run(tmp_path):
 
     cut = tmp_path / "cut"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cli", "active", str(config), "--out", str(cut)],
+        [sys.executable, "-m", "hmtl", "active", str(config), "--out", str(cut)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -17,11 +17,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
-from orchestration.store import Store
-from orchestration.study import load_study
-from orchestration.study_active_report import active_rows
-from orchestration.study_engine import resume_study, run_study
-from orchestration.tracking import ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.study.engine import resume_study, run_study
+from hmtl.orchestration.study.report.active import active_rows
+from hmtl.orchestration.study.spec import load_study
+from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +125,7 @@ def test_killed_active_stage_resumes_each_trial_from_its_last_cycle(local_ray, t
     address = local_ray.get_runtime_context().gcs_address
     command = ["study", str(path), "--storage", str(storage), "--address", address]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cli", *command],
+        [sys.executable, "-m", "hmtl", *command],
         env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from orchestration.cli import main
+from hmtl.orchestration.cli.main import main
 
 pytestmark = pytest.mark.integration
 

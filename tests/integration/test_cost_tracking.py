@@ -10,9 +10,9 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from orchestration.cli import main
-from orchestration.cost import PRICE_ENV, ray_rate
-from trainables.accounting import DEVICE_SECONDS, IMAGES_SEEN, USD, WALL_SECONDS
+from hmtl.orchestration.cli.main import main
+from hmtl.orchestration.platform.cost import PRICE_ENV, ray_rate
+from hmtl.trainables.accounting import DEVICE_SECONDS, IMAGES_SEEN, USD, WALL_SECONDS
 
 pytestmark = pytest.mark.integration
 

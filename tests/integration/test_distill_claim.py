@@ -16,8 +16,8 @@ shrunk (60 iterations, 150 evaluator steps) to about a minute on an idle 2-core 
 import numpy as np
 import pytest
 
-from trainables.data.synthetic import render_faces
-from trainables.distill import DistillSettings, distill, train_and_test
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.distill import DistillSettings, distill, train_and_test
 
 SEEDS = (0, 1)
 PER_CLASS = 10

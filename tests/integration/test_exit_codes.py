@@ -6,7 +6,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from hmtl.orchestration.cli.main import main
 
 pytestmark = pytest.mark.integration
 

@@ -15,15 +15,21 @@ from click.testing import CliRunner
 from helpers import FACE_INFO, refused, tiny_space
 from mlflow.tracking import MlflowClient
 
-from orchestration.cli import main
-from orchestration.pretrained import BEST_EPOCH_TAG, BEST_TAG, FROM_TAG, NOTE_TAG, SHA_TAG
-from orchestration.sweep import run_sweep
-from orchestration.tracking import ROLE_TAG, default_tracking_uri
-from trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint
-from trainables.config import build_config
-from trainables.models import build_backbone
-from trainables.network import FaceModel
-from trainables.tasks import build_tasks
+from hmtl.orchestration.cli.main import main
+from hmtl.orchestration.sweep.run import run_sweep
+from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.pretrained import (
+    BEST_EPOCH_TAG,
+    BEST_TAG,
+    FROM_TAG,
+    NOTE_TAG,
+    SHA_TAG,
+)
+from hmtl.trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint
+from hmtl.trainables.config import build_config
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.network import FaceModel
+from hmtl.trainables.tasks import build_tasks
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +96,7 @@ def test_fine_tune_from_a_tracked_hmtl_train_run(config, tmp_path, private_tmp):
     source = train_runs(uri)["source"]
     run_id, experiment = source.info.run_id, source.info.experiment_id
 
-    # The finished run names its best checkpoint by orchestration/best.py's rule.
+    # The finished run names its best checkpoint by orchestration/sweep/best.py's rule.
     client = MlflowClient(uri)
     accuracy = {m.step: m.value for m in client.get_metric_history(run_id, "val/accuracy")}
     best_epoch = max(sorted(accuracy), key=lambda e: (accuracy[e], -e))

@@ -39,9 +39,9 @@ import requests
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from orchestration.cli import main
-from orchestration.tracking import ROLE_TAG
-from trainables.data.storage import join
+from hmtl.orchestration.cli.main import main
+from hmtl.orchestration.tracking.callback import ROLE_TAG
+from hmtl.trainables.data.storage import join
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -312,7 +312,7 @@ def test_submitted_sweep_runs_its_trials_on_the_second_node(with_token, s3_serve
     # The token never reached the job: not in its command line, environment or metadata.
     info = jobs.get_job_info(job_id)
     assert cluster.token not in repr((info.entrypoint, info.runtime_env, info.metadata))
-    assert info.entrypoint.startswith("python -m orchestration.cli sweep quickstart ")
+    assert info.entrypoint.startswith("python -m hmtl.orchestration.cli.main sweep quickstart ")
     assert info.driver_node_id == cluster.head_id
 
     # `hmtl logs` shows the sweep's summary; `hmtl stop` on a finished job says how it ended.

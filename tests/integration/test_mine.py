@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from mining_helpers import labelled_set, pool_set, primitive_checkpoint
 
-from orchestration.cli import main
-from trainables.config import build_config
-from trainables.data.dataset import assign_splits
-from trainables.data.prepared import read_prepared
-from trainables.data.synthetic import render_faces
+from hmtl.orchestration.cli.main import main
+from hmtl.trainables.config import build_config
+from hmtl.trainables.data.dataset import assign_splits
+from hmtl.trainables.data.prepared import read_prepared
+from hmtl.trainables.data.synthetic import render_faces
 
 pytestmark = pytest.mark.integration
 LOOSE = ["--min-similarity", "-1", "--min-confidence", "0", "--no-agree"]
@@ -81,7 +81,7 @@ def test_card_provenance_counts_and_rows(world, tmp_path):
     _, folder = mine(world, tmp_path / "out", *LOOSE, *EXACT, "--per-class", "4")
     card = json.loads((folder / "card.json").read_text())
     info = card["mining"]
-    from orchestration.pretrained import sha256_of
+    from hmtl.orchestration.tracking.pretrained import sha256_of
 
     assert info["model"]["sha256"] == sha256_of(model)
     assert info["pool"] == {

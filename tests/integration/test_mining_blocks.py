@@ -9,9 +9,9 @@ import json
 import pytest
 from mining_helpers import pool_set, primitive_checkpoint
 
-from orchestration import mining_embed
-from trainables.data.synthetic import render_faces
-from trainables.mining.primitive import primitive_spec
+from hmtl.orchestration.mining import embed as mining_embed
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.mining.primitive import primitive_spec
 
 pytestmark = pytest.mark.integration
 FACES, BATCH = 300, 32

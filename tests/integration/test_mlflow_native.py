@@ -10,8 +10,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-from orchestration.artifacts import trial_artifacts
-from orchestration.mlflow_native import (
+from hmtl.orchestration.tracking.artifacts import trial_artifacts
+from hmtl.orchestration.tracking.native import (
     KIND_TAG,
     MODEL_TAG,
     TRAINING_KIND,
@@ -20,10 +20,10 @@ from orchestration.mlflow_native import (
     register_best_model,
     tag_training_experiment,
 )
-from trainables.checkpoint import load_checkpoint
-from trainables.export import classifier_from_checkpoint, example_input
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.trainables.checkpoint import load_checkpoint
+from hmtl.trainables.export import classifier_from_checkpoint, example_input
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The artifacts folder of a 2-epoch tiny training (synthetic faces), best epoch 1."""
-    from trainables.config import build_config
+    from hmtl.trainables.config import build_config
 
     root = tmp_path_factory.mktemp("native")
     cfg = build_config(
@@ -122,7 +122,7 @@ def test_parent_summary_metrics_and_tags(tmp_path):
 def test_training_view_path_is_quick_when_tracking_is_away(tmp_path):
     import time
 
-    from orchestration.mlflow_native import training_view_path
+    from hmtl.orchestration.tracking.native import training_view_path
 
     start = time.monotonic()
     assert training_view_path("http://127.0.0.1:9", "x") == "/"  # nothing listens on port 9

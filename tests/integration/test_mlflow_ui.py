@@ -19,9 +19,9 @@ import pytest
 from helpers import tiny_space
 from mlflow.tracking import MlflowClient
 
-from orchestration.mlflow_native import training_view_path
-from orchestration.sweep import run_sweep
-from orchestration.tracking import ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.sweep.run import run_sweep
+from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.native import training_view_path
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestration.study import load_study, validate_study
-from orchestration.study_engine import STUDY_MANIFEST, run_study
-from orchestration.study_smoke import smoke_study
-from orchestration.tracking import PARENT_TAG, ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.study.engine import STUDY_MANIFEST, run_study
+from hmtl.orchestration.study.smoke import smoke_study
+from hmtl.orchestration.study.spec import load_study, validate_study
+from hmtl.orchestration.tracking.callback import PARENT_TAG, ROLE_TAG, default_tracking_uri
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from mlflow.tracking import MlflowClient
 
-from orchestration.report import build_report
-from orchestration.report_plots import Rung, plot_importances, plot_rung_importances
-from orchestration.space import SpaceError
-from orchestration.status import best_row, trial_rows
-from orchestration.sweep import run_sweep, sweep_path
-from orchestration.tracking import ROLE_TAG, SWEEP_TAG, default_tracking_uri
+from hmtl.orchestration.sweep.report import build_report
+from hmtl.orchestration.sweep.report_plots import Rung, plot_importances, plot_rung_importances
+from hmtl.orchestration.sweep.run import run_sweep, sweep_path
+from hmtl.orchestration.sweep.space import SpaceError
+from hmtl.orchestration.sweep.status import best_row, trial_rows
+from hmtl.orchestration.tracking.callback import ROLE_TAG, SWEEP_TAG, default_tracking_uri
 
 pytestmark = [pytest.mark.integration]
 

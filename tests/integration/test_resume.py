@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from orchestration.cli import main
-from orchestration.sweep import resume_sweep, sweep_path
-from orchestration.tracking import ROLE_TAG, default_tracking_uri
-from trainables.config import build_config
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.orchestration.cli.main import main
+from hmtl.orchestration.sweep.run import resume_sweep, sweep_path
+from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
+from hmtl.trainables.config import build_config
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,7 +73,7 @@ def test_sigkill_then_resume_finishes_every_trial_once(local_ray, tmp_path):
         [
             sys.executable,
             "-m",
-            "orchestration.cli",
+            "hmtl",
             "sweep",
             str(_write_space(tmp_path)),
             "--storage",

@@ -9,14 +9,14 @@ import pytest
 from click.testing import CliRunner
 from helpers import moto_auth
 
-from orchestration.cli import main
-from trainables.config import DataConfig
-from trainables.data import readers
-from trainables.data.dataset import load_splits
-from trainables.data.prepare import prepare
-from trainables.data.prepared import read_prepared
-from trainables.data.readers.base import Record
-from trainables.data.storage import StorageError
+from hmtl.orchestration.cli.main import main
+from hmtl.trainables.config import DataConfig
+from hmtl.trainables.data import readers
+from hmtl.trainables.data.dataset import load_splits
+from hmtl.trainables.data.prepare import prepare
+from hmtl.trainables.data.prepared import read_prepared
+from hmtl.trainables.data.readers.base import Record
+from hmtl.trainables.data.storage import StorageError
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from helpers import tiny_space
 from mlflow.tracking import MlflowClient
 
-from orchestration.cli import main
-from orchestration.credentials import propagated_secrets
+from hmtl.orchestration.cli.main import main
+from hmtl.orchestration.platform.credentials import propagated_secrets
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 from tcp_proxy import TcpProxy
 
-from orchestration.store import Store
-from trainables.data.retrying import BUDGET_ENV
-from trainables.data.storage import StorageError
+from hmtl.orchestration.platform.store import Store
+from hmtl.trainables.data.retrying import BUDGET_ENV
+from hmtl.trainables.data.storage import StorageError
 
 pytestmark = pytest.mark.integration
 
@@ -93,8 +93,8 @@ def test_a_sweep_rides_out_a_30s_storage_outage(local_ray, s3_server, proxy, tmp
     from helpers import tiny_space
     from mlflow.tracking import MlflowClient
 
-    from orchestration.sweep import run_sweep
-    from orchestration.tracking import ROLE_TAG
+    from hmtl.orchestration.sweep.run import run_sweep
+    from hmtl.orchestration.tracking.callback import ROLE_TAG
 
     epochs, outage = 5, {}
     s3 = boto3.client("s3", endpoint_url=s3_server.endpoint)  # moto itself, not the proxy
@@ -135,7 +135,7 @@ def test_a_sweep_rides_out_a_30s_storage_outage(local_ray, s3_server, proxy, tmp
 def test_resume_of_an_unreachable_sweep_is_one_line_within_seconds(s3_server, proxy, monkeypatch):
     from click.testing import CliRunner
 
-    from orchestration.cli import main
+    from hmtl.orchestration.cli.main import main
 
     monkeypatch.setenv(BUDGET_ENV, "180")
     sweep = f"s3://{s3_server.bucket}/runs/sweeps/any?endpoint_override={proxy.endpoint}"

@@ -8,14 +8,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from orchestration.pretrained import FROM_TAG, SHA_TAG
-from orchestration.status import trial_rows
-from orchestration.study import load_study
-from orchestration.study_engine import run_study
-from orchestration.study_results import stage_space
-from orchestration.study_smoke import smoke_study
-from orchestration.tracking import ROLE_TAG, default_tracking_uri
-from trainables.checkpoint import load_checkpoint
+from hmtl.orchestration.study.engine import run_study
+from hmtl.orchestration.study.results import stage_space
+from hmtl.orchestration.study.smoke import smoke_study
+from hmtl.orchestration.study.spec import load_study
+from hmtl.orchestration.sweep.status import trial_rows
+from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.pretrained import FROM_TAG, SHA_TAG
+from hmtl.trainables.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration
 

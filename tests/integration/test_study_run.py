@@ -14,12 +14,12 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from orchestration.cli import main
-from orchestration.study import load_study, shipped_studies
-from orchestration.study_engine import STUDY_MANIFEST, resume_study, run_study
-from orchestration.study_results import grid_rows
-from orchestration.study_smoke import smoke_study
-from orchestration.tracking import PARENT_TAG, ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.cli.main import main
+from hmtl.orchestration.study.engine import STUDY_MANIFEST, resume_study, run_study
+from hmtl.orchestration.study.results import grid_rows
+from hmtl.orchestration.study.smoke import smoke_study
+from hmtl.orchestration.study.spec import load_study, shipped_studies
+from hmtl.orchestration.tracking.callback import PARENT_TAG, ROLE_TAG, default_tracking_uri
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ def test_study_killed_in_stage_two_resumes_without_redoing_stage_one(local_ray, 
     address = local_ray.get_runtime_context().gcs_address
     command = ["study", str(path), "--storage", str(storage), "--address", address]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cli", *command],
+        [sys.executable, "-m", "hmtl", *command],
         env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -9,11 +9,11 @@ from helpers import tiny_space
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from orchestration.cli import main
-from orchestration.search import HmtlOptunaSearch
-from orchestration.sweep import run_sweep, sweep_path
-from orchestration.tracking import ROLE_TAG, default_tracking_uri
-from search_spaces import shipped
+from hmtl.orchestration.cli.main import main
+from hmtl.orchestration.sweep.run import run_sweep, sweep_path
+from hmtl.orchestration.sweep.search import HmtlOptunaSearch
+from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
+from hmtl.search_spaces import shipped
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ from helpers import tiny_space
 from mlflow.tracking import MlflowClient
 from mlflow_server import MlflowServer, OutageAtFirstResult, epochs_lasting
 
-from orchestration.cli import sweep_summary
-from orchestration.store import Store
-from orchestration.sweep import resume_sweep, run_sweep
-from orchestration.tracking import ROLE_TAG
-from orchestration.tracking_queue import BUDGET_ENV, Spool
+from hmtl.orchestration.cli.main import sweep_summary
+from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.sweep.run import resume_sweep, run_sweep
+from hmtl.orchestration.tracking.callback import ROLE_TAG
+from hmtl.orchestration.tracking.queue import BUDGET_ENV, Spool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

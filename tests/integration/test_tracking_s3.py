@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from helpers import moto_auth, tiny_space
 from mlflow.tracking import MlflowClient
 
-from orchestration.cli import main
-from orchestration.single_run import RESUMED_FROM_TAG
-from orchestration.sweep import run_sweep
-from orchestration.tracking import ROLE_TAG
+from hmtl.orchestration.cli.main import main
+from hmtl.orchestration.sweep.run import run_sweep
+from hmtl.orchestration.tracking.callback import ROLE_TAG
+from hmtl.orchestration.tracking.single_run import RESUMED_FROM_TAG
 
 pytestmark = pytest.mark.integration
 

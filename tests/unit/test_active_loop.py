@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.active.config import build_active_config
-from trainables.active.cycle import digest, plateaued
-from trainables.active.labels import initial_draw
-from trainables.active.loop import cycle_config, run_active, subset, train_cycle
-from trainables.active.state import load_state
-from trainables.data.dataset import load_splits
-from trainables.session import LocalSession
+from hmtl.trainables.active.config import build_active_config
+from hmtl.trainables.active.cycle import digest, plateaued
+from hmtl.trainables.active.labels import initial_draw
+from hmtl.trainables.active.loop import cycle_config, run_active, subset, train_cycle
+from hmtl.trainables.active.state import load_state
+from hmtl.trainables.data.dataset import load_splits
+from hmtl.trainables.session import LocalSession
 
 TIMES = ("al/train_seconds", "al/select_seconds")
 
@@ -158,8 +158,8 @@ def test_hmtl_active_refuses_bad_input_before_making_anything(tmp_path):
 
 
 def test_shipped_quickstart_is_the_activefer_protocol():
-    from orchestration.cli_train import shipped_config
-    from trainables.active.config import load_active_config
+    from hmtl.orchestration.cli.train import shipped_config
+    from hmtl.trainables.active.config import load_active_config
 
     cfg = load_active_config(shipped_config("active_quickstart"))
     assert (cfg.initial_fraction, cfg.budget_fraction, cfg.cycles) == (0.10, 0.05, 7)
@@ -167,7 +167,7 @@ def test_shipped_quickstart_is_the_activefer_protocol():
 
 
 def test_active_config_needs_the_expression_task():
-    from trainables.config import ConfigError
+    from hmtl.trainables.config import ConfigError
 
     with pytest.raises(ConfigError, match="expression"):
         build_active_config({"train": {"tasks": {"main": {"expression": None, "gender": {}}}}})

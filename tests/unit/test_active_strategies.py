@@ -5,22 +5,22 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.active.badge import kmeans_pp
-from trainables.active.bald import score as bald_score
-from trainables.active.config import StrategySettings
-from trainables.active.coreset import kcenter_greedy, nearest_distance
-from trainables.active.deepfool import deepfool_norms
-from trainables.active.entropy import entropy
-from trainables.active.glister import glister_greedy
-from trainables.active.least_confidence import least_confidence
-from trainables.active.margin import negated_margin
-from trainables.active.registry import PoolContext, strategies, top
-from trainables.active.scoring import eval_inputs, features_of, head, pool_outputs
-from trainables.augment import augment
-from trainables.data.dataset import load_splits
-from trainables.models import build_backbone
-from trainables.network import FaceModel
-from trainables.tasks import build_tasks
+from hmtl.trainables.active.badge import kmeans_pp
+from hmtl.trainables.active.bald import score as bald_score
+from hmtl.trainables.active.config import StrategySettings
+from hmtl.trainables.active.coreset import kcenter_greedy, nearest_distance
+from hmtl.trainables.active.deepfool import deepfool_norms
+from hmtl.trainables.active.entropy import entropy
+from hmtl.trainables.active.glister import glister_greedy
+from hmtl.trainables.active.least_confidence import least_confidence
+from hmtl.trainables.active.margin import negated_margin
+from hmtl.trainables.active.registry import PoolContext, strategies, top
+from hmtl.trainables.active.scoring import eval_inputs, features_of, head, pool_outputs
+from hmtl.trainables.augment import augment
+from hmtl.trainables.data.dataset import load_splits
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.network import FaceModel
+from hmtl.trainables.tasks import build_tasks
 
 
 def test_uncertainty_scores_rank_the_boundary_rows_first():
@@ -72,7 +72,7 @@ def test_badge_picks_are_diverse():
 
 
 def test_badge_distances_match_the_materialised_embedding():
-    from trainables.active.scoring import outer_sq_dist
+    from hmtl.trainables.active.scoring import outer_sq_dist
 
     g = torch.Generator().manual_seed(2)
     a, h = torch.randn(9, 4, generator=g), torch.randn(9, 6, generator=g)

@@ -1,4 +1,4 @@
-"""Unit tests for trainables.augment: shapes, determinism, the flip, magnitude 0, validation."""
+"""Unit tests for hmtl.trainables.augment: shapes, determinism, flip, magnitude 0, validation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.augment import LEVELS, _blur3x3, augment, normalize
+from hmtl.trainables.augment import LEVELS, _blur3x3, augment, normalize
 
 RANDOM_LEVELS = ("none", "weak", "strong")
 

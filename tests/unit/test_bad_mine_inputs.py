@@ -4,7 +4,7 @@ import pytest
 from helpers import refused
 from mining_helpers import labelled_set, pool_set, primitive_checkpoint
 
-from trainables.data.synthetic import render_faces
+from hmtl.trainables.data.synthetic import render_faces
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_runs_reference_without_tracking_uri(tmp_path, inputs):
 def test_checkpoint_without_expression_head(tmp_path, inputs):
     import torch
 
-    from trainables.checkpoint import load_checkpoint, save_checkpoint
+    from hmtl.trainables.checkpoint import load_checkpoint, save_checkpoint
 
     model, labelled = inputs
     state = load_checkpoint(model)

@@ -8,9 +8,9 @@ import yaml
 from helpers import refused
 from mlflow.tracking import MlflowClient
 
-from trainables.checkpoint import rng_state, save_checkpoint
-from trainables.config import build_config
-from trainables.models import build_backbone
+from hmtl.trainables.checkpoint import rng_state, save_checkpoint
+from hmtl.trainables.config import build_config
+from hmtl.trainables.models import build_backbone
 
 
 @pytest.fixture(scope="module")

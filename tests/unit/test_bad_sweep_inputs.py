@@ -9,8 +9,8 @@ import torch
 import yaml
 from helpers import refused
 
-from orchestration.cluster import InfeasibleError, check_local_resources, local_node
-from trainables.models import build_backbone
+from hmtl.orchestration.platform.cluster import InfeasibleError, check_local_resources, local_node
+from hmtl.trainables.models import build_backbone
 
 
 def space_file(tmp_path, resources=None, base=None):
@@ -118,7 +118,7 @@ def test_jobs_commands_reject_a_non_url_before_any_token_warning(args, monkeypat
 def test_local_check_is_only_for_the_embedded_default(tmp_path, monkeypatch):
     from helpers import tiny_space
 
-    from orchestration.cluster import check_local
+    from hmtl.orchestration.platform.cluster import check_local
 
     space = tiny_space(tmp_path, resources={"cpus_per_worker": 4096})
     with pytest.raises(InfeasibleError, match="4096 CPUs per worker"):

@@ -11,9 +11,9 @@ import yaml
 from click.testing import CliRunner
 from helpers import refused
 
-from orchestration.cli import main
-from orchestration.single_run import local_checkpoint
-from trainables.models import build_backbone
+from hmtl.orchestration.cli.main import main
+from hmtl.orchestration.tracking.single_run import local_checkpoint
+from hmtl.trainables.models import build_backbone
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import pytest
 from ray.train import Checkpoint
 from ray.tune import Result
 
-from orchestration.best import Peak, best_trial, trial_peak
-from orchestration.cli import sweep_summary
-from orchestration.space import load_space
-from orchestration.status import TrialRow, best_row, rows_text
-from orchestration.store import Store
-from orchestration.sweep import summarize
+from hmtl.orchestration.cli.main import sweep_summary
+from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.sweep.best import Peak, best_trial, trial_peak
+from hmtl.orchestration.sweep.run import summarize
+from hmtl.orchestration.sweep.space import load_space
+from hmtl.orchestration.sweep.status import TrialRow, best_row, rows_text
 
 METRIC = "val/balanced_accuracy"
 CURVES = {"early": [0.50, 0.30, 0.20], "steady": [0.35, 0.40, 0.45]}

@@ -4,7 +4,7 @@
 import pytest
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from hmtl.orchestration.cli.main import main
 
 
 @pytest.mark.parametrize(

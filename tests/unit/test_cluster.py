@@ -1,6 +1,6 @@
 import pytest
 
-from orchestration.cluster import (
+from hmtl.orchestration.platform.cluster import (
     DRIVER_CPUS,
     InfeasibleError,
     NodeShape,
@@ -48,8 +48,8 @@ def test_scaled_to_zero_cluster_is_judged_by_launchable_node_types(tmp_path):
 
 
 def test_trial_paths_resolve_against_the_sweep_folder(tmp_path):
-    from orchestration.trial import resolve_paths
-    from trainables.config import build_config
+    from hmtl.orchestration.sweep.trial import resolve_paths
+    from hmtl.trainables.config import build_config
 
     cfg = build_config(
         {
@@ -80,8 +80,8 @@ def test_drivers_ask_for_the_head_resource_on_a_launched_cluster():
 def test_local_storage_is_refused_on_an_autoscaling_cluster(tmp_path, monkeypatch):
     from helpers import tiny_space
 
-    from orchestration.space import SpaceError
-    from orchestration.sweep import preflight
+    from hmtl.orchestration.sweep.run import preflight
+    from hmtl.orchestration.sweep.space import SpaceError
 
     bootstrap = tmp_path / "ray_bootstrap_config.yaml"
     bootstrap.write_text(

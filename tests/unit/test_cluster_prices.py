@@ -1,5 +1,5 @@
 """cluster.yaml's node prices: a Ray node-type label each worker type carries, read by trials
-(orchestration/cost.py) for `cost/usd`. Ray's schema check is in test_cluster_yaml.py."""
+(orchestration/platform/cost.py) for `cost/usd`. Ray's schema check is in test_cluster_yaml.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from ray._private.label_utils import validate_node_label_syntax
 
-from orchestration.cost import PRICE_LABEL, parse_price
+from hmtl.orchestration.platform.cost import PRICE_LABEL, parse_price
 
 CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 

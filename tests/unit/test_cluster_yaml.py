@@ -17,7 +17,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from orchestration.cluster import DRIVER_RESOURCE
+from hmtl.orchestration.platform.cluster import DRIVER_RESOURCE
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = ROOT / "cluster.yaml"
@@ -94,7 +94,7 @@ def test_passes_rays_own_schema_validation_offline(config, monkeypatch):
 
 
 def test_every_node_type_declares_cpu_and_gpu_for_the_planner(config):
-    # orchestration/cluster.py plans a scaled-to-zero cluster from these numbers.
+    # orchestration/platform/cluster.py plans a scaled-to-zero cluster from these numbers.
     for name, node_type in config["available_node_types"].items():
         resources = node_type.get("resources") or {}
         assert {"CPU", "GPU"} <= set(resources), (

@@ -1,8 +1,8 @@
 import pytest
 from click.testing import CliRunner
 
-from orchestration.cli import main
-from trainables.config import ConfigError, TrainConfig, build_config, load_config
+from hmtl.orchestration.cli.main import main
+from hmtl.trainables.config import ConfigError, TrainConfig, build_config, load_config
 
 
 def test_defaults_validate_and_flatten():

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from helpers import FACE_INFO, faces, small_cnn, train_aux_alone
 
-from trainables.augment import normalize
-from trainables.config import build_config
-from trainables.tasks import REGISTRY, AuxBatch
-from trainables.tasks.contrastive import nt_xent, random_resized_crop
+from hmtl.trainables.augment import normalize
+from hmtl.trainables.config import build_config
+from hmtl.trainables.tasks import REGISTRY, AuxBatch
+from hmtl.trainables.tasks.contrastive import nt_xent, random_resized_crop
 
 
 def _task(feature_dim: int = 16, channels: int = 1, **settings):

@@ -9,8 +9,8 @@ import pytest
 import torch
 from helpers import refused
 
-from orchestration.cost import PRICE_ENV, local_rate, parse_price, rate_for
-from trainables.accounting import (
+from hmtl.orchestration.platform.cost import PRICE_ENV, local_rate, parse_price, rate_for
+from hmtl.trainables.accounting import (
     DEVICE_SECONDS,
     IMAGES_SEEN,
     USD,
@@ -19,10 +19,10 @@ from trainables.accounting import (
     InputCounter,
     costs,
 )
-from trainables.config import ConfigError
-from trainables.models import build_backbone
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.trainables.config import ConfigError
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 
 class Interrupted(Exception):

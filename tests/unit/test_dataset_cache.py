@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.config import DataConfig
-from trainables.data.cache import DATASETS, DatasetCache, nbytes
-from trainables.data.dataset import load_splits
-from trainables.data.prepared import DatasetError, read_prepared, write_prepared
+from hmtl.trainables.config import DataConfig
+from hmtl.trainables.data.cache import DATASETS, DatasetCache, nbytes
+from hmtl.trainables.data.dataset import load_splits
+from hmtl.trainables.data.prepared import DatasetError, read_prepared, write_prepared
 
 
 def _dataset(root, name, n=64, seed=0):

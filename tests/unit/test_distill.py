@@ -9,9 +9,9 @@ import torch
 from helpers import refused
 from mining_helpers import labelled_set, pool_set
 
-from trainables.data.prepared import read_prepared
-from trainables.data.synthetic import render_faces
-from trainables.distill import AUGMENT_OPS, DistillSettings, distill, siamese_augment
+from hmtl.trainables.data.prepared import read_prepared
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.distill import AUGMENT_OPS, DistillSettings, distill, siamese_augment
 
 TINY = ["--iterations", "3", "--width", "4", "--real-batch", "4"]
 
@@ -51,8 +51,8 @@ def test_publishes_a_trainable_dataset_with_provenance(
     monkeypatch.chdir(tmp_path)  # MLflow's SQLite store puts artifacts under ./mlruns
     from click.testing import CliRunner
 
-    from orchestration.cli import main
-    from trainables.data.dataset import load_splits
+    from hmtl.orchestration.cli.main import main
+    from hmtl.trainables.data.dataset import load_splits
 
     out = tmp_path / "out"
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -7,11 +7,11 @@ import pytest
 import torch
 from helpers import FACE_INFO
 
-from trainables.config import ExpressionConfig
-from trainables.data.dataset import load_splits
-from trainables.data.prepared import DatasetError, write_prepared
-from trainables.data.synthetic import render_faces
-from trainables.tasks.expression import ExpressionTask
+from hmtl.trainables.config import ExpressionConfig
+from hmtl.trainables.data.dataset import load_splits
+from hmtl.trainables.data.prepared import DatasetError, write_prepared
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.tasks.expression import ExpressionTask
 
 
 @pytest.fixture

@@ -7,15 +7,22 @@ import pytest
 import torch
 from helpers import FACE_INFO
 
-from orchestration.pretrained import FROM_TAG, NOTE_TAG, SHA_TAG, Source, resolved, weights_of
-from trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint
-from trainables.finetune import start_backbone
-from trainables.models import PretrainedError, build_backbone
-from trainables.network import FaceModel
-from trainables.optim import make_optimizer, make_scheduler
-from trainables.session import LocalSession
-from trainables.tasks import build_tasks
-from trainables.train import train
+from hmtl.orchestration.tracking.pretrained import (
+    FROM_TAG,
+    NOTE_TAG,
+    SHA_TAG,
+    Source,
+    resolved,
+    weights_of,
+)
+from hmtl.trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint
+from hmtl.trainables.finetune import start_backbone
+from hmtl.trainables.models import PretrainedError, build_backbone
+from hmtl.trainables.network import FaceModel
+from hmtl.trainables.optim import make_optimizer, make_scheduler
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.tasks import build_tasks
+from hmtl.trainables.train import train
 
 
 def face_model(cfg, seed: int, pretrained: bool = False) -> FaceModel:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from helpers import FACE_INFO, faces, small_cnn, train_aux_alone
 
-from trainables.augment import augment
-from trainables.config import build_config
-from trainables.tasks import REGISTRY, AuxBatch
-from trainables.tasks.inpainting import (
+from hmtl.trainables.augment import augment
+from hmtl.trainables.config import build_config
+from hmtl.trainables.tasks import REGISTRY, AuxBatch
+from hmtl.trainables.tasks.inpainting import (
     FILL,
     REGIONS,
     Decoder,

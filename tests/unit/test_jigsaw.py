@@ -7,9 +7,9 @@ import pytest
 import torch
 from helpers import FACE_INFO, clean_aux, faces, small_cnn, train_aux_alone
 
-from trainables.config import build_config
-from trainables.tasks.jigsaw import JigsawTask, build, hamming_permutations, min_hamming
-from trainables.tasks.tiles import from_tiles, permute_tiles, to_tiles
+from hmtl.trainables.config import build_config
+from hmtl.trainables.tasks.jigsaw import JigsawTask, build, hamming_permutations, min_hamming
+from hmtl.trainables.tasks.tiles import from_tiles, permute_tiles, to_tiles
 
 
 def _unshuffle(images: torch.Tensor, perm: torch.Tensor, grid: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from helpers import faces, small_cnn
 
-from trainables.knn import knn_accuracy, knn_predict
+from hmtl.trainables.knn import knn_accuracy, knn_predict
 
 
 def _brute_force(memory, labels, queries, num_classes, k, t):

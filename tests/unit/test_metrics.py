@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from trainables.config import ScheduleConfig
-from trainables.metrics import classification_metrics, confusion_matrix
-from trainables.optim import lr_factor
-from trainables.tasks.expression import class_weights
+from hmtl.trainables.config import ScheduleConfig
+from hmtl.trainables.metrics import classification_metrics, confusion_matrix
+from hmtl.trainables.optim import lr_factor
+from hmtl.trainables.tasks.expression import class_weights
 
 
 def test_confusion_matrix_counts():

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from trainables.mining import (
+from hmtl.trainables.mining import (
     MiningSettings,
     class_prototypes,
     near_duplicates,
     score,
     select,
 )
-from trainables.mining.prototypes import spherical_kmeans
+from hmtl.trainables.mining.prototypes import spherical_kmeans
 
 
 def unit(x):

@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from trainables.models import BACKBONES, build_backbone, load_pretrained
+from hmtl.trainables.models import BACKBONES, build_backbone, load_pretrained
 
 FEATURE_DIM = {"small_cnn": 256, "resnet18": 512, "resnet50": 2048}
 

@@ -10,14 +10,14 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from orchestration.cli import main
-from trainables.config import DataConfig
-from trainables.data import readers
-from trainables.data.dataset import FaceData, assign_splits, shard
-from trainables.data.prepare import _Progress, conform_image, prepare
-from trainables.data.prepared import DatasetError, Prepared, read_prepared
-from trainables.data.readers.base import BadRow, Record, SourceError
-from trainables.data.storage import StorageError, filesystem_for, join, redact
+from hmtl.orchestration.cli.main import main
+from hmtl.trainables.config import DataConfig
+from hmtl.trainables.data import readers
+from hmtl.trainables.data.dataset import FaceData, assign_splits, shard
+from hmtl.trainables.data.prepare import _Progress, conform_image, prepare
+from hmtl.trainables.data.prepared import DatasetError, Prepared, read_prepared
+from hmtl.trainables.data.readers.base import BadRow, Record, SourceError
+from hmtl.trainables.data.storage import StorageError, filesystem_for, join, redact
 
 
 class FakeReader:

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainables.data.prepare import conform_image, prepare
-from trainables.data.prepared import EXPRESSIONS, OPTIONAL_LABELS, read_prepared
-from trainables.data.readers import get_reader
-from trainables.data.readers.base import ReaderOptions
+from hmtl.trainables.data.prepare import conform_image, prepare
+from hmtl.trainables.data.prepared import EXPRESSIONS, OPTIONAL_LABELS, read_prepared
+from hmtl.trainables.data.readers import get_reader
+from hmtl.trainables.data.readers.base import ReaderOptions
 
 
 @dataclass

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from trainables.config import DataConfig
-from trainables.data.dataset import assign_splits, load_splits
-from trainables.data.prepared import DatasetError, find_prepared, read_prepared, write_prepared
+from hmtl.trainables.config import DataConfig
+from hmtl.trainables.data.dataset import assign_splits, load_splits
+from hmtl.trainables.data.prepared import DatasetError, find_prepared, read_prepared, write_prepared
 
 
 def _faces(n=50, size=8, channels=1, seed=0):

@@ -10,14 +10,14 @@ import yaml
 from helpers import refused
 from PIL import Image
 
-import trainables
-from trainables.checkpoint import load_checkpoint
-from trainables.config import ConfigError, build_config, load_config
-from trainables.data.prepare import prepare
-from trainables.data.readers.base import ReaderOptions
-from trainables.data.synthetic import render_faces
-from trainables.session import LocalSession, format_progress
-from trainables.train import train
+import hmtl.trainables
+from hmtl.trainables.checkpoint import load_checkpoint
+from hmtl.trainables.config import ConfigError, build_config, load_config
+from hmtl.trainables.data.prepare import prepare
+from hmtl.trainables.data.readers.base import ReaderOptions
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.session import LocalSession, format_progress
+from hmtl.trainables.train import train
 
 PRETRAIN = ("tasks.main.expression=null", "tasks.loss_weights.contrastive=1")
 
@@ -100,7 +100,7 @@ def test_unlabelled_is_for_image_folders_only(tmp_path):
 
 
 def test_every_shipped_training_config_validates_and_pretrain_simclr_is_effssl():
-    folder = Path(trainables.__file__).parent / "configs"
+    folder = Path(hmtl.trainables.__file__).parent / "configs"
     # Active-learning configs (a loop around a TrainConfig under `train:`) have their own test.
     paths = [p for p in sorted(folder.glob("*.yaml")) if not p.stem.startswith("active_")]
     configs = {path.stem: load_config(path) for path in paths}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainables.data.readers import get_reader
-from trainables.data.readers.base import ReaderOptions, SourceError
+from hmtl.trainables.data.readers import get_reader
+from hmtl.trainables.data.readers.base import ReaderOptions, SourceError
 
 AFFECT_HEADER = (
     "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,"

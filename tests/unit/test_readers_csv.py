@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from trainables.data.readers import get_reader
-from trainables.data.readers.base import ReaderOptions, SourceError
+from hmtl.trainables.data.readers import get_reader
+from hmtl.trainables.data.readers.base import ReaderOptions, SourceError
 
 FER_HEADER = "emotion,pixels,Usage"
 PLUS_HEADER = (

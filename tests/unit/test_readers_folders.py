@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainables.data.prepared import EXPRESSIONS
-from trainables.data.readers import get_reader
-from trainables.data.readers.base import ReaderOptions, SourceError
-from trainables.data.readers.kdef import parse_name
+from hmtl.trainables.data.prepared import EXPRESSIONS
+from hmtl.trainables.data.readers import get_reader
+from hmtl.trainables.data.readers.base import ReaderOptions, SourceError
+from hmtl.trainables.data.readers.kdef import parse_name
 
 OPTIONS = ReaderOptions()
 

@@ -7,9 +7,14 @@ import time
 import pyarrow.fs as pafs
 import pytest
 
-from trainables.data import retrying
-from trainables.data.retrying import RetryingS3, call_with_retries, is_transient, without_retries
-from trainables.data.storage import StorageError, filesystem_for
+from hmtl.trainables.data import retrying
+from hmtl.trainables.data.retrying import (
+    RetryingS3,
+    call_with_retries,
+    is_transient,
+    without_retries,
+)
+from hmtl.trainables.data.storage import StorageError, filesystem_for
 
 REFUSED = OSError(
     "When getting information for key 'k' in bucket 'b': AWS Error NETWORK_CONNECTION "

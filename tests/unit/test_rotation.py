@@ -7,9 +7,9 @@ import pytest
 import torch
 from helpers import FACE_INFO, clean_aux, faces, small_cnn, train_aux_alone
 
-from trainables.config import build_config
-from trainables.tasks.rotation import RotationTask, build
-from trainables.tasks.tiles import from_tiles, rotate, to_tiles
+from hmtl.trainables.config import build_config
+from hmtl.trainables.tasks.rotation import RotationTask, build
+from hmtl.trainables.tasks.tiles import from_tiles, rotate, to_tiles
 
 
 def _turn_back(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,10 @@ import optuna
 import pytest
 from matplotlib.figure import Figure
 
-from orchestration.report_plots import Rung, plot_rung_importances, plot_versus
-from orchestration.rungs import asha_rungs, common_rung, values_at
-from orchestration.space import validate_space
-from orchestration.status import TrialRow
+from hmtl.orchestration.sweep.report_plots import Rung, plot_rung_importances, plot_versus
+from hmtl.orchestration.sweep.rungs import asha_rungs, common_rung, values_at
+from hmtl.orchestration.sweep.space import validate_space
+from hmtl.orchestration.sweep.status import TrialRow
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

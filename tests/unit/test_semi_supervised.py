@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainables.data.dataset import FaceData, load_splits
-from trainables.sampling import epoch_rows
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.trainables.data.dataset import FaceData, load_splits
+from hmtl.trainables.sampling import epoch_rows
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 
 def test_main_rows_stay_labelled_and_aux_rows_reach_the_withheld_ones():

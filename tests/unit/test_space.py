@@ -10,11 +10,11 @@ import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from orchestration.distributions import format_distribution, parse_distribution
-from orchestration.smoke import smoke
-from orchestration.space import SearchSpace, SpaceError, load_space
-from search_spaces import shipped
-from trainables.config import TrainConfig
+from hmtl.orchestration.sweep.distributions import format_distribution, parse_distribution
+from hmtl.orchestration.sweep.smoke import smoke
+from hmtl.orchestration.sweep.space import SearchSpace, SpaceError, load_space
+from hmtl.search_spaces import shipped
+from hmtl.trainables.config import TrainConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -133,7 +133,7 @@ def test_shipped_smoke_is_small_and_valid(shipped_space, tmp_path):
 
 
 def test_smoke_pretrained_standin_really_loads(tmp_path):
-    from trainables.models import build_backbone, load_pretrained
+    from hmtl.trainables.models import build_backbone, load_pretrained
 
     small = smoke(load_space("augmentation_vs_pretraining"), tmp_path)
     assert small.distributions()["model.pretrained"].choices == (

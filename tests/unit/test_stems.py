@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainables.config import ConfigError, build_config
-from trainables.models import STEMS, build_backbone, load_pretrained
+from hmtl.trainables.config import ConfigError, build_config
+from hmtl.trainables.models import STEMS, build_backbone, load_pretrained
 
 # Side of layer4's map: the ImageNet stem divides by 32 (ceil at each stride-2 step), the
 # small stem by 8 (its stem keeps the resolution; layer2..4 halve it).

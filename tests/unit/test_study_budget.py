@@ -3,9 +3,9 @@ cost in the report's rows; a cost either side lacks gives None, never a partial 
 
 import pytest
 
-from orchestration.study import load_study
-from orchestration.study_budget import fed_arms, with_fed_costs
-from orchestration.study_report import Design, build_report
+from hmtl.orchestration.study.budget import fed_arms, with_fed_costs
+from hmtl.orchestration.study.report.build import Design, build_report
+from hmtl.orchestration.study.spec import load_study
 
 
 def _row(arm, seed, value, seconds, images=100.0):

@@ -7,11 +7,11 @@ import yaml
 from helpers import refused
 from mining_helpers import labelled_set
 
-from orchestration.study import StudyError, load_study, shipped_studies, validate_study
-from orchestration.study_engine import is_job, stage_options, stage_space
-from orchestration.study_kinds import KINDS
-from orchestration.study_refs import resolve
-from orchestration.study_smoke import smoke_study
+from hmtl.orchestration.study.engine import is_job, stage_options, stage_space
+from hmtl.orchestration.study.kinds.base import KINDS
+from hmtl.orchestration.study.refs import resolve
+from hmtl.orchestration.study.smoke import smoke_study
+from hmtl.orchestration.study.spec import StudyError, load_study, shipped_studies, validate_study
 
 BASE = {
     "runtime": {"device": "cpu"},
@@ -198,7 +198,7 @@ def test_study_cli_refuses_to_start_a_study_that_exists_and_names_resume(tmp_pat
     ],
 )
 def test_a_space_of_explicit_trials_is_checked_like_a_searched_one(change, needle):
-    from orchestration.space import SpaceError, validate_space
+    from hmtl.orchestration.sweep.space import SpaceError, validate_space
 
     raw = {
         "name": "explicit",

@@ -12,10 +12,10 @@ from helpers import refused
 from mining_helpers import labelled_set, pool_set, primitive_checkpoint
 from mlflow.tracking import MlflowClient
 
-from orchestration.study import StudyError, load_study
-from orchestration.study_engine import STUDY_MANIFEST, resume_study, run_study
-from orchestration.tracking import PARENT_TAG, ROLE_TAG
-from trainables.data.synthetic import render_faces
+from hmtl.orchestration.study.engine import STUDY_MANIFEST, resume_study, run_study
+from hmtl.orchestration.study.spec import StudyError, load_study
+from hmtl.orchestration.tracking.callback import PARENT_TAG, ROLE_TAG
+from hmtl.trainables.data.synthetic import render_faces
 
 MINE = {"name": "mine", "kind": "mine", "model": "ckpt", "pool": "synthetic:100"}
 DISTILL = {"name": "distill", "kind": "distill", "source": "${mine.dataset}", "images_per_class": 1}

@@ -6,7 +6,7 @@ import io
 import pytest
 from test_study_stats import factorial_arms, row
 
-from orchestration.study_report import Design, build_report
+from hmtl.orchestration.study.report.build import Design, build_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LF = "data.label_fraction"

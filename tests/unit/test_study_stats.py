@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from orchestration.study_stats import (
+from hmtl.orchestration.study.report.stats import (
     RESAMPLES,
     compare,
     design_kind,

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from orchestration.store import Store
-from orchestration.study import load_study
-from orchestration.study_engine import stage_space
-from orchestration.study_smoke import smoke_study
-from orchestration.study_subsets import label_subsets, record_label_subsets
-from trainables.data.cache import DATASETS
-from trainables.data.dataset import load_splits, resolve_source
+from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.study.engine import stage_space
+from hmtl.orchestration.study.smoke import smoke_study
+from hmtl.orchestration.study.spec import load_study
+from hmtl.orchestration.study.subsets import label_subsets, record_label_subsets
+from hmtl.trainables.data.cache import DATASETS
+from hmtl.trainables.data.dataset import load_splits, resolve_source
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trainables.data.synthetic import EXPRESSIONS, SyntheticFaces, render_faces
+from hmtl.trainables.data.synthetic import EXPRESSIONS, SyntheticFaces, render_faces
 
 FIELDS = ("images", "expression", "yaw", "pitch", "roll", "gender", "identity")
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from trainables.data.prepared import read_prepared
-from trainables.data.synthetic import render_faces
-from trainables.data.synthetic_pool import ensure_synthetic_pool
+from hmtl.trainables.data.prepared import read_prepared
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.data.synthetic_pool import ensure_synthetic_pool
 
 
 def test_pool_is_unlabelled_other_faces_and_rendered_once(tmp_path):

@@ -4,16 +4,16 @@ import pytest
 import torch
 from helpers import FACE_INFO
 
-from trainables.augment import augment
-from trainables.config import build_config
-from trainables.data.dataset import DatasetInfo
-from trainables.data.synthetic import render_faces
-from trainables.models import build_backbone
-from trainables.network import FaceModel
-from trainables.session import LocalSession
-from trainables.tasks import REGISTRY, AuxBatch, build_tasks, combine, task_weights
-from trainables.tasks.head_pose import targets
-from trainables.train import train
+from hmtl.trainables.augment import augment
+from hmtl.trainables.config import build_config
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.data.synthetic import render_faces
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.network import FaceModel
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.tasks import REGISTRY, AuxBatch, build_tasks, combine, task_weights
+from hmtl.trainables.tasks.head_pose import targets
+from hmtl.trainables.train import train
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_head_pose_labels_follow_flip_and_rotation():
 
 
 def test_main_task_without_labels_is_a_config_error(dataset_cache):
-    from trainables.config import ConfigError
+    from hmtl.trainables.config import ConfigError
 
     no_pose = DatasetInfo(FACE_INFO.classes, FACE_INFO.class_counts, ("identity",), "x", "fer2013")
     with pytest.raises(ConfigError, match="head_pose needs yaw/pitch/roll labels"):

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import tiny_space
 
-from orchestration.cli import main
+from hmtl.orchestration.cli.main import main
 
 
 @pytest.fixture
@@ -38,8 +38,8 @@ def test_sweep_with_unreachable_tracking_server_writes_nothing(tmp_path, dead_ur
 
 
 def test_resume_probes_the_manifests_tracking_server(tmp_path, dead_uri):
-    from orchestration.store import Store
-    from orchestration.sweep import write_manifest
+    from hmtl.orchestration.platform.store import Store
+    from hmtl.orchestration.sweep.run import write_manifest
 
     write_manifest(Store.open(str(tmp_path / "runs")), tiny_space(tmp_path, name="s"), dead_uri)
     sweep = tmp_path / "runs" / "sweeps" / "s"
@@ -53,7 +53,7 @@ def test_report_probes_an_explicit_tracking_uri(tmp_path, dead_uri):
 
 
 def test_a_tracking_database_that_cannot_be_made_is_one_line(tmp_path):
-    from orchestration.tracking_probe import (
+    from hmtl.orchestration.tracking.probe import (
         TrackingError,
         start_tracking_store,
         wait_for_tracking_store,

@@ -10,10 +10,10 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestration.store import Store
-from orchestration.tracking import ROLE_TAG, TRIAL_TAG
-from orchestration.tracking_ops import Delivery, log_rows
-from orchestration.tracking_queue import Spool, TrackingQueue
+from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.tracking.callback import ROLE_TAG, TRIAL_TAG
+from hmtl.orchestration.tracking.ops import Delivery, log_rows
+from hmtl.orchestration.tracking.queue import Spool, TrackingQueue
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@ import shutil
 import pytest
 import torch
 
-from trainables.checkpoint import CheckpointError, load_checkpoint
-from trainables.data.dataset import load_splits
-from trainables.knn import knn_accuracy
-from trainables.models import build_backbone
-from trainables.session import LocalSession
-from trainables.train import train
+from hmtl.trainables.checkpoint import CheckpointError, load_checkpoint
+from hmtl.trainables.data.dataset import load_splits
+from hmtl.trainables.knn import knn_accuracy
+from hmtl.trainables.models import build_backbone
+from hmtl.trainables.session import LocalSession
+from hmtl.trainables.train import train
 
 
 class Interrupted(Exception):

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 
-from orchestration.reuse import process_settings, trial_scope
+from hmtl.orchestration.sweep.reuse import process_settings, trial_scope
 
 
 def _draws() -> tuple:
@@ -45,7 +45,7 @@ def test_objects_from_before_the_first_trial_are_frozen_and_a_trials_own_still_c
     import gc
     import weakref
 
-    from orchestration import reuse
+    from hmtl.orchestration.sweep import reuse
 
     monkeypatch.setattr(reuse, "_frozen", False)
     try:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.active.entropy import entropy
-from trainables.active.registry import PoolContext, by_score, register
-from trainables.active.scoring import batches, eval_inputs, features_of, head, last_layer
+from hmtl.trainables.active.entropy import entropy
+from hmtl.trainables.active.registry import PoolContext, by_score, register
+from hmtl.trainables.active.scoring import batches, eval_inputs, features_of, head, last_layer
 
 
 def mutual_information(probs: torch.Tensor) -> torch.Tensor:

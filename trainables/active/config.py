@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from trainables.config import (
+from hmtl.trainables.config import (
     Fraction,
     TrainConfig,
     _Section,
@@ -77,7 +77,7 @@ class ActiveConfig(_Section):
     @field_validator("strategy")
     @classmethod
     def _known(cls, name: str) -> str:
-        from trainables.active.registry import strategies
+        from hmtl.trainables.active.registry import strategies
 
         known = strategies()
         if name not in known:

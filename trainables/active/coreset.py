@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from trainables.active.registry import PoolContext, register
-from trainables.active.scoring import pool_outputs
+from hmtl.trainables.active.registry import PoolContext, register
+from hmtl.trainables.active.scoring import pool_outputs
 
 
 def nearest_distance(x: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:

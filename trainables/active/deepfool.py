@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import torch
 
-from trainables.active.registry import PoolContext, by_score, register
-from trainables.active.scoring import _pool, batches, eval_inputs, head
+from hmtl.trainables.active.registry import PoolContext, by_score, register
+from hmtl.trainables.active.scoring import _pool, batches, eval_inputs, head
 
 
 def deepfool_norms(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from trainables.active.registry import PoolContext, by_score, register
-from trainables.active.scoring import pool_probabilities
+from hmtl.trainables.active.registry import PoolContext, by_score, register
+from hmtl.trainables.active.scoring import pool_probabilities
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:

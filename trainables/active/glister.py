@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainables.active.registry import PoolContext, register
-from trainables.active.scoring import gradient_factors, outer_sq_dist, pool_outputs
+from hmtl.trainables.active.registry import PoolContext, register
+from hmtl.trainables.active.scoring import gradient_factors, outer_sq_dist, pool_outputs
 
 
 def glister_greedy(

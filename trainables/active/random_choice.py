@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainables.active.registry import PoolContext, register
+from hmtl.trainables.active.registry import PoolContext, register
 
 
 @register("random", kind="set")

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from trainables.active.config import StrategySettings
-    from trainables.data.dataset import FaceData
-    from trainables.network import FaceModel
+    from hmtl.trainables.active.config import StrategySettings
+    from hmtl.trainables.data.dataset import FaceData
+    from hmtl.trainables.network import FaceModel
 
 MODULES = (
     "random_choice",
@@ -103,7 +103,7 @@ def top(scores: torch.Tensor, budget: int) -> torch.Tensor:
 def strategies() -> dict[str, Strategy]:
     """Every registered strategy (importing the strategy files registers them)."""
     for module in MODULES:
-        importlib.import_module(f"trainables.active.{module}")
+        importlib.import_module(f"hmtl.trainables.active.{module}")
     return REGISTRY
 
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from trainables.active.registry import PoolContext
-from trainables.augment import augment
-from trainables.data.dataset import FaceData
-from trainables.network import FaceModel, _pool
+from hmtl.trainables.active.registry import PoolContext
+from hmtl.trainables.augment import augment
+from hmtl.trainables.data.dataset import FaceData
+from hmtl.trainables.network import FaceModel, _pool
 
 
 def eval_inputs(data: FaceData, rows: torch.Tensor, image_size: int) -> torch.Tensor:

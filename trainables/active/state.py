@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.checkpoint import CheckpointError
+from hmtl.trainables.checkpoint import CheckpointError
 
 STATE_FILE = "active.pt"
 MAP_FILE = "labelled_map.json"

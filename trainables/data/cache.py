@@ -23,8 +23,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from trainables.data.prepared import Prepared, fetch_to_cache, read_prepared
-from trainables.data.storage import is_remote
+from hmtl.trainables.data.prepared import Prepared, fetch_to_cache, read_prepared
+from hmtl.trainables.data.storage import is_remote
 
 SIZE_ENV = "HMTL_DATASET_CACHE_MB"
 DEFAULT_MB = 4096

@@ -29,17 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.config import DataConfig
-from trainables.data.cache import DATASETS
-from trainables.data.extra import with_extra_sources
-from trainables.data.prepared import (
+from hmtl.trainables.config import DataConfig
+from hmtl.trainables.data.cache import DATASETS
+from hmtl.trainables.data.extra import with_extra_sources
+from hmtl.trainables.data.prepared import (
     EXPRESSIONS,
     DatasetError,
     Prepared,
     find_prepared,
     write_prepared,
 )
-from trainables.data.storage import is_remote
+from hmtl.trainables.data.storage import is_remote
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def synthetic_name(cfg: DataConfig) -> str:
 
 def ensure_synthetic(cfg: DataConfig, chunk: int = 2048) -> Path:
     """The prepared synthetic dataset for this config, generated on first use."""
-    from trainables.data.synthetic import render_faces
+    from hmtl.trainables.data.synthetic import render_faces
 
     name = synthetic_name(cfg)
     found = find_prepared(cfg.cache_dir, name)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.config import DataConfig
-from trainables.data.cache import DATASETS
-from trainables.data.prepared import DatasetError
-from trainables.data.storage import is_remote
+from hmtl.trainables.config import DataConfig
+from hmtl.trainables.data.cache import DATASETS
+from hmtl.trainables.data.prepared import DatasetError
+from hmtl.trainables.data.storage import is_remote
 
 
 def with_extra_sources(train, cfg: DataConfig, card: dict):
@@ -26,8 +26,8 @@ def with_extra_sources(train, cfg: DataConfig, card: dict):
     if not cfg.extra_sources:
         return train
     # dataset.py imports this module.
-    from trainables.data.dataset import FaceData
-    from trainables.data.dataset import _to_channels as to_channels
+    from hmtl.trainables.data.dataset import FaceData
+    from hmtl.trainables.data.dataset import _to_channels as to_channels
 
     images, labels = [train.images], {k: [v] for k, v in train.labels.items()}
     weights = [torch.ones(len(train))]

@@ -26,10 +26,10 @@ from typing import TextIO
 import numpy as np
 from PIL import Image
 
-from trainables.data import readers
-from trainables.data.prepared import EXPRESSIONS, PreparedWriter
-from trainables.data.readers.base import BadRow, Reader, ReaderOptions, Record, SourceError
-from trainables.data.storage import redact
+from hmtl.trainables.data import readers
+from hmtl.trainables.data.prepared import EXPRESSIONS, PreparedWriter
+from hmtl.trainables.data.readers.base import BadRow, Reader, ReaderOptions, Record, SourceError
+from hmtl.trainables.data.storage import redact
 
 SHARD_BYTES = 256 << 20
 """Upper bound of one shard's image bytes, whatever rows_per_shard says."""
@@ -115,7 +115,7 @@ def _reader(fmt: str) -> Reader:
     try:
         return readers.get_reader(fmt)
     except ModuleNotFoundError as err:
-        if err.name and err.name.startswith("trainables.data.readers"):
+        if err.name and err.name.startswith("hmtl.trainables.data.readers"):
             raise SourceError(f"format {fmt}: no reader installed yet ({err.name})") from None
         raise
 

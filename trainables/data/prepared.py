@@ -36,8 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from trainables.data.retrying import without_retries
-from trainables.data.storage import (
+from hmtl.trainables.data.retrying import without_retries
+from hmtl.trainables.data.storage import (
     StorageError,
     cache_root,
     filesystem_for,

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.fs as pafs
 
-from trainables.data.retrying import RetryingS3, retry_budget
+from hmtl.trainables.data.retrying import RetryingS3, retry_budget
 
 ENDPOINT_ENV = "HMTL_S3_ENDPOINT"
 CACHE_ENV = "HMTL_CACHE_DIR"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.prepared import PreparedWriter, find_prepared
-from trainables.data.synthetic import render_faces
+from hmtl.trainables.data.prepared import PreparedWriter, find_prepared
+from hmtl.trainables.data.synthetic import render_faces
 
 POOL_SIZE = 20_000
 POOL_SEED = 1

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.distill.augment import AUGMENT_OPS, siamese_augment
-from trainables.models import build_backbone
+from hmtl.trainables.distill.augment import AUGMENT_OPS, siamese_augment
+from hmtl.trainables.models import build_backbone
 
 
 def train_and_test(

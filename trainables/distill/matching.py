@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from trainables.distill.augment import AUGMENT_OPS, siamese_augment
-from trainables.distill.convnet import random_net
+from hmtl.trainables.distill.augment import AUGMENT_OPS, siamese_augment
+from hmtl.trainables.distill.convnet import random_net
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ Every choice the omni-supervised paper leaves open is a field of `MiningSettings
 the published card; `OURS` lists which defaults are ours rather than the paper's.
 """
 
-from trainables.mining.prototypes import class_prototypes
-from trainables.mining.scoring import Scores, score
-from trainables.mining.selection import Selection, near_duplicates, select
-from trainables.mining.settings import OURS, MiningSettings
+from hmtl.trainables.mining.prototypes import class_prototypes
+from hmtl.trainables.mining.scoring import Scores, score
+from hmtl.trainables.mining.selection import Selection, near_duplicates, select
+from hmtl.trainables.mining.settings import OURS, MiningSettings
 
 __all__ = [
     "OURS",

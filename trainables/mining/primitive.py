@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.augment import augment, normalize
-from trainables.checkpoint import CheckpointError, load_checkpoint
-from trainables.config import TrainConfig
-from trainables.data.dataset import _to_channels
-from trainables.models import build_backbone
+from hmtl.trainables.augment import augment, normalize
+from hmtl.trainables.checkpoint import CheckpointError, load_checkpoint
+from hmtl.trainables.config import TrainConfig
+from hmtl.trainables.data.dataset import _to_channels
+from hmtl.trainables.models import build_backbone
 
 HEAD = "tasks.expression.head.1."  # nn.Sequential(Dropout, Linear): the Linear's keys
 

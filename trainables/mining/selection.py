@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainables.mining.scoring import Scores
-from trainables.mining.settings import FILTER_ORDER, MiningSettings
+from hmtl.trainables.mining.scoring import Scores
+from hmtl.trainables.mining.settings import FILTER_ORDER, MiningSettings
 
 
 @dataclass

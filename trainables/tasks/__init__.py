@@ -27,8 +27,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from trainables.config import TrainConfig
-from trainables.data.dataset import DatasetInfo
+from hmtl.trainables.config import TrainConfig
+from hmtl.trainables.data.dataset import DatasetInfo
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def combine(
 
 
 # Importing the task files registers them.
-from trainables.tasks import (  # noqa: E402, F401
+from hmtl.trainables.tasks import (  # noqa: E402, F401
     contrastive,
     expression,
     gender,

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.augment import augment
-from trainables.config import ContrastiveConfig, TrainConfig
-from trainables.data.dataset import DatasetInfo
-from trainables.tasks import AuxBatch, register
-from trainables.tasks.tiles import rotate
+from hmtl.trainables.augment import augment
+from hmtl.trainables.config import ContrastiveConfig, TrainConfig
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.tasks import AuxBatch, register
+from hmtl.trainables.tasks.tiles import rotate
 
 TURNS = 4
 _RATIO = (3 / 4, 4 / 3)  # SimCLR's (torchvision's) aspect-ratio range of the crop box

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.config import ExpressionConfig, TrainConfig
-from trainables.data.dataset import DatasetInfo
-from trainables.metrics import classification_metrics, confusion_matrix
-from trainables.tasks import register
+from hmtl.trainables.config import ExpressionConfig, TrainConfig
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.metrics import classification_metrics, confusion_matrix
+from hmtl.trainables.tasks import register
 
 
 class ExpressionTask(nn.Module):

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.config import ConfigError, HeadPoseConfig, TrainConfig
-from trainables.data.dataset import DatasetInfo
-from trainables.tasks import register
+from hmtl.trainables.config import ConfigError, HeadPoseConfig, TrainConfig
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.tasks import register
 
 ANGLES = ("yaw", "pitch", "roll")
 _LOSSES = {"smooth_l1": F.smooth_l1_loss, "l1": F.l1_loss, "mse": F.mse_loss}

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.augment import normalize
-from trainables.config import InpaintingConfig, TrainConfig
-from trainables.data.dataset import DatasetInfo
-from trainables.tasks import AuxBatch, register
+from hmtl.trainables.augment import normalize
+from hmtl.trainables.config import InpaintingConfig, TrainConfig
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.tasks import AuxBatch, register
 
 FILL = 0.5
 # (top, bottom, left, right) as shares of the side, for a roughly centred, aligned face.

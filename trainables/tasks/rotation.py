@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.config import TrainConfig
-from trainables.data.dataset import DatasetInfo
-from trainables.tasks import AuxBatch, register
-from trainables.tasks.tiles import from_tiles, rotate, to_tiles
+from hmtl.trainables.config import TrainConfig
+from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.tasks import AuxBatch, register
+from hmtl.trainables.tasks.tiles import from_tiles, rotate, to_tiles
 
 TURNS = 4
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from trainables.data.readers.base import Reader
+from hmtl.trainables.data.readers.base import Reader
 
 FORMATS = ("fer2013", "ferplus", "rafdb", "affectnet", "kdef", "ckplus", "imagefolder")
 
@@ -17,4 +17,4 @@ def get_reader(name: str) -> Reader:
     """The reader of format `name`; ValueError naming the valid formats otherwise."""
     if name not in FORMATS:
         raise ValueError(f"unknown dataset format {name!r}; choose one of {', '.join(FORMATS)}")
-    return import_module(f"trainables.data.readers.{name}").READER
+    return import_module(f"hmtl.trainables.data.readers.{name}").READER

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from trainables.data.readers.base import BadRow, Record, SourceError
+from hmtl.trainables.data.readers.base import BadRow, Record, SourceError
 
 _GREY_MODES = {"1", "L", "LA", "La"}
 _WIDE_GREY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}

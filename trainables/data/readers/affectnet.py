@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.readers._common import bad_record, decode_image, header_columns, open_csv
-from trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
+from hmtl.trainables.data.readers._common import bad_record, decode_image, header_columns, open_csv
+from hmtl.trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
 
 HEADER = (
     "subDirectory_filePath",

@@ -22,9 +22,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainables.data.prepared import EXPRESSIONS
-from trainables.data.readers._common import archive_junk, decode_image
-from trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
+from hmtl.trainables.data.prepared import EXPRESSIONS
+from hmtl.trainables.data.readers._common import archive_junk, decode_image
+from hmtl.trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
 
 IMAGES = "cohn-kanade-images"
 LABELS = "Emotion"

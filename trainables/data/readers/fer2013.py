@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.readers._common import bad_record, count_lines, header_columns, open_csv
-from trainables.data.readers.base import ReaderOptions, Record, SourceError
+from hmtl.trainables.data.readers._common import bad_record, count_lines, header_columns, open_csv
+from hmtl.trainables.data.readers.base import ReaderOptions, Record, SourceError
 
 FILENAME = "fer2013.csv"
 HEADER = ("emotion", "pixels", "Usage")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.readers import fer2013
-from trainables.data.readers._common import bad_record, header_columns, open_csv
-from trainables.data.readers.base import ReaderOptions, Record, SourceError
+from hmtl.trainables.data.readers import fer2013
+from hmtl.trainables.data.readers._common import bad_record, header_columns, open_csv
+from hmtl.trainables.data.readers.base import ReaderOptions, Record, SourceError
 
 FILENAME = "fer2013new.csv"
 VOTE_CLASSES = (

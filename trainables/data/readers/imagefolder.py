@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainables.data.prepared import EXPRESSIONS
-from trainables.data.readers._common import decode_image
-from trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
+from hmtl.trainables.data.prepared import EXPRESSIONS
+from hmtl.trainables.data.readers._common import decode_image
+from hmtl.trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
 
 SYNONYMS = {
     "neutral": "neutral",

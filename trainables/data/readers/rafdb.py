@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainables.data.readers._common import bad_record, decode_image
-from trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
+from hmtl.trainables.data.readers._common import bad_record, decode_image
+from hmtl.trainables.data.readers.base import BadRow, ReaderOptions, Record, SourceError
 
 LABEL_FILE = Path("EmoLabel/list_patition_label.txt")
 IMAGE_DIR = Path("Image/aligned")

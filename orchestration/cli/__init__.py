@@ -1,0 +1,1 @@
+"""The `hmtl` command line: one module per command group; argument parsing only."""

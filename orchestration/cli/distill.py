@@ -1,0 +1,110 @@
+"""`hmtl distill`: a few synthetic images per class by distribution matching (trainables/distill).
+
+The work is orchestration/distill/publish.py's (shared with the study's `distill` stage):
+the source's training rows are distilled and published as a prepared dataset whose card's
+`distill` section holds the provenance. Train on it like on a mined set:
+`--set 'data.extra_sources=[URI]'`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+import click
+
+from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.trainables.distill.augment import AUGMENT_OPS
+
+
+@click.command("distill")
+@click.argument("dataset")
+@click.option(
+    "--images-per-class",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Synthetic images per class (at most the smallest class's training rows).",
+)
+@click.option("--out", required=True, help="Local folder or s3://bucket/prefix to publish under.")
+@click.option("--name", default="distilled", show_default=True, help="Dataset name under --out.")
+@click.option("--iterations", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="SGD step on the standardised synthetic pixels (DM's).",
+)
+@click.option(
+    "--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True
+)
+@click.option(
+    "--real-batch",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Real images per class per iteration (ours; DM: 256).",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Random ConvNet width (ours; DM: 128).",
+)
+@click.option(
+    "--depth", type=click.IntRange(1, 4), default=3, show_default=True, help="Random ConvNet depth."
+)
+@click.option(
+    "--augment",
+    default=",".join(AUGMENT_OPS),
+    show_default=True,
+    help="Siamese augmentation ops, comma-separated, or 'none'.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--tracking-uri", default=None, help="Also log the run (settings, loss, card) to MLflow here."
+)
+def distill_command(
+    dataset, images_per_class, out, name, iterations, lr, momentum, real_batch, width, depth,
+    augment, seed, tracking_uri,
+) -> None:  # fmt: skip
+    """Distil DATASET into --images-per-class synthetic images per class (distribution
+    matching) and publish them as a prepared dataset."""
+    from hmtl.orchestration.distill.publish import distil_and_publish, distill_source
+    from hmtl.orchestration.platform.folders import removed_on_failure
+    from hmtl.trainables.data.storage import is_remote
+    from hmtl.trainables.distill import DistillSettings
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
+    problem = tracking_problem(tracking_uri)
+    if problem:
+        fail(problem)
+    ops = () if augment == "none" else tuple(op for op in augment.split(",") if op)
+    unknown = sorted(set(ops) - set(AUGMENT_OPS))
+    if unknown:
+        fail(f"--augment: unknown ops {unknown}; choose from {', '.join(AUGMENT_OPS)} or 'none'")
+    settings = DistillSettings(
+        images_per_class, iterations, lr, momentum, real_batch, width, depth, ops, seed
+    )
+    cleanup = (
+        removed_on_failure(Path(out) / name) if not is_remote(out) else contextlib.nullcontext()
+    )
+    with cleanup:
+        try:
+            images, labels, card = distill_source(dataset, images_per_class)
+            published, losses = distil_and_publish(
+                dataset, images, labels, card, settings, out, name, log=click.echo
+            )
+        except USER_ERRORS as err:
+            fail(str(err))
+    click.echo(f"\n{'reused' if published.reused else 'published'} {published.uri}")
+    click.echo(
+        f"  {published.card['num_rows']} images, fingerprint {published.card['fingerprint']}"
+    )
+    if tracking_uri:
+        from hmtl.orchestration.distill.tracking import log_distillation
+
+        click.echo(f"  MLflow run {log_distillation(tracking_uri, published, losses)}")

@@ -1,0 +1,1 @@
+"""Distilling a prepared dataset into a few images per class, and tracking it."""

@@ -1,0 +1,1 @@
+"""Mining an unlabelled face pool on Ray Data and publishing the mined rows."""

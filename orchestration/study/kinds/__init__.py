@@ -1,0 +1,1 @@
+"""Study stage kinds, one file each, in the explicit registry below."""

@@ -1,0 +1,1 @@
+"""A study's report: statistics, tables, figures, and the active-learning report."""

@@ -1,0 +1,144 @@
+"""Is the tracking server there, and does it let us in? Asked before Ray starts.
+
+A sweep whose server is unreachable would start Ray, leave its trials pending and fail
+minutes later with a long MLflow traceback; one cheap authenticated request with a short
+timeout (searching for one experiment) turns that into one line before anything starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from pathlib import Path
+
+from hmtl.orchestration.tracking.callback import redact_uri
+
+
+class TrackingError(ValueError):
+    """A tracking server that cannot be used, as one line naming it."""
+
+
+@contextlib.contextmanager
+def fast_fail(timeout: int):
+    """MLflow's client without its own retries (minutes by default) and with a short
+    timeout, for the duration of the block."""
+    settings = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout),
+    }
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def probe(tracking_uri: str, timeout: int = 5) -> None:
+    """Raise TrackingError unless an HTTP tracking server answers an authenticated request.
+    Other URIs (a SQLite file, the embedded default) are local and need no probe."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    shown = redact_uri(tracking_uri)
+    try:
+        with fast_fail(timeout):
+            MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except MlflowException as err:
+        status = err.get_http_status_code()
+        if status in (401, 403):
+            raise TrackingError(
+                f"MLflow at {shown} refused the request (HTTP {status}): set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+            ) from None
+        if "failed with exception" in str(err) or "timeout" in str(err):
+            raise TrackingError(f"MLflow at {shown} is unreachable ({cause(err)})") from None
+        raise TrackingError(
+            f"MLflow at {shown} did not answer as a tracking server ({cause(err)})"
+        ) from None
+    except OSError as err:
+        raise TrackingError(f"MLflow at {shown} is unreachable ({cause(err)})") from None
+
+
+def cause(err: Exception) -> str:
+    """The useful part of a connection error (`[Errno 111] Connection refused`, a timeout),
+    else its last line."""
+    text = str(err)
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+|timed out|Name or service not known", text)
+    if found:
+        return found.group(0).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else type(err).__name__
+    return last if len(last) <= 160 else last[:157] + "..."
+
+
+def sqlite_artifact_root(tracking_uri: str) -> str | None:
+    """Where artifacts go for a SQLite tracking URI: beside the database, as `hmtl sweep`
+    keeps them (MLflow's default, `./mlruns`, would litter the current folder); None (the
+    server's own root) for a tracking server."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlflow-artifacts").resolve().as_uri()
+
+
+def create_local_store(tracking_uri: str) -> None:
+    """Create a SQLite tracking database with its tables migrated, atomically.
+
+    MLflow would create it on first use, in the tracking thread while the first trials run;
+    a sweep killed during those seconds (many on a loaded machine) left a half-migrated
+    database that no later client opens (`table _alembic_tmp_... already exists`), so
+    `hmtl resume` could not track. Migrated in a temporary file and linked into place, a
+    database is whole or absent. One that exists is MLflow's to open (and upgrade)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    from mlflow.tracking import MlflowClient
+
+    path = Path(tracking_uri[len("sqlite:///") :])
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        MlflowClient(f"sqlite:///{temp}").search_experiments(max_results=1)
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+_creating: dict[str, tuple[threading.Thread, list[Exception]]] = {}
+
+
+def start_tracking_store(tracking_uri: str) -> None:
+    """`create_local_store` in a thread, beside the first trials' start (it takes about 2 s
+    of CPU); the sweep's tracking thread waits for it (`wait_for_tracking_store`)."""
+    failed: list[Exception] = []
+
+    def create() -> None:
+        try:
+            create_local_store(tracking_uri)
+        except Exception as err:  # sqlite3/SQLAlchemy errors, e.g. a read-only folder
+            failed.append(err)
+
+    worker = threading.Thread(target=create, name="hmtl-tracking-store", daemon=True)
+    _creating[tracking_uri] = (worker, failed)
+    worker.start()
+
+
+def wait_for_tracking_store(tracking_uri: str) -> None:
+    """Wait until `start_tracking_store` is done with this URI (if it was started here);
+    a failure is one TrackingError line."""
+    worker, failed = _creating.get(tracking_uri, (None, []))
+    if worker is not None:
+        worker.join()
+    if failed:
+        line = (str(failed[0]).strip().splitlines() or [type(failed[0]).__name__])[0]
+        raise TrackingError(f"--tracking-uri {redact_uri(tracking_uri)}: {line}")
