@@ -50,7 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hmtl.trainables.active.registry import MODULES, PoolContext, get_strategy
+from hmtl.trainables.active.base import PoolContext
+from hmtl.trainables.active.registry import MODULES, get_strategy
 from hmtl.trainables.config import build_config
 
 SET_BASED = ("coreset", "badge", "glister")
@@ -119,7 +120,7 @@ def measure(spec: dict) -> dict:
     import distil_style as distil
 
     from hmtl.trainables.active.config import StrategySettings
-    from hmtl.trainables.data.dataset import FaceData
+    from hmtl.trainables.data.faces import FaceData
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])

@@ -46,7 +46,8 @@ from hmtl.trainables.checkpoint import (
     set_rng_state,
 )
 from hmtl.trainables.config import TrainConfig
-from hmtl.trainables.data.dataset import FaceData, Splits, load_splits, refuse_unlabelled
+from hmtl.trainables.data.dataset import Splits, load_splits, refuse_unlabelled
+from hmtl.trainables.data.faces import FaceData
 from hmtl.trainables.finetune import start_backbone, train_mode
 from hmtl.trainables.knn import knn_accuracy
 from hmtl.trainables.models import build_backbone

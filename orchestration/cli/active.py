@@ -128,9 +128,9 @@ def tracked_session(run_dir: Path, cfg, tracking_uri: str, resume: bool):
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
-    from hmtl.orchestration.tracking.callback import MAX_PARAM_LENGTH, git_commit, redact_uri
     from hmtl.orchestration.tracking.native import training_experiment
     from hmtl.orchestration.tracking.single_run import TrackedSession
+    from hmtl.orchestration.tracking.tags import MAX_PARAM_LENGTH, git_commit, redact_uri
     from hmtl.trainables.active.state import MAP_FILE
     from hmtl.trainables.config import flatten
     from hmtl.trainables.session import LocalSession

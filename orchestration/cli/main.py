@@ -149,7 +149,8 @@ def resume_command(sweep_uri: str, address: str | None, verbose: bool) -> None:
         resume_study_command(sweep_uri, address, verbose)
         return
     from hmtl.orchestration.platform.cluster import InfeasibleError
-    from hmtl.orchestration.sweep.run import read_manifest, resume_sweep
+    from hmtl.orchestration.sweep.manifest import read_manifest
+    from hmtl.orchestration.sweep.run import resume_sweep
     from hmtl.orchestration.sweep.space import SpaceError
     from hmtl.orchestration.tracking.probe import TrackingError
 

@@ -92,8 +92,9 @@ def _train(
     from hmtl.orchestration.platform.cost import local_rate
     from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
     from hmtl.orchestration.tracking.extra_sources import extra_source_tags
-    from hmtl.orchestration.tracking.pretrained import FROM_TAG, resolved
+    from hmtl.orchestration.tracking.pretrained import resolved
     from hmtl.orchestration.tracking.single_run import TrackedSession, check_inputs
+    from hmtl.orchestration.tracking.tags import FROM_TAG
     from hmtl.trainables.checkpoint import load_checkpoint
     from hmtl.trainables.config import build_config
     from hmtl.trainables.session import LocalSession

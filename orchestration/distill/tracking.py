@@ -21,8 +21,8 @@ def log_distillation(tracking_uri: str, published, losses: list[float]) -> str:
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from hmtl.orchestration.tracking.callback import MAX_PARAM_LENGTH, git_commit, redact_uri
     from hmtl.orchestration.tracking.native import training_experiment
+    from hmtl.orchestration.tracking.tags import MAX_PARAM_LENGTH, git_commit, redact_uri
     from hmtl.trainables.config import flatten
 
     card = published.card

@@ -62,8 +62,7 @@ def best_trial_costs(sweep) -> dict[str, float | None]:
     """The `cost/*` the best trial of the stage stored at `sweep` reported last."""
     from ray.tune import ExperimentAnalysis
 
-    from hmtl.orchestration.study.results import _finite
-    from hmtl.orchestration.sweep.best import frame_rows
+    from hmtl.orchestration.sweep.best import finite, frame_rows
     from hmtl.orchestration.sweep.status import best_row, trial_rows
 
     rows, _, mode = trial_rows(sweep)
@@ -72,4 +71,4 @@ def best_trial_costs(sweep) -> dict[str, float | None]:
         return dict.fromkeys(ADDED)
     analysis = ExperimentAnalysis(sweep.root, storage_filesystem=sweep.filesystem)
     last = (frame_rows(analysis.trial_dataframes.get(best.trial_id)) or [{}])[-1]
-    return {key: _finite(last.get(key)) for key in ADDED}
+    return {key: finite(last.get(key)) for key in ADDED}

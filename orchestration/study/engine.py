@@ -29,22 +29,15 @@ from typing import Any
 
 from hmtl.orchestration.platform.cluster import check_local
 from hmtl.orchestration.platform.store import Store
-from hmtl.orchestration.study.jobs import run_job
-from hmtl.orchestration.study.kinds.base import KINDS
+from hmtl.orchestration.study.job_stage import run_job
+from hmtl.orchestration.study.kinds import KINDS
+from hmtl.orchestration.study.manifest import STUDY_MANIFEST
 from hmtl.orchestration.study.refs import has_reference, resolve
 from hmtl.orchestration.study.spec import Study, StudyError, validate_study
 from hmtl.orchestration.study.subsets import record_label_subsets
-from hmtl.orchestration.study.tracking import (
-    STAGE_TAG,
-    STUDY_TAG,
-    finish_study_run,
-    stage_run_id,
-    study_run_id,
-)
+from hmtl.orchestration.study.tracking import finish_study_run, stage_run_id, study_run_id
 from hmtl.orchestration.sweep.space import SpaceError, validate_space
-from hmtl.orchestration.tracking.callback import redact_uri
-
-STUDY_MANIFEST = "hmtl-study.json"
+from hmtl.orchestration.tracking.tags import STAGE_TAG, STUDY_TAG, redact_uri
 
 
 @dataclass
@@ -182,7 +175,8 @@ def resume_study(
 
 
 def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyResult:
-    from hmtl.orchestration.sweep.run import MANIFEST, resume_sweep, run_sweep
+    from hmtl.orchestration.sweep.manifest import MANIFEST
+    from hmtl.orchestration.sweep.run import resume_sweep, run_sweep
 
     tracking_uri = manifest["tracking_uri"]
     outputs: dict[str, dict] = manifest["outputs"]
@@ -278,7 +272,8 @@ def report_study(
 ) -> tuple[str, list[Path]]:
     """Build the report from the stored trials into `out` (default: `report/` in a local
     study folder, a temporary folder for object storage) and log it to the study's run."""
-    from hmtl.orchestration.study.results import study_report, trial_run_ids
+    from hmtl.orchestration.study.reporting import study_report
+    from hmtl.orchestration.study.results import trial_run_ids
 
     runs = trial_run_ids(tracking_uri, study.name)
     if out is None and not store.remote:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hmtl.orchestration.study.kinds.base import KINDS
+from hmtl.orchestration.study.kinds import KINDS
 from hmtl.orchestration.study.spec import Study, validate_study
 from hmtl.orchestration.sweep.smoke import SMOKE_PINNED
 from hmtl.orchestration.sweep.space import with_values

@@ -25,10 +25,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from hmtl.orchestration.study.refs import check_references, has_reference
+from hmtl.orchestration.study.checks import check_overrides
+from hmtl.orchestration.study.refs import check_references
 from hmtl.orchestration.sweep.space import (
     ResourcesConfig,
-    check_key,
     config_problem,
     shipped_configs,
 )
@@ -87,7 +87,7 @@ class Study(_Strict):
                     "test/..., e.g. test/balanced_accuracy)"
                 )
             self._base = resolve_base(self.base, self.source)
-            from hmtl.orchestration.study.kinds.base import KINDS
+            from hmtl.orchestration.study.kinds import KINDS
 
             self._stages = []
             for i, raw in enumerate(self.stages):
@@ -101,7 +101,7 @@ class Study(_Strict):
         return self
 
     def _stage(self, index: int, raw: Any) -> Stage:
-        from hmtl.orchestration.study.kinds.base import KINDS
+        from hmtl.orchestration.study.kinds import KINDS
 
         where = f"stages[{index}]"
         if not isinstance(raw, dict):
@@ -179,20 +179,6 @@ def resolve_base(base: str | dict[str, Any], source: Path | None) -> dict[str, A
     return copy.deepcopy(tree)
 
 
-def check_overrides(base: dict[str, Any], overrides: dict[str, Any], where: str) -> None:
-    """Every key names a TrainConfig value and the values (references left out) give a valid
-    config on top of `base`."""
-    from hmtl.orchestration.sweep.space import with_values
-
-    for key in overrides:
-        try:
-            check_key(str(key))
-        except ValueError as err:
-            raise ValueError(f"{where}.{key}: {err}") from None
-    known = {k: v for k, v in overrides.items() if not has_reference(v)}
-    problem = config_problem(with_values(base, known))
-    if problem:
-        raise ValueError(f"{where}: makes an invalid config: {problem}")
 
 
 # ---- loading -------------------------------------------------------------------------------

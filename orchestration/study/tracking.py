@@ -4,11 +4,8 @@ the summary the study run carries when the study ends."""
 
 from __future__ import annotations
 
-from hmtl.orchestration.tracking.callback import ROLE_TAG
 from hmtl.orchestration.tracking.probe import sqlite_artifact_root
-
-STUDY_TAG = "hmtl.study"
-STAGE_TAG = "hmtl.stage"
+from hmtl.orchestration.tracking.tags import ROLE_TAG, STAGE_TAG, STUDY_TAG
 
 
 def study_run_id(tracking_uri: str, study: str) -> str:
@@ -37,7 +34,7 @@ def study_run_id(tracking_uri: str, study: str) -> str:
 def stage_run_id(tracking_uri: str, study: str, stage: str) -> str | None:
     from mlflow.tracking import MlflowClient
 
-    from hmtl.orchestration.tracking.callback import SWEEP_TAG
+    from hmtl.orchestration.tracking.tags import SWEEP_TAG
 
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study)
@@ -51,7 +48,7 @@ def job_run_id(tracking_uri: str, study: str, stage: str, parent: str) -> str:
     run again on resume logs into the same run) or created, and marked running."""
     from mlflow.tracking import MlflowClient
 
-    from hmtl.orchestration.tracking.callback import PARENT_TAG
+    from hmtl.orchestration.tracking.tags import PARENT_TAG
 
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study).experiment_id  # the study run made it
@@ -102,7 +99,7 @@ def log_job(
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from hmtl.orchestration.tracking.callback import MAX_PARAM_LENGTH
+    from hmtl.orchestration.tracking.tags import MAX_PARAM_LENGTH
 
     client = MlflowClient(tracking_uri)
     client.log_batch(

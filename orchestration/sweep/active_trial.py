@@ -17,7 +17,7 @@ from hmtl.trainables.config import TrainConfig
 
 if TYPE_CHECKING:
     from hmtl.orchestration.sweep.space import SearchSpace
-    from hmtl.orchestration.sweep.trial import TuneSession
+    from hmtl.orchestration.sweep.tune_session import TuneSession
 
 
 class ActiveTuneSession:

@@ -43,8 +43,8 @@ def trial_peak(
         epoch = _int(metrics.get("epoch"))
         if epoch is not None:
             paths[epoch] = path
-            if epoch not in values and _finite(metrics.get(metric)) is not None:
-                values[epoch] = _finite(metrics[metric])
+            if epoch not in values and finite(metrics.get(metric)) is not None:
+                values[epoch] = finite(metrics[metric])
     if not values:
         return None
     candidates = [e for e in values if e in paths] or list(values)
@@ -67,7 +67,7 @@ def metric_history(rows: list[dict[str, Any]], metric: str) -> dict[int, float]:
     """Epoch -> the metric's finite value, from a trial's reported rows."""
     out = {}
     for row in rows:
-        epoch, value = _int(row.get("epoch")), _finite(row.get(metric))
+        epoch, value = _int(row.get("epoch")), finite(row.get(metric))
         if epoch is not None and value is not None:
             out[epoch] = value
     return out
@@ -80,12 +80,13 @@ def frame_rows(frame) -> list[dict[str, Any]]:
     return frame.to_dict("records")
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """A real number as float; None for missing, NaN, infinite, booleans and non-numbers."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
 
 
 def _int(value: Any) -> int | None:
-    number = _finite(value)
+    number = finite(value)
     return None if number is None else int(number)

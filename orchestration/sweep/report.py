@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial
 
 from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.sweep.manifest import read_manifest
 from hmtl.orchestration.sweep.report_plots import (
     Rung,
     first_line,
@@ -43,7 +44,6 @@ from hmtl.orchestration.sweep.report_plots import (
     plot_rung_importances,
     plot_versus,
 )
-from hmtl.orchestration.sweep.run import read_manifest
 from hmtl.orchestration.sweep.rungs import common_rung, space_rungs
 from hmtl.orchestration.sweep.search import HmtlOptunaSearch
 from hmtl.orchestration.sweep.space import SearchSpace, SpaceError, validate_space
@@ -183,7 +183,7 @@ def _log(tracking_uri: str | None, sweep: str, files: list[Path], folder: Path) 
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from hmtl.orchestration.tracking.callback import ROLE_TAG, SWEEP_TAG
+    from hmtl.orchestration.tracking.tags import ROLE_TAG, SWEEP_TAG
 
     try:
         client = MlflowClient(tracking_uri)

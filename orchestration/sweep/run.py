@@ -8,7 +8,6 @@ space (validated when loaded), the storage location and the resource plan.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -32,10 +31,11 @@ from hmtl.orchestration.platform.cluster import (
 )
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.sweep.best import best_trial, frame_rows, trial_peak
+from hmtl.orchestration.sweep.manifest import read_manifest, write_manifest
 from hmtl.orchestration.sweep.search import make_scheduler, make_searcher
 from hmtl.orchestration.sweep.space import TRIAL_KEY, SearchSpace, SpaceError, validate_space
 from hmtl.orchestration.sweep.trial import make_trial, trial_dirname
-from hmtl.orchestration.tracking.callback import MlflowCallback, redact_uri
+from hmtl.orchestration.tracking.callback import MlflowCallback
 from hmtl.orchestration.tracking.pretrained import Source, sweep_sources
 from hmtl.orchestration.tracking.probe import probe, start_tracking_store
 from hmtl.orchestration.tracking.queue import Spool, spooled
@@ -115,7 +115,6 @@ def _shape_searched(space: SearchSpace) -> bool:
     return any(k in space.space for k in ("model.backbone", "model.width", "data.channels"))
 
 
-MANIFEST = "hmtl-sweep.json"
 # Tune restarts an errored trial from its latest checkpoint this many times. Storage calls
 # already wait out an outage for HMTL_STORAGE_RETRY_S, and each restart waits again before
 # training, so a storage outage costs a trial a restart only once a whole budget is spent.
@@ -249,33 +248,8 @@ def _console(verbose: int) -> None:
         console.quiet(console.DRIVER_LOGGERS)
 
 
-def write_manifest(
-    store: Store, space: SearchSpace, tracking_uri: str, origin: str | None = None
-) -> None:
-    """What `hmtl resume` needs beside Tune's own state: the resolved search space, where
-    relative paths were read from, and (credential-free) where storage and tracking are."""
-    raw = space.model_dump(mode="json")
-    raw["base"] = space.base_tree()
-    manifest = {
-        "space": raw,
-        "origin": origin or os.getcwd(),
-        "storage": store.uri,
-        "tracking_uri": redact_uri(tracking_uri),
-    }
-    store.write_text(f"sweeps/{space.name}/{MANIFEST}", json.dumps(manifest, indent=2))
 
 
-def read_manifest(path: str) -> dict[str, Any]:
-    sweep = Store.open(path)
-    try:
-        text = sweep.read_text(MANIFEST, fail_fast=True)  # resume/status/report start here
-    except FileNotFoundError:
-        raise SpaceError(f"{sweep.uri}: not a sweep folder (no {MANIFEST})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        where = sweep.display(MANIFEST)
-        raise SpaceError(f"{where}: unreadable ({err.msg}, line {err.lineno})") from None
 
 
 def _param_space(space: SearchSpace) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.sweep.best import Peak, best_trial, frame_rows, metric_history, trial_peak
-from hmtl.orchestration.sweep.run import read_manifest
+from hmtl.orchestration.sweep.manifest import read_manifest
 from hmtl.orchestration.sweep.space import validate_space
 
 

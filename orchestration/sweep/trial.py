@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
 import ray.train  # (1) Train V2: TorchTrainer, RunConfig, Checkpoint
 import ray.tune  # (2) Tune function API: report, get_checkpoint, get_context
 from ray.train.torch import TorchTrainer
@@ -37,9 +34,9 @@ from hmtl.orchestration.sweep.active_trial import run_active_trial
 from hmtl.orchestration.sweep.phases import TrialPhases
 from hmtl.orchestration.sweep.reuse import FREEZE_ENV, trial_scope
 from hmtl.orchestration.sweep.space import SearchSpace
-from hmtl.orchestration.sweep.worker import scalar_metrics, train_loop_per_worker
+from hmtl.orchestration.sweep.tune_session import TuneSession
+from hmtl.orchestration.sweep.worker import train_loop_per_worker
 from hmtl.orchestration.tracking.pretrained import Source, is_run_reference, weights_of
-from hmtl.trainables.accounting import CostRate, costs
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.train import train
 
@@ -47,45 +44,6 @@ TRAIN_RUN_NAME = "train"
 RESET_TIMEOUT_S = "30"
 
 
-class TuneSession:
-    """A `Session` for a trial that trains inside its own Tune function."""
-
-    rank = 0
-    world_size = 1
-    device = None
-
-    def __init__(
-        self, cost_rate: CostRate | None = None, phases: TrialPhases | None = None
-    ) -> None:
-        self._downloads: list[str] = []
-        self.cost_rate = cost_rate
-        self.phases = phases
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        entered = time.time()
-        checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        metrics = {**metrics, **costs(metrics, self.cost_rate)}  # cost/device_seconds, cost/usd
-        ray.tune.report(scalar_metrics(metrics), checkpoint=checkpoint)  # (3) persisted by Tune
-        if self.phases is not None:
-            self.phases.report(entered, metrics)
-
-    def latest_checkpoint(self) -> str | None:
-        checkpoint = ray.tune.get_checkpoint()  # (4) set when the trial is restored
-        if checkpoint is None:
-            return None
-        if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
-            return checkpoint.path  # read in place: a copy per call is wasted time and disk
-        folder = checkpoint.to_directory()
-        self._downloads.append(folder)
-        return folder
-
-    def prepare_model(self, model):
-        return model
-
-    def close(self) -> None:
-        """Remove the checkpoints this trial downloaded (its process may train others)."""
-        for folder in self._downloads:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def make_trial(

@@ -16,47 +16,15 @@ confusion-matrix image.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from ray.tune import Callback
 
 from hmtl.orchestration.platform.store import StorageError, Store
 from hmtl.orchestration.sweep.space import TRIAL_KEY, SearchSpace
-from hmtl.orchestration.tracking.pretrained import CHECKPOINT_TAG
+from hmtl.orchestration.tracking.tags import CHECKPOINT_TAG, redact_uri
 from hmtl.trainables.config import flatten
-
-SWEEP_TAG = "hmtl.sweep"
-TRIAL_TAG = "hmtl.trial_id"
-ROLE_TAG = "hmtl.role"
-PARENT_TAG = "mlflow.parentRunId"
-MAX_PARAM_LENGTH = 6000
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=5,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def redact_uri(uri: str) -> str:
-    """A URI without user:password@ (credentials come from the environment, never a URI)."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class MlflowCallback(Callback):

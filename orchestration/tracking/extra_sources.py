@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from hmtl.orchestration.mining.publish import read_card
+from hmtl.orchestration.tracking.tags import FINGERPRINTS_TAG, SOURCES_TAG
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.storage import redact
-
-SOURCES_TAG = "hmtl.extra_sources"
-FINGERPRINTS_TAG = "hmtl.extra_fingerprints"
 
 
 def extra_source_tags(cfg: TrainConfig) -> dict[str, str]:

@@ -25,14 +25,13 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, 
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.tracking.tags import KIND_TAG, MODEL_TAG
 
-KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
 """What MLflow 3.17's UI calls the training-runs view (its bundle's CUSTOM_MODEL_DEVELOPMENT)."""
 WORKFLOW = "machine_learning"
 """The UI's workflow switch (`?workflowType=`) value for training runs."""
 MODEL_NAME = "expression-classifier"
-MODEL_TAG = "hmtl.model_id"
 DIGEST_CHARS = 36  # MLflow's datasets.digest column is VARCHAR(36); the full one is profiled
 
 
@@ -277,13 +276,13 @@ def finish_sweep(
     from mlflow.exceptions import MlflowException
 
     from hmtl.orchestration.sweep.space import SpaceError
-    from hmtl.orchestration.tracking.queue import transient
+    from hmtl.orchestration.tracking.probe import transient
     from hmtl.trainables.data.storage import StorageError
 
     try:
         sweep = Store.open(sweep)
         if space is None:
-            from hmtl.orchestration.sweep.run import MANIFEST
+            from hmtl.orchestration.sweep.manifest import MANIFEST
             from hmtl.orchestration.sweep.space import validate_space
 
             space = validate_space(json.loads(sweep.read_text(MANIFEST))["space"])
@@ -300,7 +299,7 @@ def _finish_sweep(
     client: MlflowClient, parent_id: str, space, sweep: Store, tracking_uri: str
 ) -> str | None:
     from hmtl.orchestration.sweep.report import build_report
-    from hmtl.orchestration.tracking.callback import SWEEP_TAG, TRIAL_TAG
+    from hmtl.orchestration.tracking.tags import SWEEP_TAG, TRIAL_TAG
 
     summary, _ = sweep_outcome(space, sweep)
     log_sweep_summary(client, parent_id, space.metrics[0], summary)

@@ -30,20 +30,20 @@ from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.tracking.artifacts import trial_artifacts
-from hmtl.orchestration.tracking.callback import (
-    MAX_PARAM_LENGTH,
-    PARENT_TAG,
-    ROLE_TAG,
-    SWEEP_TAG,
-    TRIAL_TAG,
-    git_commit,
-)
 from hmtl.orchestration.tracking.native import (
     finish_sweep,
     log_trial_outputs,
     tag_training_experiment,
 )
-from hmtl.orchestration.tracking.pretrained import checkpoint_index
+from hmtl.orchestration.tracking.tags import (
+    MAX_PARAM_LENGTH,
+    PARENT_TAG,
+    ROLE_TAG,
+    SWEEP_TAG,
+    TRIAL_TAG,
+    checkpoint_index,
+    git_commit,
+)
 
 OPS: dict[str, Callable[..., None]] = {}
 

@@ -24,17 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from hmtl.orchestration.sweep.best import trial_peak
+from hmtl.orchestration.tracking.tags import (
+    BEST_EPOCH_TAG,
+    BEST_TAG,
+    CHECKPOINT_TAG,
+    FROM_TAG,
+    NOTE_TAG,
+    SHA_TAG,
+    checkpoint_index,
+)
 from hmtl.trainables.checkpoint import CHECKPOINT_FILE
 from hmtl.trainables.data.storage import filesystem_for, redact, storage_error
 from hmtl.trainables.models import PretrainedError
 
 RUNS_PREFIX = "runs:/"
-FROM_TAG = "hmtl.pretrained_from"
-SHA_TAG = "hmtl.pretrained_sha256"
-NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
-BEST_TAG = "hmtl.best_checkpoint"
-BEST_EPOCH_TAG = "hmtl.best_epoch"
-CHECKPOINT_TAG = "hmtl.checkpoint."
 BEST_METRICS = ("val/accuracy", "val/knn_accuracy")
 """What "best" is judged by, in order: a labelled run's accuracy, else a pre-training run's
 k-NN accuracy; a run that reported neither gives its last checkpoint."""
@@ -146,8 +149,8 @@ def _get_run(run_id: str, tracking_uri: str, where: str):
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from hmtl.orchestration.tracking.callback import redact_uri
     from hmtl.orchestration.tracking.probe import TrackingError, fast_fail, probe
+    from hmtl.orchestration.tracking.tags import redact_uri
 
     shown = redact_uri(tracking_uri)
     if tracking_uri.startswith("sqlite:///"):
@@ -171,13 +174,6 @@ def _get_run(run_id: str, tracking_uri: str, where: str):
         raise PretrainedError(f"{where}: MLflow at {shown} failed ({first})") from None
 
 
-def checkpoint_index(tags: dict[str, str]) -> dict[int, str]:
-    """Epoch (or cycle) -> checkpoint location, from a run's `hmtl.checkpoint.NNNN` tags."""
-    return {
-        int(k[len(CHECKPOINT_TAG) :]): v
-        for k, v in tags.items()
-        if k.startswith(CHECKPOINT_TAG) and k[len(CHECKPOINT_TAG) :].isdigit()
-    }
 
 
 def best_checkpoint(client, run) -> tuple[int, str] | None:

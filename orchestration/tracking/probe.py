@@ -13,7 +13,8 @@ import re
 import threading
 from pathlib import Path
 
-from hmtl.orchestration.tracking.callback import redact_uri
+from hmtl.orchestration.tracking.tags import redact_uri
+from hmtl.trainables.data.storage import StorageError
 
 
 class TrackingError(ValueError):
@@ -142,3 +143,15 @@ def wait_for_tracking_store(tracking_uri: str) -> None:
     if failed:
         line = (str(failed[0]).strip().splitlines() or [type(failed[0]).__name__])[0]
         raise TrackingError(f"--tracking-uri {redact_uri(tracking_uri)}: {line}")
+
+
+def transient(err: Exception) -> bool:
+    """Worth retrying: the server is unreachable, overloaded or failing (5xx), or refuses us
+    for now (401/403/429). A request it understood and rejected (other 4xx) is not."""
+    from mlflow.exceptions import MlflowException  # lazy: the CLI reads this module pre-MLflow
+
+    if isinstance(err, MlflowException):
+        status = err.get_http_status_code()
+        return status >= 500 or status in (401, 403, 408, 429)
+    # requests' and pyarrow's connection errors are OSErrors; the spool's store may be away too
+    return isinstance(err, OSError | StorageError)

@@ -28,11 +28,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from mlflow.exceptions import MlflowException
-
 from hmtl.orchestration.platform.store import StorageError, Store
 from hmtl.orchestration.tracking.ops import OPS, ROW_OPS, Delivery, log_rows
-from hmtl.orchestration.tracking.probe import cause
+from hmtl.orchestration.tracking.probe import cause, transient
 
 BUDGET_ENV = "HMTL_TRACKING_BUDGET_S"
 DEFAULT_BUDGET_S = 300.0
@@ -53,14 +51,6 @@ def budget_s() -> float:
         return DEFAULT_BUDGET_S
 
 
-def transient(err: Exception) -> bool:
-    """Worth retrying: the server is unreachable, overloaded or failing (5xx), or refuses us
-    for now (401/403/429). A request it understood and rejected (other 4xx) is not."""
-    if isinstance(err, MlflowException):
-        status = err.get_http_status_code()
-        return status >= 500 or status in (401, 403, 408, 429)
-    # requests' and pyarrow's connection errors are OSErrors; the spool's store may be away too
-    return isinstance(err, OSError | StorageError)
 
 
 def _is_row(op: dict[str, Any]) -> bool:

@@ -22,16 +22,19 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.tracking.artifacts import fetch
-from hmtl.orchestration.tracking.callback import (
-    CHECKPOINT_TAG,
+from hmtl.orchestration.tracking.callback import CHECKPOINT_TAG
+from hmtl.orchestration.tracking.native import training_experiment
+from hmtl.orchestration.tracking.pretrained import best_checkpoint
+from hmtl.orchestration.tracking.tags import (
+    BEST_EPOCH_TAG,
+    BEST_TAG,
     MAX_PARAM_LENGTH,
+    RESUMED_FROM_TAG,
     SWEEP_TAG,
     TRIAL_TAG,
     git_commit,
     redact_uri,
 )
-from hmtl.orchestration.tracking.native import training_experiment
-from hmtl.orchestration.tracking.pretrained import BEST_EPOCH_TAG, BEST_TAG, best_checkpoint
 from hmtl.trainables.checkpoint import CheckpointError
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.dataset import refuse_unlabelled
@@ -41,7 +44,6 @@ from hmtl.trainables.models import check_pretrained
 from hmtl.trainables.session import LocalSession
 
 TRIAL_PATH = re.compile(r"/sweeps/([^/]+)/trial-([^/]+)/")
-RESUMED_FROM_TAG = "hmtl.resumed_from_run"
 
 
 @contextmanager

@@ -21,7 +21,8 @@ from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.study.engine import resume_study, run_study
 from hmtl.orchestration.study.report.active import active_rows
 from hmtl.orchestration.study.spec import load_study
-from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.orchestration.tracking.tags import ROLE_TAG
 
 pytestmark = pytest.mark.integration
 

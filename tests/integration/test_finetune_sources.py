@@ -17,12 +17,13 @@ from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.cli.main import main
 from hmtl.orchestration.sweep.run import run_sweep
-from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
-from hmtl.orchestration.tracking.pretrained import (
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.orchestration.tracking.tags import (
     BEST_EPOCH_TAG,
     BEST_TAG,
     FROM_TAG,
     NOTE_TAG,
+    ROLE_TAG,
     SHA_TAG,
 )
 from hmtl.trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint

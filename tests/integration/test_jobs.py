@@ -40,7 +40,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.cli.main import main
-from hmtl.orchestration.tracking.callback import ROLE_TAG
+from hmtl.orchestration.tracking.tags import ROLE_TAG
 from hmtl.trainables.data.storage import join
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

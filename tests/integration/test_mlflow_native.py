@@ -12,14 +12,13 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from hmtl.orchestration.tracking.artifacts import trial_artifacts
 from hmtl.orchestration.tracking.native import (
-    KIND_TAG,
-    MODEL_TAG,
     TRAINING_KIND,
     log_sweep_summary,
     log_trial_outputs,
     register_best_model,
     tag_training_experiment,
 )
+from hmtl.orchestration.tracking.tags import KIND_TAG, MODEL_TAG
 from hmtl.trainables.checkpoint import load_checkpoint
 from hmtl.trainables.export import classifier_from_checkpoint, example_input
 from hmtl.trainables.session import LocalSession

@@ -20,8 +20,9 @@ from helpers import tiny_space
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.sweep.run import run_sweep
-from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.callback import default_tracking_uri
 from hmtl.orchestration.tracking.native import training_view_path
+from hmtl.orchestration.tracking.tags import ROLE_TAG
 
 pytestmark = pytest.mark.integration
 

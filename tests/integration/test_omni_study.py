@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hmtl.orchestration.study.engine import STUDY_MANIFEST, run_study
+from hmtl.orchestration.study.engine import run_study
+from hmtl.orchestration.study.manifest import STUDY_MANIFEST
 from hmtl.orchestration.study.smoke import smoke_study
 from hmtl.orchestration.study.spec import load_study, validate_study
-from hmtl.orchestration.tracking.callback import PARENT_TAG, ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.orchestration.tracking.tags import PARENT_TAG, ROLE_TAG
 
 pytestmark = pytest.mark.integration
 

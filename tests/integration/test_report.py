@@ -17,7 +17,8 @@ from hmtl.orchestration.sweep.report_plots import Rung, plot_importances, plot_r
 from hmtl.orchestration.sweep.run import run_sweep, sweep_path
 from hmtl.orchestration.sweep.space import SpaceError
 from hmtl.orchestration.sweep.status import best_row, trial_rows
-from hmtl.orchestration.tracking.callback import ROLE_TAG, SWEEP_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.orchestration.tracking.tags import ROLE_TAG, SWEEP_TAG
 
 pytestmark = [pytest.mark.integration]
 

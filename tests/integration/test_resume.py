@@ -14,7 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.cli.main import main
 from hmtl.orchestration.sweep.run import resume_sweep, sweep_path
-from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.orchestration.tracking.tags import ROLE_TAG
 from hmtl.trainables.config import build_config
 from hmtl.trainables.session import LocalSession
 from hmtl.trainables.train import train

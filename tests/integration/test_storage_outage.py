@@ -94,7 +94,7 @@ def test_a_sweep_rides_out_a_30s_storage_outage(local_ray, s3_server, proxy, tmp
     from mlflow.tracking import MlflowClient
 
     from hmtl.orchestration.sweep.run import run_sweep
-    from hmtl.orchestration.tracking.callback import ROLE_TAG
+    from hmtl.orchestration.tracking.tags import ROLE_TAG
 
     epochs, outage = 5, {}
     s3 = boto3.client("s3", endpoint_url=s3_server.endpoint)  # moto itself, not the proxy

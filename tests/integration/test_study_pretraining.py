@@ -13,8 +13,8 @@ from hmtl.orchestration.study.results import stage_space
 from hmtl.orchestration.study.smoke import smoke_study
 from hmtl.orchestration.study.spec import load_study
 from hmtl.orchestration.sweep.status import trial_rows
-from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
-from hmtl.orchestration.tracking.pretrained import FROM_TAG, SHA_TAG
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.orchestration.tracking.tags import FROM_TAG, ROLE_TAG, SHA_TAG
 from hmtl.trainables.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration

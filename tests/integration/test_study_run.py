@@ -15,11 +15,13 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.cli.main import main
-from hmtl.orchestration.study.engine import STUDY_MANIFEST, resume_study, run_study
+from hmtl.orchestration.study.engine import resume_study, run_study
+from hmtl.orchestration.study.manifest import STUDY_MANIFEST
 from hmtl.orchestration.study.results import grid_rows
 from hmtl.orchestration.study.smoke import smoke_study
 from hmtl.orchestration.study.spec import load_study, shipped_studies
-from hmtl.orchestration.tracking.callback import PARENT_TAG, ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.orchestration.tracking.tags import PARENT_TAG, ROLE_TAG
 
 pytestmark = pytest.mark.integration
 

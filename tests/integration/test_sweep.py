@@ -12,7 +12,8 @@ from ray.tune import Callback
 from hmtl.orchestration.cli.main import main
 from hmtl.orchestration.sweep.run import run_sweep, sweep_path
 from hmtl.orchestration.sweep.search import HmtlOptunaSearch
-from hmtl.orchestration.tracking.callback import ROLE_TAG, default_tracking_uri
+from hmtl.orchestration.tracking.callback import default_tracking_uri
+from hmtl.orchestration.tracking.tags import ROLE_TAG
 from hmtl.search_spaces import shipped
 
 pytestmark = pytest.mark.integration

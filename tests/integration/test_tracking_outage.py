@@ -18,8 +18,8 @@ from mlflow_server import MlflowServer, OutageAtFirstResult, epochs_lasting
 from hmtl.orchestration.cli.main import sweep_summary
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.sweep.run import resume_sweep, run_sweep
-from hmtl.orchestration.tracking.callback import ROLE_TAG
 from hmtl.orchestration.tracking.queue import BUDGET_ENV, Spool
+from hmtl.orchestration.tracking.tags import ROLE_TAG
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,8 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.cli.main import main
 from hmtl.orchestration.sweep.run import run_sweep
-from hmtl.orchestration.tracking.callback import ROLE_TAG
-from hmtl.orchestration.tracking.single_run import RESUMED_FROM_TAG
+from hmtl.orchestration.tracking.tags import RESUMED_FROM_TAG, ROLE_TAG
 
 pytestmark = pytest.mark.integration
 

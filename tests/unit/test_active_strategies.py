@@ -7,6 +7,7 @@ import torch
 
 from hmtl.trainables.active.badge import kmeans_pp
 from hmtl.trainables.active.bald import score as bald_score
+from hmtl.trainables.active.base import PoolContext, top
 from hmtl.trainables.active.config import StrategySettings
 from hmtl.trainables.active.coreset import kcenter_greedy, nearest_distance
 from hmtl.trainables.active.deepfool import deepfool_norms
@@ -14,7 +15,7 @@ from hmtl.trainables.active.entropy import entropy
 from hmtl.trainables.active.glister import glister_greedy
 from hmtl.trainables.active.least_confidence import least_confidence
 from hmtl.trainables.active.margin import negated_margin
-from hmtl.trainables.active.registry import PoolContext, strategies, top
+from hmtl.trainables.active.registry import strategies
 from hmtl.trainables.active.scoring import eval_inputs, features_of, head, pool_outputs
 from hmtl.trainables.augment import augment
 from hmtl.trainables.data.dataset import load_splits

@@ -7,14 +7,8 @@ import pytest
 import torch
 from helpers import FACE_INFO
 
-from hmtl.orchestration.tracking.pretrained import (
-    FROM_TAG,
-    NOTE_TAG,
-    SHA_TAG,
-    Source,
-    resolved,
-    weights_of,
-)
+from hmtl.orchestration.tracking.pretrained import Source, resolved, weights_of
+from hmtl.orchestration.tracking.tags import FROM_TAG, NOTE_TAG, SHA_TAG
 from hmtl.trainables.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from hmtl.trainables.finetune import start_backbone
 from hmtl.trainables.models import PretrainedError, build_backbone

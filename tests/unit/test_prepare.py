@@ -13,7 +13,8 @@ from PIL import Image
 from hmtl.orchestration.cli.main import main
 from hmtl.trainables.config import DataConfig
 from hmtl.trainables.data import readers
-from hmtl.trainables.data.dataset import FaceData, assign_splits, shard
+from hmtl.trainables.data.dataset import assign_splits
+from hmtl.trainables.data.faces import FaceData, shard
 from hmtl.trainables.data.prepare import _Progress, conform_image, prepare
 from hmtl.trainables.data.prepared import DatasetError, Prepared, read_prepared
 from hmtl.trainables.data.readers.base import BadRow, Record, SourceError

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hmtl.trainables.data.dataset import FaceData, load_splits
+from hmtl.trainables.data.dataset import load_splits
+from hmtl.trainables.data.faces import FaceData
 from hmtl.trainables.sampling import epoch_rows
 from hmtl.trainables.session import LocalSession
 from hmtl.trainables.train import train

@@ -8,7 +8,7 @@ from helpers import refused
 from mining_helpers import labelled_set
 
 from hmtl.orchestration.study.engine import is_job, stage_options, stage_space
-from hmtl.orchestration.study.kinds.base import KINDS
+from hmtl.orchestration.study.kinds import KINDS
 from hmtl.orchestration.study.refs import resolve
 from hmtl.orchestration.study.smoke import smoke_study
 from hmtl.orchestration.study.spec import StudyError, load_study, shipped_studies, validate_study

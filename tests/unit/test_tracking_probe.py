@@ -39,7 +39,7 @@ def test_sweep_with_unreachable_tracking_server_writes_nothing(tmp_path, dead_ur
 
 def test_resume_probes_the_manifests_tracking_server(tmp_path, dead_uri):
     from hmtl.orchestration.platform.store import Store
-    from hmtl.orchestration.sweep.run import write_manifest
+    from hmtl.orchestration.sweep.manifest import write_manifest
 
     write_manifest(Store.open(str(tmp_path / "runs")), tiny_space(tmp_path, name="s"), dead_uri)
     sweep = tmp_path / "runs" / "sweeps" / "s"

@@ -11,9 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.platform.store import Store
-from hmtl.orchestration.tracking.callback import ROLE_TAG, TRIAL_TAG
 from hmtl.orchestration.tracking.ops import Delivery, log_rows
 from hmtl.orchestration.tracking.queue import Spool, TrackingQueue
+from hmtl.orchestration.tracking.tags import ROLE_TAG, TRIAL_TAG
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hmtl.trainables.active.registry import PoolContext, register
+from hmtl.trainables.active.base import PoolContext, Strategy
 from hmtl.trainables.active.scoring import gradient_factors, outer_sq_dist, pool_outputs
 
 
@@ -41,7 +41,9 @@ def kmeans_pp(
     return torch.tensor(picked, dtype=torch.long)
 
 
-@register("badge", kind="set")
 def select(ctx: PoolContext, budget: int) -> torch.Tensor:
     logits, features = pool_outputs(ctx, ctx.pool)
     return kmeans_pp(gradient_factors(logits), features, budget, ctx.generator)
+
+
+STRATEGY = Strategy("badge", "set", select)

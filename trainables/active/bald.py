@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hmtl.trainables.active.base import PoolContext, Strategy, by_score
 from hmtl.trainables.active.entropy import entropy
-from hmtl.trainables.active.registry import PoolContext, by_score, register
 from hmtl.trainables.active.scoring import batches, eval_inputs, features_of, head, last_layer
 
 
@@ -50,4 +50,4 @@ def score(ctx: PoolContext) -> torch.Tensor:
     return torch.cat(out)
 
 
-register("bald", kind="score")(by_score(score))
+STRATEGY = Strategy("bald", "score", by_score(score))

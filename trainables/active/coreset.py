@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from hmtl.trainables.active.registry import PoolContext, register
+from hmtl.trainables.active.base import PoolContext, Strategy
 from hmtl.trainables.active.scoring import pool_outputs
 
 
@@ -40,8 +40,10 @@ def kcenter_greedy(
     return torch.tensor(picked, dtype=torch.long)
 
 
-@register("coreset", kind="set")
 def select(ctx: PoolContext, budget: int) -> torch.Tensor:
     _, pool = pool_outputs(ctx, ctx.pool)
     _, labelled = pool_outputs(ctx, ctx.labelled)
     return kcenter_greedy(pool, labelled, budget, ctx.settings.chunk_size)
+
+
+STRATEGY = Strategy("coreset", "set", select)

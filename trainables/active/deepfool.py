@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from hmtl.trainables.active.registry import PoolContext, by_score, register
+from hmtl.trainables.active.base import PoolContext, Strategy, by_score
 from hmtl.trainables.active.scoring import _pool, batches, eval_inputs, head
 
 
@@ -75,4 +75,4 @@ def score(ctx: PoolContext) -> torch.Tensor:
     return -torch.cat(norms)  # the smallest perturbation is queried first
 
 
-register("deepfool", kind="score")(by_score(score))
+STRATEGY = Strategy("deepfool", "score", by_score(score))

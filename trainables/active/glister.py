@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hmtl.trainables.active.registry import PoolContext, register
+from hmtl.trainables.active.base import PoolContext, Strategy
 from hmtl.trainables.active.scoring import gradient_factors, outer_sq_dist, pool_outputs
 
 
@@ -57,7 +57,6 @@ def glister_greedy(
     return torch.tensor(picked, dtype=torch.long)
 
 
-@register("glister", kind="set")
 def select(ctx: PoolContext, budget: int) -> torch.Tensor:
     pool_logits, pool_features = pool_outputs(ctx, ctx.pool)
     lab_logits, lab_features = pool_outputs(ctx, ctx.labelled)
@@ -73,3 +72,6 @@ def select(ctx: PoolContext, budget: int) -> torch.Tensor:
         lam=settings.lam,
         lr=settings.lr,
     )
+
+
+STRATEGY = Strategy("glister", "set", select)

@@ -23,14 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from hmtl.trainables.active.base import PoolContext, Strategy
 from hmtl.trainables.active.config import ActiveConfig
 from hmtl.trainables.active.cycle import CycleSession, StopCycle, digest
 from hmtl.trainables.active.labels import initial_draw, labelled_rows, mark, pool_rows, sizes
-from hmtl.trainables.active.registry import PoolContext, Strategy, get_strategy
+from hmtl.trainables.active.registry import get_strategy
 from hmtl.trainables.active.state import ActiveState, load_state, save_state
 from hmtl.trainables.checkpoint import CheckpointError, rng_state, set_rng_state
 from hmtl.trainables.config import TrainConfig
-from hmtl.trainables.data.dataset import FaceData, Splits, load_splits
+from hmtl.trainables.data.dataset import Splits, load_splits
+from hmtl.trainables.data.faces import FaceData
 from hmtl.trainables.session import Session
 from hmtl.trainables.train import derive_seed, evaluate, pick_device, train
 

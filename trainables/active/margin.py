@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hmtl.trainables.active.registry import PoolContext, by_score, register
+from hmtl.trainables.active.base import PoolContext, Strategy, by_score
 from hmtl.trainables.active.scoring import pool_probabilities
 
 
@@ -18,4 +18,4 @@ def score(ctx: PoolContext) -> torch.Tensor:
     return negated_margin(pool_probabilities(ctx))
 
 
-register("margin", kind="score")(by_score(score))
+STRATEGY = Strategy("margin", "score", by_score(score))

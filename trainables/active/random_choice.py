@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from hmtl.trainables.active.registry import PoolContext, register
+from hmtl.trainables.active.base import PoolContext, Strategy
 
 
-@register("random", kind="set")
 def select(ctx: PoolContext, budget: int) -> torch.Tensor:
     """`budget` distinct pool positions drawn uniformly from the cycle's seeded generator."""
     return torch.from_numpy(ctx.generator.choice(len(ctx.pool), size=budget, replace=False))
+
+
+STRATEGY = Strategy("random", "set", select)

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from hmtl.trainables.active.registry import PoolContext
+from hmtl.trainables.active.base import PoolContext
 from hmtl.trainables.augment import augment
-from hmtl.trainables.data.dataset import FaceData
+from hmtl.trainables.data.faces import FaceData
 from hmtl.trainables.network import FaceModel, _pool
 
 

@@ -32,6 +32,7 @@ import torch
 from hmtl.trainables.config import DataConfig
 from hmtl.trainables.data.cache import DATASETS
 from hmtl.trainables.data.extra import with_extra_sources
+from hmtl.trainables.data.faces import FaceData, to_channels
 from hmtl.trainables.data.prepared import (
     EXPRESSIONS,
     DatasetError,
@@ -58,23 +59,6 @@ class DatasetInfo:
     """False for a dataset without labels (only pre-training runs can use it)."""
 
 
-@dataclass
-class FaceData:
-    """Images (N, C, H, W) uint8 and per-row labels, all as tensors on one device."""
-
-    images: torch.Tensor
-    labels: dict[str, torch.Tensor]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {name: values[index] for name, values in self.labels.items()}
-        out["image"] = self.images[index]
-        return out
-
-    def to(self, device: torch.device) -> FaceData:
-        return FaceData(self.images.to(device), {k: v.to(device) for k, v in self.labels.items()})
 
 
 @dataclass
@@ -161,14 +145,6 @@ def refuse_unlabelled(cfg: DataConfig, main_tasks: list[str], labelled: bool | N
         )
 
 
-def shard(data: FaceData, rank: int, world_size: int) -> FaceData:
-    """Rank `rank`'s rows `rank::world_size`, truncated so every rank holds the same count
-    (collective ops need equal step counts)."""
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
-    per_rank = len(data) // world_size
-    index = torch.arange(rank, per_rank * world_size, world_size, device=data.images.device)
-    return FaceData(data.images[index], {k: v[index] for k, v in data.labels.items()})
 
 
 def load_splits(cfg: DataConfig) -> Splits:
@@ -183,7 +159,7 @@ def load_splits(cfg: DataConfig) -> Splits:
         images = torch.from_numpy(prepared.images[idx]).permute(0, 3, 1, 2)
         labels = {k: torch.from_numpy(v[idx]) for k, v in prepared.labels.items()}
         labels["expression"] = labels["expression"].long()
-        return FaceData(_to_channels(images, cfg.channels).contiguous(), labels)
+        return FaceData(to_channels(images, cfg.channels).contiguous(), labels)
 
     train = with_extra_sources(take("train"), cfg, prepared.card)  # + data.extra_sources rows
     if len(train) == 0:
@@ -293,12 +269,3 @@ def _carve_groups(
     split[rows] = np.array(names, dtype=object)[chosen[group_of]]
 
 
-def _to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """Grey to RGB by repetition, RGB to grey by ITU-R 601 luma."""
-    have = images.shape[1]
-    if have == channels:
-        return images
-    if channels == 3:
-        return images.expand(-1, 3, -1, -1).contiguous()
-    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    return (images.float() * luma).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)

@@ -26,8 +26,7 @@ def with_extra_sources(train, cfg: DataConfig, card: dict):
     if not cfg.extra_sources:
         return train
     # dataset.py imports this module.
-    from hmtl.trainables.data.dataset import FaceData
-    from hmtl.trainables.data.dataset import _to_channels as to_channels
+    from hmtl.trainables.data.faces import FaceData, to_channels
 
     images, labels = [train.images], {k: [v] for k, v in train.labels.items()}
     weights = [torch.ones(len(train))]

@@ -17,7 +17,7 @@ from torch import nn
 from hmtl.trainables.augment import augment, normalize
 from hmtl.trainables.checkpoint import CheckpointError, load_checkpoint
 from hmtl.trainables.config import TrainConfig
-from hmtl.trainables.data.dataset import _to_channels
+from hmtl.trainables.data.faces import to_channels
 from hmtl.trainables.models import build_backbone
 
 HEAD = "tasks.expression.head.1."  # nn.Sequential(Dropout, Linear): the Linear's keys
@@ -39,7 +39,7 @@ class Primitive:
         """(unit-norm features (N, D) float32, logits (N, classes) float32) of uint8 NHWC
         `images`; channels are converted to the model's as the trainer does."""
         x = torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2)
-        x = _to_channels(x, self.channels).to(self.device)
+        x = to_channels(x, self.channels).to(self.device)
         x = normalize(augment(x, "eval", out_size=self.image_size))
         features = self.backbone(x)
         logits = self.head(features)

@@ -1,4 +1,4 @@
-"""Task registry: every task (main or auxiliary) is one file here, registered by name.
+"""Task registry: every task (main or auxiliary) is one file here, named in `REGISTRY` below.
 
 A task is an `nn.Module` holding its head(s); it returns named, *unweighted* losses
 (`{"jigsaw": ...}` or `{"inpainting/l1": ...}`), and `combine` applies the configured
@@ -20,54 +20,30 @@ backbone in one batched forward.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.tasks import (
+    contrastive,
+    expression,
+    gender,
+    head_pose,
+    inpainting,
+    jigsaw,
+    rotation,
+)
+from hmtl.trainables.tasks.base import AuxBatch, TaskSpec
 
+__all__ = ["REGISTRY", "AuxBatch", "TaskSpec", "build_tasks", "combine", "task_weights"]
 
-@dataclass(frozen=True)
-class AuxBatch:
-    """What an auxiliary task may build its input from, for one training step."""
-
-    raw: torch.Tensor
-    """The batch as stored: uint8 (N, C, H, W), for tasks that augment views themselves."""
-    clean: torch.Tensor
-    """The batch after the configured augmentation, float in [0, 1], (N, C, S, S)."""
-    generator: torch.Generator
-    """CPU generator of this step: draw every random choice from it (exact resume)."""
-    magnitude: float
-    out_size: int
-
-
-TaskBuilder = Callable[[TrainConfig, DatasetInfo, int], nn.Module]
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str
-    kind: Literal["main", "aux"]
-    build: TaskBuilder
-
-
-REGISTRY: dict[str, TaskSpec] = {}
-
-
-def register(name: str, kind: Literal["main", "aux"]) -> Callable[[TaskBuilder], TaskBuilder]:
-    """Decorator for a builder `(cfg, dataset_info, feature_dim) -> task module`."""
-
-    def wrap(build: TaskBuilder) -> TaskBuilder:
-        if name in REGISTRY:
-            raise ValueError(f"task '{name}' registered twice")
-        REGISTRY[name] = TaskSpec(name, kind, build)
-        return build
-
-    return wrap
+# Every task, in the order build_tasks instantiates them (fixed, so that parameter creation
+# and hence initialisation are the same in every run).
+REGISTRY: dict[str, TaskSpec] = {
+    task.SPEC.name: task.SPEC
+    for task in (contrastive, expression, gender, head_pose, inpainting, jigsaw, rotation)
+}
 
 
 def task_weights(cfg: TrainConfig) -> dict[str, float]:
@@ -105,15 +81,3 @@ def combine(
     if total is None:
         raise ValueError("no task produced a loss")
     return total, losses
-
-
-# Importing the task files registers them.
-from hmtl.trainables.tasks import (  # noqa: E402, F401
-    contrastive,
-    expression,
-    gender,
-    head_pose,
-    inpainting,
-    jigsaw,
-    rotation,
-)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from hmtl.trainables.augment import augment
 from hmtl.trainables.config import ContrastiveConfig, TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
-from hmtl.trainables.tasks import AuxBatch, register
+from hmtl.trainables.tasks.base import AuxBatch, TaskSpec
 from hmtl.trainables.tasks.tiles import rotate
 
 TURNS = 4
@@ -169,6 +169,8 @@ class ContrastiveTask(nn.Module):
         return {f"{self.name}/top1": float((logits.argmax(dim=1) == positives).float().mean())}
 
 
-@register("contrastive", kind="aux")
 def build(cfg: TrainConfig, info: DatasetInfo, feature_dim: int) -> ContrastiveTask:
     return ContrastiveTask(feature_dim, cfg.tasks.aux.contrastive)
+
+
+SPEC = TaskSpec("contrastive", "aux", build)

@@ -14,7 +14,7 @@ from torch import nn
 from hmtl.trainables.config import ExpressionConfig, TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
 from hmtl.trainables.metrics import classification_metrics, confusion_matrix
-from hmtl.trainables.tasks import register
+from hmtl.trainables.tasks.base import TaskSpec
 
 
 class ExpressionTask(nn.Module):
@@ -77,6 +77,8 @@ def class_weights(counts: tuple[int, ...]) -> torch.Tensor:
     return torch.where(c > 0, c.max() / c.clamp(min=1), torch.zeros_like(c))
 
 
-@register("expression", kind="main")
 def build(cfg: TrainConfig, info: DatasetInfo, feature_dim: int) -> ExpressionTask:
     return ExpressionTask(feature_dim, info, cfg.tasks.main.expression, cfg.model.dropout)
+
+
+SPEC = TaskSpec("expression", "main", build)

@@ -12,7 +12,7 @@ from torch import nn
 from hmtl.trainables.config import ConfigError, TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
 from hmtl.trainables.metrics import classification_metrics, confusion_matrix
-from hmtl.trainables.tasks import register
+from hmtl.trainables.tasks.base import TaskSpec
 
 CLASSES = ["female", "male"]
 
@@ -50,8 +50,10 @@ class GenderTask(nn.Module):
         return {k: metrics[k] for k in ("accuracy", "balanced_accuracy")}
 
 
-@register("gender", kind="main")
 def build(cfg: TrainConfig, info: DatasetInfo, feature_dim: int) -> GenderTask:
     if "gender" not in info.optional_labels:
         raise ConfigError(f"tasks.main.gender needs gender labels; dataset {info.source} has none")
     return GenderTask(feature_dim)
+
+
+SPEC = TaskSpec("gender", "main", build)

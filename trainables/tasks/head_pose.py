@@ -14,7 +14,7 @@ from torch import nn
 
 from hmtl.trainables.config import ConfigError, HeadPoseConfig, TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
-from hmtl.trainables.tasks import register
+from hmtl.trainables.tasks.base import TaskSpec
 
 ANGLES = ("yaw", "pitch", "roll")
 _LOSSES = {"smooth_l1": F.smooth_l1_loss, "l1": F.l1_loss, "mse": F.mse_loss}
@@ -73,7 +73,6 @@ def targets(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
     return angles, torch.isfinite(angles).all(dim=1)
 
 
-@register("head_pose", kind="main")
 def build(cfg: TrainConfig, info: DatasetInfo, feature_dim: int) -> HeadPoseTask:
     missing = [a for a in ANGLES if a not in info.optional_labels]
     if missing:
@@ -82,3 +81,6 @@ def build(cfg: TrainConfig, info: DatasetInfo, feature_dim: int) -> HeadPoseTask
             f"{info.source} has no {', '.join(missing)}"
         )
     return HeadPoseTask(feature_dim, cfg.tasks.main.head_pose)
+
+
+SPEC = TaskSpec("head_pose", "main", build)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from hmtl.trainables.augment import normalize
 from hmtl.trainables.config import InpaintingConfig, TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
-from hmtl.trainables.tasks import AuxBatch, register
+from hmtl.trainables.tasks.base import AuxBatch, TaskSpec
 
 FILL = 0.5
 # (top, bottom, left, right) as shares of the side, for a roughly centred, aligned face.
@@ -213,6 +213,8 @@ class InpaintingTask(nn.Module):
         return {f"{self.name}/masked_l1": float(masked_l1(recon, target, targets["mask"]))}
 
 
-@register("inpainting", kind="aux")
 def build(cfg: TrainConfig, info: DatasetInfo, feature_dim: int) -> InpaintingTask:
     return InpaintingTask(feature_dim, cfg.data.channels, cfg.tasks.aux.inpainting)
+
+
+SPEC = TaskSpec("inpainting", "aux", build)

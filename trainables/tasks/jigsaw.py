@@ -27,7 +27,7 @@ from torch import nn
 
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
-from hmtl.trainables.tasks import AuxBatch, register
+from hmtl.trainables.tasks.base import AuxBatch, TaskSpec
 from hmtl.trainables.tasks.tiles import from_tiles, permute_tiles, random_permutations, to_tiles
 
 
@@ -129,7 +129,9 @@ def min_hamming(perms: torch.Tensor) -> int:
     return int(distance.min())
 
 
-@register("jigsaw", kind="aux")
 def build(cfg: TrainConfig, info: DatasetInfo, feature_dim: int) -> JigsawTask:
     c = cfg.tasks.aux.jigsaw
     return JigsawTask(feature_dim, c.grid, c.form, c.permutations, c.seed)
+
+
+SPEC = TaskSpec("jigsaw", "aux", build)

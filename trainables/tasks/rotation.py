@@ -19,7 +19,7 @@ from torch import nn
 
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
-from hmtl.trainables.tasks import AuxBatch, register
+from hmtl.trainables.tasks.base import AuxBatch, TaskSpec
 from hmtl.trainables.tasks.tiles import from_tiles, rotate, to_tiles
 
 TURNS = 4
@@ -70,7 +70,9 @@ class RotationTask(nn.Module):
         return {"accuracy": (pred == targets[self.name]).float().mean().item()}
 
 
-@register("rotation", kind="aux")
 def build(cfg: TrainConfig, info: DatasetInfo, feature_dim: int) -> RotationTask:
     c = cfg.tasks.aux.rotation
     return RotationTask(feature_dim, c.form, c.grid)
+
+
+SPEC = TaskSpec("rotation", "aux", build)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hmtl.orchestration.study.kinds.base import explicit_space, point_overrides, register_stage
+from hmtl.orchestration.study.kinds.base import explicit_space, point_overrides
 from hmtl.orchestration.study.kinds.grid import cell_id
 from hmtl.orchestration.study.refs import has_reference
 from hmtl.orchestration.sweep.space import TrialPoint, with_values
@@ -55,12 +55,11 @@ def loop_keys(options: ActiveOptions, start: str, strategy: str, seed: int) -> d
     return {**with_values(with_values({}, options.loop), loop), "strategy": strategy, "seed": seed}
 
 
-@register_stage("active")
 class ActiveStage:
     options = ActiveOptions
 
     def check(self, study, stage) -> None:
-        from hmtl.orchestration.study.spec import check_overrides
+        from hmtl.orchestration.study.checks import check_overrides
         from hmtl.trainables.active.config import build_active_config
         from hmtl.trainables.active.loop import REPORTED
         from hmtl.trainables.active.registry import strategies

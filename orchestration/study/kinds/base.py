@@ -1,4 +1,4 @@
-"""The registry of study stage kinds: one file per kind, each registering itself.
+"""What a study stage kind is (the registry is `KINDS` in this folder's `__init__`).
 
 A kind is a small object with:
 - `options`: the pydantic model of its keys in a stage (besides name, kind, overrides);
@@ -72,19 +72,6 @@ class JobContext:
     num_cpus: int | None = None
 
 
-KINDS: dict[str, StageKind] = {}
-
-
-def register_stage(name: str):
-    """Class decorator: register one instance of the class as the stage kind `name`."""
-
-    def add(cls: type) -> type:
-        KINDS[name] = cls()
-        return cls
-
-    return add
-
-
 def explicit_space(
     study: Study,
     stage: Stage,
@@ -136,13 +123,3 @@ def point_overrides(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any
     if space.trials and TRIAL_KEY in params:
         return dict(space.trials[int(params[TRIAL_KEY])].overrides)
     return dict(params)
-
-
-# The kinds register themselves on import.
-from hmtl.orchestration.study.kinds import active as study_active  # noqa: E402, F401
-from hmtl.orchestration.study.kinds import confirm as study_confirm  # noqa: E402, F401
-from hmtl.orchestration.study.kinds import distill as study_distill  # noqa: E402, F401
-from hmtl.orchestration.study.kinds import grid as study_grid  # noqa: E402, F401
-from hmtl.orchestration.study.kinds import mine as study_mine  # noqa: E402, F401
-from hmtl.orchestration.study.kinds import sweep as study_sweep  # noqa: E402, F401
-from hmtl.orchestration.study.kinds import train as study_train  # noqa: E402, F401

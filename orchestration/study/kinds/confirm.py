@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hmtl.orchestration.study.kinds.base import explicit_space, register_stage
+from hmtl.orchestration.study.kinds.base import explicit_space
 from hmtl.orchestration.study.refs import has_reference
 from hmtl.orchestration.study.report.build import Design
 from hmtl.orchestration.sweep.space import TrialPoint, with_values
@@ -32,7 +32,6 @@ def arm_names(options: ConfirmOptions) -> list[str]:
     return [f"top{i + 1}" for i in range(options.top_k)]
 
 
-@register_stage("confirm")
 class ConfirmStage:
     options = ConfirmOptions
 

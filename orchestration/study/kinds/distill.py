@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hmtl.orchestration.study.jobs import at_origin, datasets_uri, job_costs
-from hmtl.orchestration.study.kinds.base import register_stage
 from hmtl.orchestration.study.refs import has_reference
 from hmtl.trainables.distill.augment import AUGMENT_OPS
 
@@ -61,7 +60,6 @@ class DistillOptions(BaseModel):
         )
 
 
-@register_stage("distill")
 class DistillStage:
     options = DistillOptions
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hmtl.orchestration.study.kinds.base import explicit_space, register_stage
+from hmtl.orchestration.study.kinds.base import explicit_space
 from hmtl.orchestration.study.refs import has_reference
 from hmtl.orchestration.study.report.build import Design
 from hmtl.orchestration.sweep.space import TrialPoint, with_values
@@ -62,7 +62,6 @@ def cell_id(arm: str, levels: dict[str, Any]) -> str:
     return "|".join([arm, *(f"{k}={v}" for k, v in levels.items())])
 
 
-@register_stage("grid")
 class GridStage:
     options = GridOptions
 
@@ -105,7 +104,7 @@ class GridStage:
         for key, values in o.factors.items():
             if not values:
                 raise ValueError(f"{where}.factors.{key}: give at least one value")
-        from hmtl.orchestration.study.spec import check_overrides
+        from hmtl.orchestration.study.checks import check_overrides
 
         for arm, overrides in arms.items():
             if isinstance(overrides, str):

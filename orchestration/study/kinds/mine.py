@@ -23,7 +23,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hmtl.orchestration.study.jobs import at_origin, datasets_uri, job_costs
-from hmtl.orchestration.study.kinds.base import register_stage
 from hmtl.orchestration.study.refs import has_reference
 
 
@@ -55,7 +54,6 @@ class MineOptions(BaseModel):
         )
 
 
-@register_stage("mine")
 class MineStage:
     options = MineOptions
 

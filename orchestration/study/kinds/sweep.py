@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hmtl.orchestration.study.kinds.base import point_overrides, register_stage
+from hmtl.orchestration.study.kinds.base import point_overrides
 from hmtl.orchestration.sweep.space import (
     SearchSpace,
     SpaceError,
@@ -45,7 +45,6 @@ TOP = 10
 """How many of a sweep's best configurations are recorded (`${stage.top_configs}`)."""
 
 
-@register_stage("sweep")
 class SweepStage:
     options = SweepOptions
 

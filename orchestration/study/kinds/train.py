@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hmtl.orchestration.study.kinds.base import explicit_space, point_overrides, register_stage
+from hmtl.orchestration.study.kinds.base import explicit_space, point_overrides
 from hmtl.orchestration.sweep.space import TrialPoint
 
 
@@ -36,7 +36,6 @@ class TrainOptions(BaseModel):
         return value
 
 
-@register_stage("train")
 class TrainStage:
     options = TrainOptions
 

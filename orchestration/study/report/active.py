@@ -9,14 +9,13 @@ Rows are read from the stage's stored Tune results (one per trial and cycle), so
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.study.report.active_plots import Line
 from hmtl.orchestration.study.report.build import _atomic, _csv, _write
 from hmtl.orchestration.study.report.stats import (
-    Paired,
     Summary,
     area_under_curve,
     paired_difference,
@@ -24,20 +23,6 @@ from hmtl.orchestration.study.report.stats import (
 )
 from hmtl.orchestration.sweep.best import frame_rows
 from hmtl.orchestration.sweep.space import TRIAL_KEY
-
-
-@dataclass(frozen=True)
-class Line:
-    """One strategy from one start: per cycle, the labelled fraction and the metric's
-    summary over the seeds that finished; and each seed's area under its own curve."""
-
-    start: str
-    strategy: str
-    fractions: list[float]
-    points: list[Summary]
-    auc_by_seed: dict[int, float]
-    auc: Summary
-    versus_baseline: Paired | None
 
 
 def metric_key(metric: str) -> str:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from hmtl.orchestration.study.report.plots import MARKERS
-
-if TYPE_CHECKING:
-    from hmtl.orchestration.study.report.active import Line
+from hmtl.orchestration.study.report.stats import Paired, Summary
 
 
 def plot_curves(fig, lines: Sequence[Line], metric: str) -> None:
@@ -47,3 +45,17 @@ def plot_curves(fig, lines: Sequence[Line], metric: str) -> None:
         ax.set(xlabel="labelled fraction of the pool", ylabel=metric, title=f"start: {start}")
         ax.legend(fontsize="small")
     fig.suptitle(f"{metric} against labels: mean over seeds, 95% t band")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One strategy from one start: per cycle, the labelled fraction and the metric's
+    summary over the seeds that finished; and each seed's area under its own curve."""
+
+    start: str
+    strategy: str
+    fractions: list[float]
+    points: list[Summary]
+    auc_by_seed: dict[int, float]
+    auc: Summary
+    versus_baseline: Paired | None
