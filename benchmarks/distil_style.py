@@ -36,7 +36,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from hmtl.trainables.active.scoring import last_layer
 from hmtl.trainables.augment import augment, normalize
-from hmtl.trainables.network import FaceModel, _pool
+from hmtl.trainables.network import FaceModel, pool_features
 
 
 class TooLarge(Exception):
@@ -98,7 +98,7 @@ class Net(nn.Module):
 
     def forward(self, x: torch.Tensor, last: bool = False, freeze: bool = False):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze):
-            e = _pool(self.backbone.forward_features(x))
+            e = pool_features(self.backbone.forward_features(x))
         out = self.linear(self.drop(e))
         return (out, e) if last else out
 

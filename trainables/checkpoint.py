@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hmtl.trainables.atomic import write_atomic
+
 CHECKPOINT_FILE = "checkpoint.pt"
 REQUIRED = ("model", "optimizer", "scheduler", "epoch", "rng", "config")
 
@@ -49,11 +51,7 @@ def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
         raise ValueError(f"checkpoint state lacks {missing}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / CHECKPOINT_FILE
-    partial = folder / f".{CHECKPOINT_FILE}.partial"
-    torch.save(state, partial)
-    os.replace(partial, target)
-    return target
+    return write_atomic(folder / CHECKPOINT_FILE, lambda temp: torch.save(state, temp))
 
 
 def load_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:

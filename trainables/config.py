@@ -22,14 +22,14 @@ class ConfigError(ValueError):
     """A configuration problem, phrased as one line fit to show a user."""
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
-class SyntheticConfig(_Section):
+class SyntheticConfig(Section):
     """Synthetic faces generated (and cached) when `data.source` is `synthetic`."""
 
     num_samples: int = Field(10_000, ge=64, le=2_000_000)
@@ -37,7 +37,7 @@ class SyntheticConfig(_Section):
     num_identities: int = Field(200, ge=2)
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     source: str = "synthetic"
     """`synthetic`, or a folder holding a prepared dataset (`card.json` + Parquet shards)."""
     cache_dir: str = "hmtl-runs/datasets"
@@ -63,7 +63,7 @@ class DataConfig(_Section):
     eval_batch_size: int = Field(512, ge=1, le=16384)
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     backbone: Literal["small_cnn", "resnet18", "resnet50"] = "small_cnn"
     pretrained: str | None = None
     """Backbone weights to start from: a state-dict file (torchvision key names), an hmtl
@@ -80,13 +80,13 @@ class ModelConfig(_Section):
     max-pool, as CIFAR-style ResNets for 48-64 px faces use. small_cnn ignores it."""
 
 
-class ExpressionConfig(_Section):
+class ExpressionConfig(Section):
     weight: float = Field(1.0, gt=0.0)
     class_weights: Literal["none", "inverse_frequency"] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
 
-class HeadPoseConfig(_Section):
+class HeadPoseConfig(Section):
     """Yaw/pitch/roll regression (degrees); needs a dataset with pose labels."""
 
     weight: float = Field(1.0, gt=0.0)
@@ -95,11 +95,11 @@ class HeadPoseConfig(_Section):
     """Angles are divided by this before the loss, so it is O(1) next to cross-entropy."""
 
 
-class GenderConfig(_Section):
+class GenderConfig(Section):
     weight: float = Field(1.0, gt=0.0)
 
 
-class MainTasksConfig(_Section):
+class MainTasksConfig(Section):
     """Supervised tasks; none enabled (every one null) is a pre-training run, which
     `TrainConfig` accepts only with an auxiliary of weight > 0."""
 
@@ -111,7 +111,7 @@ class MainTasksConfig(_Section):
         return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
 
-class LossWeightsConfig(_Section):
+class LossWeightsConfig(Section):
     """Weights of the self-supervised auxiliary tasks; 0 disables a task (and its compute)."""
 
     jigsaw: float = Field(0.0, ge=0.0)
@@ -120,7 +120,7 @@ class LossWeightsConfig(_Section):
     contrastive: float = Field(0.0, ge=0.0)
 
 
-class JigsawConfig(_Section):
+class JigsawConfig(Section):
     form: Literal["hmtl", "classic"] = "hmtl"
     """hmtl: a head per grid position predicting its original tile; classic: one head over
     a fixed set of `permutations` maximally distant permutations."""
@@ -129,13 +129,13 @@ class JigsawConfig(_Section):
     seed: int = Field(0, ge=0)
 
 
-class RotationConfig(_Section):
+class RotationConfig(Section):
     form: Literal["whole", "tiles"] = "whole"
     """whole: the image turned by k*90 degrees (RotNet); tiles: each grid tile turned alone."""
     grid: Literal[2, 3] = 3
 
 
-class InpaintingConfig(_Section):
+class InpaintingConfig(Section):
     masks: Literal["rectangles", "regions", "both"] = "rectangles"
     """rectangles: random boxes; regions: the eyes or the mouth of a centred face."""
     mask_fraction: float = Field(0.25, gt=0.0, lt=1.0)
@@ -144,7 +144,7 @@ class InpaintingConfig(_Section):
     """Weight of an optional perceptual term: distance under a frozen, seeded random conv stack."""
 
 
-class ContrastiveConfig(_Section):
+class ContrastiveConfig(Section):
     temperature: float = Field(0.2, ge=0.01, le=1.0)
     projection_dim: int = Field(128, ge=8, le=2048)
     view_level: Literal["weak", "strong"] = "strong"
@@ -165,7 +165,7 @@ class ContrastiveConfig(_Section):
         return self
 
 
-class AuxTasksConfig(_Section):
+class AuxTasksConfig(Section):
     """Settings of the auxiliary tasks; whether they run is `loss_weights`."""
 
     jigsaw: JigsawConfig = JigsawConfig()
@@ -174,7 +174,7 @@ class AuxTasksConfig(_Section):
     contrastive: ContrastiveConfig = ContrastiveConfig()
 
 
-class TasksConfig(_Section):
+class TasksConfig(Section):
     main: MainTasksConfig = MainTasksConfig()
     loss_weights: LossWeightsConfig = LossWeightsConfig()
     aux: AuxTasksConfig = AuxTasksConfig()
@@ -184,13 +184,13 @@ class TasksConfig(_Section):
     each (contrastive's two views count twice). Keeps a step's cost near 1 + budget."""
 
 
-class AugmentationConfig(_Section):
+class AugmentationConfig(Section):
     level: Literal["none", "weak", "strong", "eval"] = "weak"
     magnitude: float = Field(1.0, ge=0.0, le=1.0)
     """Scales the strong level's ranges, so a search can treat strength as continuous."""
 
 
-class OptimConfig(_Section):
+class OptimConfig(Section):
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(0.05, ge=0.0, le=1.0)
@@ -201,7 +201,7 @@ class OptimConfig(_Section):
     """The backbone's learning rate as a share of `lr` (fine-tuning pre-trained weights gently)."""
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     epochs: int = Field(10, ge=1, le=10_000)
     kind: Literal["cosine", "step", "constant"] = "cosine"
     warmup_epochs: float = Field(0.5, ge=0.0)
@@ -219,7 +219,7 @@ class ScheduleConfig(_Section):
         return self
 
 
-class RuntimeConfig(_Section):
+class RuntimeConfig(Section):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -230,7 +230,7 @@ class RuntimeConfig(_Section):
     """Epochs between k-NN evaluations (`val/knn_accuracy`); the last epoch always has one."""
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     tasks: TasksConfig = TasksConfig()

@@ -55,7 +55,7 @@ class FaceModel(nn.Module):
         main = [self._prepare(images)] if self.main_tasks() else []
         inputs = main + [self._prepare(x) for x, _ in made]
         maps = self._features(inputs)
-        pooled = [_pool(m) for m in maps]
+        pooled = [pool_features(m) for m in maps]
         losses: dict[str, torch.Tensor] = {}
         for task in self.main_tasks().values():
             losses.update(task.loss(pooled[0], batch))
@@ -104,9 +104,9 @@ class FaceModel(nn.Module):
         self, images: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Summable evaluation statistics of each main task on clean images in [0, 1]."""
-        features = _pool(self.backbone.forward_features(self._prepare(images)))
+        features = pool_features(self.backbone.forward_features(self._prepare(images)))
         return {name: task.eval_stats(features, batch) for name, task in self.main_tasks().items()}
 
 
-def _pool(feature_map: torch.Tensor) -> torch.Tensor:
+def pool_features(feature_map: torch.Tensor) -> torch.Tensor:
     return torch.flatten(F.adaptive_avg_pool2d(feature_map, 1), 1)

@@ -7,6 +7,7 @@ completed cycle and ends as an uninterrupted run would.
 
 from __future__ import annotations
 
+import socket
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,8 @@ import click
 
 from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
 from hmtl.orchestration.cli.train import resolve_config
+from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
+from hmtl.orchestration.tracking.pretrained import resolved
 
 
 @click.command("active")
@@ -67,8 +70,7 @@ def _active(
     scratch: ExitStack,
 ) -> None:
     """`hmtl active` proper; raises USER_ERRORS before the run folder exists."""
-    from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
-    from hmtl.orchestration.tracking.pretrained import resolved
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.tracking.single_run import check_inputs
     from hmtl.trainables.active.config import load_active_config
     from hmtl.trainables.active.loop import run_active
@@ -123,11 +125,12 @@ def tracked_session(run_dir: Path, cfg, tracking_uri: str, resume: bool):
     """A TrackedSession for the run: the training config and the loop's settings (`active.*`)
     as params, each cycle's labelled map as an artifact (`active/cycle_<n>/`). `--resume`
     continues the MLflow run of the same run folder, so one run holds every cycle."""
-    import socket
 
+    # Lazy: keeps mlflow out of `hmtl --help` and the input checks.
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.tracking.native import training_experiment
     from hmtl.orchestration.tracking.single_run import TrackedSession
     from hmtl.orchestration.tracking.tags import MAX_PARAM_LENGTH, git_commit, redact_uri

@@ -8,11 +8,15 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from hmtl.orchestration.cli.common import OneLineGroup, fail
-from hmtl.trainables.data.prepared import DatasetError
+from hmtl.orchestration.platform.folders import removed_on_failure
+from hmtl.trainables.data.prepare import prepare
+from hmtl.trainables.data.prepared import DatasetError, read_prepared
 from hmtl.trainables.data.readers import FORMATS
-from hmtl.trainables.data.storage import StorageError
+from hmtl.trainables.data.readers.base import BadRow, ReaderOptions, SourceError
+from hmtl.trainables.data.storage import StorageError, filesystem_for, is_remote, redact
 
 
 @click.group("data", cls=OneLineGroup)
@@ -21,7 +25,6 @@ def data_group() -> None:
 
 
 def _data_errors() -> tuple[type[Exception], ...]:
-    from hmtl.trainables.data.readers.base import BadRow, SourceError
 
     return (SourceError, BadRow, DatasetError, StorageError)
 
@@ -71,10 +74,6 @@ def data_prepare_command(
     unlabelled: bool,
 ) -> None:
     """Read SOURCE in FORMAT and publish it as Parquet shards plus card.json under --out."""
-    from hmtl.orchestration.platform.folders import removed_on_failure
-    from hmtl.trainables.data.prepare import prepare
-    from hmtl.trainables.data.readers.base import ReaderOptions
-    from hmtl.trainables.data.storage import is_remote, redact
 
     if unlabelled and fmt != "imagefolder":
         fail(f"--unlabelled: only the imagefolder format reads images without labels, not {fmt}")
@@ -131,9 +130,6 @@ def data_prepare_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
     """Print a prepared dataset's card; write a contact sheet and a class histogram (PNG)."""
-
-    from hmtl.trainables.data.prepared import read_prepared
-    from hmtl.trainables.data.storage import filesystem_for, is_remote
 
     try:
         if "://" in uri and not is_remote(uri):
@@ -200,7 +196,7 @@ def card_text(card: dict) -> str:
 
 def contact_sheet(prepared, path: Path, per_class: int = 8) -> Path:
     """A grid PNG: one row per class, up to `per_class` seeded random samples, labelled."""
-    import numpy as np
+    # Lazy: keeps matplotlib out of `hmtl --help` and the input checks.
     from matplotlib.figure import Figure
 
     images, y = prepared.images, prepared.labels["expression"]
@@ -226,7 +222,7 @@ def contact_sheet(prepared, path: Path, per_class: int = 8) -> Path:
 
 def class_histogram(card: dict, path: Path) -> Path:
     """A grouped bar chart of rows per class, one bar per split."""
-    import numpy as np
+    # Lazy: keeps matplotlib out of `hmtl --help` and the input checks.
     from matplotlib.figure import Figure
 
     classes, counts = card.get("classes", []), _by_split(card)

@@ -15,6 +15,10 @@ from pathlib import Path
 import click
 
 from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.distill.publish import distil_and_publish, distill_source
+from hmtl.orchestration.platform.folders import removed_on_failure
+from hmtl.trainables.data.storage import is_remote
+from hmtl.trainables.distill import DistillSettings
 from hmtl.trainables.distill.augment import AUGMENT_OPS
 
 
@@ -72,10 +76,6 @@ def distill_command(
 ) -> None:  # fmt: skip
     """Distil DATASET into --images-per-class synthetic images per class (distribution
     matching) and publish them as a prepared dataset."""
-    from hmtl.orchestration.distill.publish import distil_and_publish, distill_source
-    from hmtl.orchestration.platform.folders import removed_on_failure
-    from hmtl.trainables.data.storage import is_remote
-    from hmtl.trainables.distill import DistillSettings
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
@@ -105,6 +105,7 @@ def distill_command(
         f"  {published.card['num_rows']} images, fingerprint {published.card['fingerprint']}"
     )
     if tracking_uri:
+        # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
         from hmtl.orchestration.distill.tracking import log_distillation
 
         click.echo(f"  MLflow run {log_distillation(tracking_uri, published, losses)}")

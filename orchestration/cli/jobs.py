@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import click
 
 from hmtl.orchestration.cli.common import fail
+from hmtl.trainables.data.storage import redact
 
 ADDRESS_HELP = (
     "The cluster's Ray dashboard (jobs API), e.g. http://127.0.0.1:8265 through "
@@ -18,6 +19,7 @@ ADDRESS_HELP = (
 def check_address(address: str) -> None:
     """Refuse an --address that is not the dashboard's URL (or HOST:PORT) in one line, before
     any request is made and before the token is mentioned: `not-a-url` is not a host name."""
+    # Lazy: keeps ray and requests out of `hmtl --help` and the input checks.
     from hmtl.orchestration.platform import jobs
 
     try:
@@ -70,8 +72,8 @@ def submit_command(
     resume_uri: str | None,
 ) -> None:
     """Submit a sweep (or its resumption) to a Ray cluster as a Ray job."""
+    # Lazy: keeps ray and requests out of `hmtl --help` and the input checks.
     from hmtl.orchestration.platform import jobs
-    from hmtl.trainables.data.storage import redact
 
     def warn(message: str) -> None:
         click.echo(f"hmtl: {message}", err=True)
@@ -127,6 +129,7 @@ def submit_command(
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
 def logs_command(job_id: str, address: str, follow: bool) -> None:
     """Print a Ray job's logs (the sweep's progress table and summary)."""
+    # Lazy: keeps ray and requests out of `hmtl --help` and the input checks.
     from hmtl.orchestration.platform import jobs
 
     check_address(address)
@@ -148,6 +151,7 @@ def logs_command(job_id: str, address: str, follow: bool) -> None:
 @click.option("--address", required=True, help=ADDRESS_HELP)
 def stop_command(job_id: str, address: str) -> None:
     """Stop a Ray job and print its final status."""
+    # Lazy: keeps ray and requests out of `hmtl --help` and the input checks.
     from hmtl.orchestration.platform import jobs
 
     check_address(address)

@@ -22,6 +22,13 @@ from hmtl.orchestration.cli.jobs import logs_command, stop_command, submit_comma
 from hmtl.orchestration.cli.mine import mine_command
 from hmtl.orchestration.cli.study import report_study_command, resume_study_command, study_command
 from hmtl.orchestration.cli.train import train_command
+from hmtl.orchestration.platform.cluster import InfeasibleError, address_problem, check_local
+from hmtl.orchestration.platform.cost import price_problem
+from hmtl.orchestration.platform.folders import blocking_file
+from hmtl.orchestration.sweep.manifest import read_manifest
+from hmtl.orchestration.sweep.smoke import smoke as make_smoke
+from hmtl.orchestration.sweep.space import SpaceError, load_space
+from hmtl.orchestration.sweep.status import status_text
 from hmtl.trainables.config import ConfigError
 from hmtl.trainables.data.storage import StorageError, join
 
@@ -68,11 +75,6 @@ def sweep_command(
     verbose: bool,
 ) -> None:
     """Search auxiliary-loss weights and augmentation with Ray Tune + Optuna (+ ASHA)."""
-    from hmtl.orchestration.platform.cluster import InfeasibleError, address_problem, check_local
-    from hmtl.orchestration.platform.cost import price_problem
-    from hmtl.orchestration.platform.folders import blocking_file
-    from hmtl.orchestration.sweep.smoke import smoke as make_smoke
-    from hmtl.orchestration.sweep.space import SpaceError, load_space
 
     storage = storage or "hmtl-runs"
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -103,6 +105,7 @@ def sweep_command(
         fail(str(err))
     # Tune's classic progress table shows the metric and the searched values, a row a trial.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.sweep.run import mlflow_ui_command, run_sweep
     from hmtl.orchestration.tracking.callback import default_tracking_uri
     from hmtl.orchestration.tracking.probe import TrackingError
@@ -137,21 +140,19 @@ def sweep_command(
 )
 def resume_command(sweep_uri: str, address: str | None, verbose: bool) -> None:
     """Continue an interrupted sweep from its storage (e.g. hmtl-runs/sweeps/quickstart)."""
-    from hmtl.orchestration.platform.cluster import address_problem
 
     problem = address_problem(address)
     if problem:
         fail(problem)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.study.engine import is_study
 
     if is_study(sweep_uri):
         resume_study_command(sweep_uri, address, verbose)
         return
-    from hmtl.orchestration.platform.cluster import InfeasibleError
-    from hmtl.orchestration.sweep.manifest import read_manifest
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.sweep.run import resume_sweep
-    from hmtl.orchestration.sweep.space import SpaceError
     from hmtl.orchestration.tracking.probe import TrackingError
 
     try:
@@ -168,8 +169,6 @@ def resume_command(sweep_uri: str, address: str | None, verbose: bool) -> None:
 @click.argument("sweep_uri")
 def status_command(sweep_uri: str) -> None:
     """Trials of a sweep, their states and metrics, and the best so far."""
-    from hmtl.orchestration.sweep.space import SpaceError
-    from hmtl.orchestration.sweep.status import status_text
 
     try:
         click.echo(status_text(sweep_uri))
@@ -185,9 +184,9 @@ def status_command(sweep_uri: str) -> None:
 @click.option("--tracking-uri", default=None, help="MLflow to log to (default: the sweep's).")
 def report_command(sweep_uri: str, out: str | None, tracking_uri: str | None) -> None:
     """Plots and a table of a sweep's trials, logged to its MLflow parent run."""
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.study.engine import is_study
     from hmtl.orchestration.sweep.report import build_report
-    from hmtl.orchestration.sweep.space import SpaceError
     from hmtl.orchestration.tracking.probe import TrackingError, probe
 
     if is_study(sweep_uri):

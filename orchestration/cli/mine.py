@@ -9,6 +9,17 @@ from pathlib import Path
 import click
 
 from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.mining.run import (
+    MiningError,
+    default_cache,
+    mine,
+    prepare_inputs,
+    ray_actors,
+)
+from hmtl.orchestration.platform.cluster import address_problem
+from hmtl.orchestration.platform.folders import removed_on_failure
+from hmtl.trainables.data.storage import is_remote
+from hmtl.trainables.mining import MiningSettings
 
 
 @click.command("mine")
@@ -114,11 +125,6 @@ def mine_command(
 ) -> None:
     """Embed the --pool and --labelled sets with the primitive model, select confident faces by
     prototype similarity, and publish them as a pseudo-labelled prepared dataset."""
-    from hmtl.orchestration.mining.run import MiningError, default_cache, prepare_inputs
-    from hmtl.orchestration.platform.cluster import address_problem
-    from hmtl.orchestration.platform.folders import removed_on_failure
-    from hmtl.trainables.data.storage import is_remote
-    from hmtl.trainables.mining import MiningSettings
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
@@ -150,7 +156,6 @@ def mine_command(
 
 def _run(inputs, settings, out, name, cache, engine, actors, address):
     """Start (or join) Ray for the Ray Data engine, then mine."""
-    from hmtl.orchestration.mining.run import mine, ray_actors
 
     use_gpu = False
     if engine == "ray":

@@ -11,6 +11,10 @@ from pathlib import Path
 import click
 
 from hmtl.orchestration.cli.common import fail, tracking_problem
+from hmtl.orchestration.platform.cluster import InfeasibleError, address_problem
+from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.study.checks import StudyError
+from hmtl.orchestration.sweep.space import SpaceError
 from hmtl.trainables.config import ConfigError
 from hmtl.trainables.data.storage import StorageError
 
@@ -41,9 +45,6 @@ def study_command(
     verbose: bool,
 ) -> None:
     """Run a study (a file, or a shipped study's name): its stages in order, then its report."""
-    from hmtl.orchestration.platform.cluster import InfeasibleError, address_problem
-    from hmtl.orchestration.study.spec import StudyError, load_study
-    from hmtl.orchestration.sweep.space import SpaceError
 
     storage = storage or "hmtl-runs"
     for problem in (address_problem(address), tracking_problem(tracking_uri)):
@@ -52,18 +53,24 @@ def study_command(
     if "://" in storage and tracking_uri is None:
         fail(f"--storage {storage}: object storage needs --tracking-uri (an MLflow server)")
     try:
+        # Lazy: keeps matplotlib out of `hmtl --help` and the input checks.
+        from hmtl.orchestration.study.spec import load_study
+
         spec = load_study(study)
         if smoke:
+            # Lazy: keeps matplotlib out of `hmtl --help` and the input checks.
             from hmtl.orchestration.study.smoke import smoke_study
 
             local_root = Path("hmtl-runs") if "://" in storage else Path(storage)
             spec = smoke_study(spec, local_root.resolve() / "smoke")
+        # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
         from hmtl.orchestration.study.engine import check_study
 
         check_study(spec, address)  # before Ray's slow import
     except (StudyError, SpaceError, ConfigError, InfeasibleError) as err:
         fail(str(err))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.study.engine import run_study
     from hmtl.orchestration.tracking.callback import default_tracking_uri
     from hmtl.orchestration.tracking.probe import TrackingError
@@ -88,10 +95,8 @@ def study_command(
 
 def resume_study_command(path: str, address: str | None, verbose: bool) -> None:
     """`hmtl resume STUDY_PATH`."""
-    from hmtl.orchestration.platform.cluster import InfeasibleError
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.study.engine import resume_study
-    from hmtl.orchestration.study.spec import StudyError
-    from hmtl.orchestration.sweep.space import SpaceError
     from hmtl.orchestration.tracking.probe import TrackingError
 
     click.echo(f"hmtl resume {path}: a study")
@@ -104,16 +109,18 @@ def resume_study_command(path: str, address: str | None, verbose: bool) -> None:
 
 def report_study_command(path: str, out: str | None, tracking_uri: str | None) -> None:
     """`hmtl report STUDY_PATH`: the report rebuilt from the stored trials."""
+    # Lazy: keeps mlflow out of `hmtl --help` and the input checks.
     from mlflow.exceptions import MlflowException
 
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.study.engine import read_study, report_study
-    from hmtl.orchestration.study.spec import StudyError
+
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.study.tracking import study_run_id
     from hmtl.orchestration.tracking.probe import TrackingError, probe
 
     try:
         study, manifest = read_study(path)
-        from hmtl.orchestration.platform.store import Store
 
         tracking_uri = tracking_uri or manifest["tracking_uri"]
         probe(tracking_uri)

@@ -10,6 +10,10 @@ from pathlib import Path
 import click
 
 from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.platform.cost import local_rate, price_problem
+from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
+from hmtl.orchestration.tracking.extra_sources import extra_source_tags
+from hmtl.orchestration.tracking.pretrained import resolved
 from hmtl.trainables.config import load_config
 from hmtl.trainables.data.storage import redact
 
@@ -60,7 +64,7 @@ def train_command(
     tracking_uri: str | None,
 ) -> None:
     """Train one model without Ray: one progress line per epoch, then a summary."""
-    from hmtl.orchestration.platform.cost import price_problem
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.tracking.single_run import local_checkpoint
 
     if config is None and resume_from is None:
@@ -89,10 +93,7 @@ def _train(
     """`hmtl train` once the checkpoint (if any) is local: every input is checked before
     the run folder, the header line or an MLflow run exists; raises USER_ERRORS. Fetched
     pre-trained weights live until `scratch` closes."""
-    from hmtl.orchestration.platform.cost import local_rate
-    from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
-    from hmtl.orchestration.tracking.extra_sources import extra_source_tags
-    from hmtl.orchestration.tracking.pretrained import resolved
+    # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.tracking.single_run import TrackedSession, check_inputs
     from hmtl.orchestration.tracking.tags import FROM_TAG
     from hmtl.trainables.checkpoint import load_checkpoint

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hmtl.trainables.data.prepared import EXPRESSIONS, DatasetError, PreparedWriter, read_prepared
+from hmtl.trainables.data.storage import is_remote, redact
+from hmtl.trainables.distill import distill
+
 
 def distill_source(uri: str, per_class: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """The source's training images and labels, checked: labelled, and every class present
     with at least `per_class` rows. One-line DatasetError otherwise."""
-    from hmtl.trainables.data.prepared import EXPRESSIONS, DatasetError, read_prepared
-    from hmtl.trainables.data.storage import is_remote
 
     if not is_remote(uri) and not Path(uri).is_dir():
         raise DatasetError(f"{uri}: no such dataset folder")
@@ -49,9 +51,6 @@ def distil_and_publish(uri, images, labels, card, settings, out, name, log: Call
     """Distil `images`/`labels` (the rows `distill_source` read from `uri`, whose card is
     `card`) with `settings` and publish the result under `out/name/`; the Published dataset
     and the matching loss per iteration. `log` gets the progress lines."""
-    from hmtl.trainables.data.prepared import EXPRESSIONS, PreparedWriter
-    from hmtl.trainables.data.storage import redact
-    from hmtl.trainables.distill import distill
 
     present = sorted(set(labels.tolist()))
     log(

@@ -12,18 +12,19 @@ import socket
 import tempfile
 from pathlib import Path
 
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from hmtl.orchestration.tracking.native import training_experiment
+from hmtl.orchestration.tracking.tags import MAX_PARAM_LENGTH, git_commit, redact_uri
+from hmtl.trainables.config import flatten
+
 EXPERIMENT = "hmtl-distill"
 
 
 def log_distillation(tracking_uri: str, published, losses: list[float]) -> str:
     """Log the run of `published` (its card's `distill` provenance) with the per-iteration
     `losses`; its MLflow run id."""
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
-
-    from hmtl.orchestration.tracking.native import training_experiment
-    from hmtl.orchestration.tracking.tags import MAX_PARAM_LENGTH, git_commit, redact_uri
-    from hmtl.trainables.config import flatten
 
     card = published.card
     provenance = card["distill"]

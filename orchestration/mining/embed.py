@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 
 from hmtl.trainables.data.storage import filesystem_for, redact
 from hmtl.trainables.mining.primitive import build_primitive
@@ -60,7 +61,6 @@ class Embedder:
     def __init__(
         self, spec: dict, image_size: int, channels: int, device: str = "cpu", threads: int = 0
     ):
-        import torch
 
         if threads:  # actors: one core each, so the pool, not threads, scales out
             torch.set_num_threads(threads)
@@ -166,6 +166,7 @@ def _mining_context() -> Iterator[None]:
     """Ray Data's settings while the pool is embedded, restored afterwards so that other Ray
     Data users in this process are not affected. A Dataset keeps a copy of the context it was
     built under; the progress bars are looked up in the current one while iterating."""
+    # Lazy: the local engine runs without Ray.
     import ray.data
 
     context = ray.data.DataContext.get_current()
@@ -192,6 +193,7 @@ def _mining_context() -> Iterator[None]:
 def _pool_dataset(uri, card, spec, shape, actors, batch_size, use_gpu):
     """The pool's embeddings as a lazy Ray Data dataset: Parquet shards streamed through a
     pool of `actors` model actors. Build it inside `_mining_context()`."""
+    # Lazy: the local engine runs without Ray.
     import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)

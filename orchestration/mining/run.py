@@ -24,6 +24,8 @@ import numpy as np
 
 from hmtl.orchestration.mining.embed import Embedded, embedded
 from hmtl.orchestration.mining.publish import publish_mined, read_card
+from hmtl.orchestration.platform.cluster import init_ray
+from hmtl.orchestration.tracking.pretrained import resolved
 from hmtl.trainables.config import ConfigError, TrainConfig
 from hmtl.trainables.data.dataset import assign_splits, resolve_source
 from hmtl.trainables.data.prepared import (
@@ -36,6 +38,7 @@ from hmtl.trainables.data.synthetic_pool import POOL_SIZE, ensure_synthetic_pool
 from hmtl.trainables.mining import MiningSettings, class_prototypes, near_duplicates, score, select
 from hmtl.trainables.mining.primitive import primitive_spec
 from hmtl.trainables.mining.scoring import concat
+from hmtl.trainables.models import PretrainedError
 
 EXCLUDED_SPLITS = ("val", "test")
 """Rows of the labelled set that are always excluded: mined faces must not copy them."""
@@ -86,8 +89,6 @@ def prepare_inputs(
     """Resolve the model (runs:/ID, a checkpoint folder, s3://), read every card and check the
     pool fits the labelled set, before any Ray or embedding work. A fetched checkpoint lives
     until `scratch` closes."""
-    from hmtl.orchestration.tracking.pretrained import resolved
-    from hmtl.trainables.models import PretrainedError
 
     try:
         source, local = scratch.enter_context(resolved(model, tracking_uri))
@@ -247,9 +248,8 @@ def ray_actors(
     """Start (or join) Ray for the Ray Data engine; how many embedding actors to run (`actors`,
     else one per GPU where the cluster has GPUs, else one per CPU but one, left for the
     reads) and whether they hold GPUs."""
+    # Lazy: the local engine runs without Ray.
     import ray
-
-    from hmtl.orchestration.platform.cluster import init_ray
 
     init_ray(address, num_cpus=num_cpus)
     gpus = int(ray.cluster_resources().get("GPU", 0))

@@ -15,6 +15,10 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import yaml
+
+from hmtl.orchestration.platform.credentials import keep_credentials_out_of_runtime_envs
+
 if TYPE_CHECKING:
     from hmtl.orchestration.sweep.space import SearchSpace
 
@@ -120,6 +124,7 @@ def address_problem(address: str | None) -> str | None:
 def local_node(num_cpus: int | None = None) -> NodeShape:
     """This machine as local Ray started here would offer it: `num_cpus`, else the CPUs this
     process may run on (its affinity mask), and the CUDA GPUs torch sees."""
+    # Lazy: keeps torch out of the checks that run before Ray starts.
     import torch
 
     if num_cpus is None:
@@ -179,9 +184,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join a running cluster (`auto` or HOST:PORT) or start local Ray on 127.0.0.1.
 
     Either way, trials will not carry AWS credentials in their runtime envs."""
+    # Lazy: keeps ray out of the checks that run before Ray starts.
     import ray
-
-    from hmtl.orchestration.platform.credentials import keep_credentials_out_of_runtime_envs
 
     keep_credentials_out_of_runtime_envs()
     if ray.is_initialized():
@@ -214,6 +218,7 @@ def _is_loopback(address: str) -> bool:
     """Whether `address` (HOST:PORT, or `auto`: the cluster this machine last started) is a
     Ray on this machine's loopback interface. Ray Client addresses (ray://) are not."""
     if address == "auto":
+        # Lazy: keeps ray out of the checks that run before Ray starts.
         from ray._private.services import get_ray_address_from_environment
 
         try:
@@ -231,6 +236,7 @@ def _loopback_only():
     """While local Ray starts: single-machine mode in this process (Ray's module constant,
     read when it was imported) and in the processes it spawns (their environment). Undone
     afterwards, so that a later `ray start --address` from this environment still works."""
+    # Lazy: keeps ray out of the checks that run before Ray starts.
     from ray._private import ray_constants
 
     saved_env, saved_flag = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
@@ -248,6 +254,7 @@ def _loopback_only():
 
 def cluster_nodes() -> list[NodeShape]:
     """Node shapes the sweep may use: alive nodes, plus launchable autoscaler node types."""
+    # Lazy: keeps ray out of the checks that run before Ray starts.
     import ray
 
     shapes = [
@@ -262,6 +269,7 @@ def cluster_nodes() -> list[NodeShape]:
 
 def has_driver_resource() -> bool:
     """Whether the connected cluster offers the trial-driver resource (see cluster.yaml)."""
+    # Lazy: keeps ray out of the checks that run before Ray starts.
     import ray
 
     return ray.cluster_resources().get(DRIVER_RESOURCE, 0) > 0
@@ -274,9 +282,6 @@ def autoscaler_node_types(path: str | None = None) -> list[NodeShape]:
     YAML as launched); sweeps run on the head, so a cluster scaled to zero is judged by
     what it can start. Local Ray has no such file: only alive nodes count.
     """
-    import os
-
-    import yaml
 
     path = path or os.environ.get(
         "HMTL_BOOTSTRAP_CONFIG", os.path.expanduser("~/ray_bootstrap_config.yaml")

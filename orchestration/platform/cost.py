@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import os
 
+import torch
+
 from hmtl.trainables.accounting import CostRate
 from hmtl.trainables.config import ConfigError, TrainConfig
 
@@ -73,6 +75,7 @@ def rate_for(
 def ray_rate(cpus: float, gpus: float, workers: int = 1) -> CostRate:
     """`rate_for` on the Ray node this process runs on: its price label (or the variable)
     and its CPU and GPU totals. Call it inside a trial or a Train worker."""
+    # Lazy: `hmtl train` runs without Ray.
     import ray
 
     context = ray.get_runtime_context()  # (1) the node this trial or worker was placed on
@@ -94,7 +97,6 @@ def ray_rate(cpus: float, gpus: float, workers: int = 1) -> CostRate:
 def local_rate(cfg: TrainConfig) -> CostRate:
     """The rate of `hmtl train` on this machine: one GPU when it trains on CUDA, else the
     CPU cores torch computes with; priced by HMTL_USD_PER_HOUR as a share of the machine."""
-    import torch
 
     device = cfg.runtime.device
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):

@@ -31,6 +31,7 @@ def keep_credentials_out_of_runtime_envs() -> None:
 
 def propagated_secrets() -> set[str]:
     """The credential variables Tune would still copy into runtime envs (empty when safe)."""
+    # Lazy: keeps ray out of the checks that run before Ray starts.
     from ray.tune.execution import class_cache
 
     return set(class_cache.ENV_VARS_TO_PROPAGATE) & SECRET_VARS

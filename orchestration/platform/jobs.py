@@ -33,6 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import requests
+from ray.exceptions import AuthenticationError
+from ray.job_submission import JobSubmissionClient
+from ray.util.state import StateApiClient
+from ray.util.state.common import ListApiOptions, StateResource
+
+import hmtl
+from hmtl.orchestration.sweep.space import SpaceError, load_space
+from hmtl.trainables.data.storage import is_remote, redact
+
 # Left out of the upload (gitignore patterns, relative to the project folder; Ray also
 # honours the project's .gitignore). A leading "/" anchors a pattern at the project root:
 # a bare "data" would also drop the `trainables/data` package.
@@ -123,7 +133,6 @@ def auth_headers() -> dict[str, str]:
 
 def _check_reachable(address: str, headers: dict[str, str]) -> None:
     """Fail fast, with a timeout and one line, on an unreachable or refusing jobs API."""
-    import requests
 
     try:
         response = requests.get(
@@ -164,7 +173,6 @@ def _warn_plain_http(address: str, headers: dict[str, str], warn: Callable[[str]
 
 def client(address: str, warn: Callable[[str], None] | None = None):
     """A `JobSubmissionClient` for `address` that presents the cluster token, if any."""
-    from ray.job_submission import JobSubmissionClient
 
     address = normalize_address(address)
     headers = auth_headers()
@@ -189,8 +197,6 @@ class _errors:
     def __exit__(self, kind, err, tb):
         if err is None or isinstance(err, JobError):
             return False
-        import requests
-        from ray.exceptions import AuthenticationError
 
         if isinstance(err, AuthenticationError):
             status = 403 if "Authentication failed" in err.message else 401
@@ -221,8 +227,6 @@ def _scrub(text: str) -> str:
 
 def node_count(address: str) -> int:
     """Alive nodes of the cluster, from the state API the dashboard serves."""
-    from ray.util.state import StateApiClient
-    from ray.util.state.common import ListApiOptions, StateResource
 
     address = normalize_address(address)
     headers = auth_headers()
@@ -239,7 +243,6 @@ def check_storage(storage: str | None, nodes: int, option: str = "--storage") ->
     """Refuse local storage on a multi-node cluster; say where local storage lands otherwise.
 
     Returns a note for the user when the storage is a path on the head node."""
-    from hmtl.trainables.data.storage import is_remote, redact
 
     if storage is not None and redact(storage) != storage:
         raise JobError(
@@ -277,8 +280,6 @@ def check_storage(storage: str | None, nodes: int, option: str = "--storage") ->
 def project_root() -> Path:
     """The project folder uploaded as the job's working directory (a source checkout)."""
 
-    import hmtl
-
     root = Path(hmtl.__file__).resolve().parent.parent
     if not (root / "pyproject.toml").is_file() or not (root / "search_spaces").is_dir():
         raise JobError(
@@ -293,7 +294,6 @@ def space_argument(space: str, root: Path) -> str:
 
     The space is loaded and validated here first, so a broken one is refused before
     anything is submitted."""
-    from hmtl.orchestration.sweep.space import SpaceError, load_space
 
     path = Path(space).expanduser()
     if path.is_file():
@@ -426,7 +426,6 @@ def follow_logs(address: str, job_id: str, echo: Callable[[str], None]) -> str:
 
 
 def _is_sdk_error(err: Exception) -> bool:
-    from ray.exceptions import AuthenticationError
 
     return isinstance(err, AuthenticationError | JobError)
 

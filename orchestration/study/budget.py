@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ray.tune import ExperimentAnalysis
+
 from hmtl.orchestration.study.refs import REFERENCE
+from hmtl.orchestration.sweep.best import finite, frame_rows
+from hmtl.orchestration.sweep.status import best_row, trial_rows
 
 ADDED = ("cost/device_seconds", "cost/images_seen")
 """The costs that add up across stages (`wall_s` stays the trial's own: it times a trial,
@@ -60,10 +64,6 @@ def with_fed_costs(
 
 def best_trial_costs(sweep) -> dict[str, float | None]:
     """The `cost/*` the best trial of the stage stored at `sweep` reported last."""
-    from ray.tune import ExperimentAnalysis
-
-    from hmtl.orchestration.sweep.best import finite, frame_rows
-    from hmtl.orchestration.sweep.status import best_row, trial_rows
 
     rows, _, mode = trial_rows(sweep)
     best = best_row(rows, mode)

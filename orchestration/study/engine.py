@@ -27,16 +27,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow.tracking import MlflowClient
+
 from hmtl.orchestration.platform.cluster import check_local
 from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.study.checks import StudyError
 from hmtl.orchestration.study.job_stage import run_job
 from hmtl.orchestration.study.kinds import KINDS
 from hmtl.orchestration.study.manifest import STUDY_MANIFEST
 from hmtl.orchestration.study.refs import has_reference, resolve
-from hmtl.orchestration.study.spec import Study, StudyError, validate_study
+from hmtl.orchestration.study.reporting import study_report
+from hmtl.orchestration.study.results import trial_run_ids
+from hmtl.orchestration.study.spec import Study, validate_study
 from hmtl.orchestration.study.subsets import record_label_subsets
 from hmtl.orchestration.study.tracking import finish_study_run, stage_run_id, study_run_id
+from hmtl.orchestration.sweep.manifest import MANIFEST
+from hmtl.orchestration.sweep.run import resume_sweep, run_sweep
 from hmtl.orchestration.sweep.space import SpaceError, validate_space
+from hmtl.orchestration.tracking.probe import probe
 from hmtl.orchestration.tracking.tags import STAGE_TAG, STUDY_TAG, redact_uri
 
 
@@ -108,7 +116,6 @@ def run_study(
     echo: Callable[[str], None] = print,
 ) -> StudyResult:
     """Run every stage of a new study, then its report; refuses a study that exists."""
-    from hmtl.orchestration.tracking.probe import probe
 
     check_study(study, address, num_cpus)
     store = study_store(storage, study.name)
@@ -166,7 +173,6 @@ def resume_study(
     echo: Callable[[str], None] = print,
 ) -> StudyResult:
     """Continue a study: finished stages reused, a started one resumed, the rest run."""
-    from hmtl.orchestration.tracking.probe import probe
 
     store = Store.open(path)
     study, manifest = read_study(store)
@@ -175,8 +181,6 @@ def resume_study(
 
 
 def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyResult:
-    from hmtl.orchestration.sweep.manifest import MANIFEST
-    from hmtl.orchestration.sweep.run import resume_sweep, run_sweep
 
     tracking_uri = manifest["tracking_uri"]
     outputs: dict[str, dict] = manifest["outputs"]
@@ -272,8 +276,6 @@ def report_study(
 ) -> tuple[str, list[Path]]:
     """Build the report from the stored trials into `out` (default: `report/` in a local
     study folder, a temporary folder for object storage) and log it to the study's run."""
-    from hmtl.orchestration.study.reporting import study_report
-    from hmtl.orchestration.study.results import trial_run_ids
 
     runs = trial_run_ids(tracking_uri, study.name)
     if out is None and not store.remote:
@@ -284,8 +286,6 @@ def report_study(
         out = Path(scratch.name)
     markdown, files = study_report(study, store, out, runs)
     if tracking_uri and run_id and files:
-        from mlflow.tracking import MlflowClient
-
         client = MlflowClient(tracking_uri)
         for path in files:
             where = path.parent.relative_to(out).as_posix()

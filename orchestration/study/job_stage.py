@@ -7,6 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.study.checks import StudyError
+from hmtl.orchestration.study.kinds import KINDS
+from hmtl.orchestration.study.kinds.base import JobContext
+from hmtl.orchestration.study.tracking import end_job_run, job_run_id
 
 
 def run_job(
@@ -25,10 +29,6 @@ def run_job(
     """Run a job stage (its kind's `run`, options resolved) in its own MLflow run under the
     study run, which ends FINISHED or FAILED; its outputs as the study records them. A
     problem the user can fix is a one-line StudyError that says the study is kept."""
-    from hmtl.orchestration.study.kinds import KINDS
-    from hmtl.orchestration.study.kinds.base import JobContext
-    from hmtl.orchestration.study.spec import StudyError
-    from hmtl.orchestration.study.tracking import end_job_run, job_run_id
 
     run_id = job_run_id(tracking_uri, study.name, stage.name, study_run)
     context = JobContext(store, tracking_uri, run_id, origin, echo, address, num_cpus)

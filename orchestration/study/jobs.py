@@ -29,5 +29,3 @@ def job_costs(rate: CostRate, wall_seconds: float) -> dict[str, float]:
     """`time/wall_seconds`, `cost/device_seconds` (what the job held × its wall time, as a
     trial's) and `cost/usd` when a price is known."""
     return {WALL_SECONDS: wall_seconds, **costs({WALL_SECONDS: wall_seconds}, rate)}
-
-

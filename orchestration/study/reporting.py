@@ -8,9 +8,13 @@ import json
 from pathlib import Path
 
 from hmtl.orchestration.platform.store import Store
+from hmtl.orchestration.study.budget import best_trial_costs, fed_arms, with_fed_costs
+from hmtl.orchestration.study.kinds import KINDS
+from hmtl.orchestration.study.manifest import STUDY_MANIFEST
 from hmtl.orchestration.study.report.build import Report, build_report
 from hmtl.orchestration.study.results import grid_rows
 from hmtl.orchestration.study.spec import Study
+from hmtl.trainables.accounting import DEVICE_SECONDS, WALL_SECONDS
 
 
 def study_report(
@@ -18,8 +22,6 @@ def study_report(
 ) -> tuple[str, list[Path]]:
     """The report of every grid stage (`out/<stage>/`): its Markdown, all of it, and every
     file written."""
-    from hmtl.orchestration.study.budget import best_trial_costs, fed_arms, with_fed_costs
-    from hmtl.orchestration.study.kinds import KINDS
 
     parts, files = [], []
     summary = stage_summary(store)
@@ -57,9 +59,6 @@ def study_report(
 def stage_summary(store: Store) -> str:
     """The report's first section: one line per finished stage from the study's manifest,
     with a job stage's (mine, distill) dataset, rows and own costs; "" before any."""
-
-    from hmtl.orchestration.study.manifest import STUDY_MANIFEST
-    from hmtl.trainables.accounting import DEVICE_SECONDS, WALL_SECONDS
 
     try:
         outputs = json.loads(store.read_text(STUDY_MANIFEST)).get("outputs", {})

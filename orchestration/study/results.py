@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.sweep.best import finite, frame_rows, trial_peak
 from hmtl.orchestration.sweep.manifest import MANIFEST, read_manifest
-from hmtl.orchestration.sweep.space import TRIAL_KEY, SearchSpace, validate_space
+from hmtl.orchestration.sweep.space import TRIAL_KEY, SearchSpace, check_key, validate_space
+from hmtl.orchestration.sweep.status import trial_rows
+from hmtl.orchestration.tracking.tags import TRIAL_TAG
+from hmtl.trainables.config import TrainConfig
 
 COSTS = ("cost/device_seconds", "cost/images_seen")
 
@@ -37,6 +40,7 @@ def grid_rows(
     """One row per trial of a stage of explicit trials, in the report's contract form:
     arm, cell, factor levels, seed, the metric at the trial's best epoch (None: failed),
     its costs and wall time, its Tune trial id and MLflow run id (from `runs`, if given)."""
+    # Lazy: keeps ray out of validating a study file (which loads every kind).
     from ray.tune import ExperimentAnalysis
 
     sweep = Store.open(sweep)
@@ -87,18 +91,13 @@ def _value(rows: list[dict], checkpoints: list, study: Study) -> float | None:
     return values[-1] if values else None
 
 
-
-
-
-
 def trial_run_ids(tracking_uri: str | None, study: str) -> dict[str, str]:
     """Tune trial id -> MLflow run id for every trial run of the study ({} without MLflow)."""
     if not tracking_uri:
         return {}
+    # Lazy: keeps mlflow out of validating a study file (which loads every kind).
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    from hmtl.orchestration.tracking.tags import TRIAL_TAG
 
     try:
         client = MlflowClient(tracking_uri)
@@ -139,7 +138,6 @@ def best_cell(study: Study, space: SearchSpace, sweep: Store) -> dict[str, Any]:
 
 
 def _checkpoint(sweep: Store, trial_id: str) -> str | None:
-    from hmtl.orchestration.sweep.status import trial_rows
 
     rows, _, _ = trial_rows(sweep)
     found = next((r for r in rows if r.trial_id == trial_id), None)
@@ -149,9 +147,6 @@ def _checkpoint(sweep: Store, trial_id: str) -> str | None:
 def top_configs(study: Study, space: SearchSpace, sweep: Store, k: int) -> list[dict[str, Any]]:
     """A sweep's `k` best trials (by peak; trials that ran their whole schedule first), each
     as the dotted keys where its config differs from the study's base, seed left out."""
-    from hmtl.orchestration.sweep.space import check_key
-    from hmtl.orchestration.sweep.status import trial_rows
-    from hmtl.trainables.config import TrainConfig
 
     rows, _, mode = trial_rows(sweep)
     sign = 1.0 if mode == "max" else -1.0

@@ -25,7 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from hmtl.orchestration.study.checks import check_overrides
+from hmtl.orchestration.study.checks import StudyError, check_overrides
+from hmtl.orchestration.study.kinds import KINDS
 from hmtl.orchestration.study.refs import check_references
 from hmtl.orchestration.sweep.space import (
     ResourcesConfig,
@@ -33,10 +34,6 @@ from hmtl.orchestration.sweep.space import (
     shipped_configs,
 )
 from hmtl.trainables.config import describe_error
-
-
-class StudyError(ValueError):
-    """A study-file problem, phrased as one line fit to show a user."""
 
 
 class _Strict(BaseModel):
@@ -87,7 +84,6 @@ class Study(_Strict):
                     "test/..., e.g. test/balanced_accuracy)"
                 )
             self._base = resolve_base(self.base, self.source)
-            from hmtl.orchestration.study.kinds import KINDS
 
             self._stages = []
             for i, raw in enumerate(self.stages):
@@ -101,7 +97,6 @@ class Study(_Strict):
         return self
 
     def _stage(self, index: int, raw: Any) -> Stage:
-        from hmtl.orchestration.study.kinds import KINDS
 
         where = f"stages[{index}]"
         if not isinstance(raw, dict):
@@ -177,8 +172,6 @@ def resolve_base(base: str | dict[str, Any], source: Path | None) -> dict[str, A
     if problem:
         raise ValueError(f"{where}: {problem}")
     return copy.deepcopy(tree)
-
-
 
 
 # ---- loading -------------------------------------------------------------------------------

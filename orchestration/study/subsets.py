@@ -15,8 +15,13 @@ import json
 from typing import Any
 
 import numpy as np
+from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.sweep.space import SearchSpace
+from hmtl.orchestration.sweep.trial import resolve_paths
+from hmtl.trainables.data.cache import DATASETS
+from hmtl.trainables.data.dataset import assign_splits, resolve_source
+from hmtl.trainables.data.storage import redact
 
 FRACTION_KEY = "data.label_fraction"
 FOLDER = "label_subsets"
@@ -25,10 +30,6 @@ FOLDER = "label_subsets"
 def label_subsets(space: SearchSpace, origin: str) -> dict[str, Any] | None:
     """Per fraction the trials use: the indices (row order of the prepared dataset) of the
     training rows that keep their labels. None when no trial sets `data.label_fraction`."""
-    from hmtl.orchestration.sweep.trial import resolve_paths
-    from hmtl.trainables.data.cache import DATASETS
-    from hmtl.trainables.data.dataset import assign_splits, resolve_source
-    from hmtl.trainables.data.storage import redact
 
     points = [i for i, p in enumerate(space.trials or []) if FRACTION_KEY in p.overrides]
     if not points:
@@ -69,7 +70,5 @@ def record_label_subsets(
     text = json.dumps(subsets)
     store.write_text(name, text)
     if tracking_uri and run_id:
-        from mlflow.tracking import MlflowClient
-
         MlflowClient(tracking_uri).log_text(run_id, text, name)
     return name

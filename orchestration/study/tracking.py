@@ -4,15 +4,27 @@ the summary the study run carries when the study ends."""
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from hmtl.orchestration.tracking.native import tag_training_experiment
 from hmtl.orchestration.tracking.probe import sqlite_artifact_root
-from hmtl.orchestration.tracking.tags import ROLE_TAG, STAGE_TAG, STUDY_TAG
+from hmtl.orchestration.tracking.tags import (
+    MAX_PARAM_LENGTH,
+    PARENT_TAG,
+    ROLE_TAG,
+    STAGE_TAG,
+    STUDY_TAG,
+    SWEEP_TAG,
+)
 
 
 def study_run_id(tracking_uri: str, study: str) -> str:
     """The study's run in its experiment, found by tags (or created)."""
-    from mlflow.tracking import MlflowClient
-
-    from hmtl.orchestration.tracking.native import tag_training_experiment
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(study)
@@ -32,9 +44,6 @@ def study_run_id(tracking_uri: str, study: str) -> str:
 
 
 def stage_run_id(tracking_uri: str, study: str, stage: str) -> str | None:
-    from mlflow.tracking import MlflowClient
-
-    from hmtl.orchestration.tracking.tags import SWEEP_TAG
 
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study)
@@ -46,9 +55,6 @@ def stage_run_id(tracking_uri: str, study: str, stage: str) -> str | None:
 def job_run_id(tracking_uri: str, study: str, stage: str, parent: str) -> str:
     """The run of a job stage (mine, distill) under the study run: found by tags (a stage
     run again on resume logs into the same run) or created, and marked running."""
-    from mlflow.tracking import MlflowClient
-
-    from hmtl.orchestration.tracking.tags import PARENT_TAG
 
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study).experiment_id  # the study run made it
@@ -63,14 +69,12 @@ def job_run_id(tracking_uri: str, study: str, stage: str, parent: str) -> str:
 
 
 def end_job_run(tracking_uri: str, run_id: str, finished: bool) -> None:
-    from mlflow.tracking import MlflowClient
 
     MlflowClient(tracking_uri).set_terminated(run_id, "FINISHED" if finished else "FAILED")
 
 
 def finish_study_run(tracking_uri: str, run_id: str, outputs: dict[str, dict]) -> None:
     """Each stage's best value and run id on the study run, which then ends."""
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     for name, out in outputs.items():
@@ -92,14 +96,6 @@ def log_job(
     """A job stage's record on its run: params, metrics (step 0), tags and the published
     dataset's card as `dataset/card.json`. Logging the same params again (a job run again
     on resume) is allowed."""
-    import json
-    import tempfile
-    from pathlib import Path
-
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
-
-    from hmtl.orchestration.tracking.tags import MAX_PARAM_LENGTH
 
     client = MlflowClient(tracking_uri)
     client.log_batch(

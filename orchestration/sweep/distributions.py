@@ -141,7 +141,7 @@ def _number(token: str, text: str, integer: bool) -> int | float:
     raise ValueError(f"{text}: {token!r} is not {'an integer' if integer else 'a number'}")
 
 
-def _contains(dist: BaseDistribution, value: Any) -> bool:
+def contains(dist: BaseDistribution, value: Any) -> bool:
     if isinstance(dist, CategoricalDistribution):
         return value in dist.choices
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -154,7 +154,7 @@ def _contains(dist: BaseDistribution, value: Any) -> bool:
     return step is None or abs((value - dist.low) / step - round((value - dist.low) / step)) < 1e-9
 
 
-def _probes(dist: BaseDistribution) -> list[Any]:
+def probes(dist: BaseDistribution) -> list[Any]:
     """Values a trial may get that are most likely to break a config: the ends, every choice,
     and one off-grid interior value (a float range on an integer key fails there)."""
     if isinstance(dist, CategoricalDistribution):

@@ -16,10 +16,8 @@ import csv
 import fnmatch
 import io
 import math
-import os
 import pickle
 import tempfile
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +28,8 @@ import optuna
 import pyarrow.fs as pafs
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial
 
 from hmtl.orchestration.platform.store import Store
@@ -48,6 +48,8 @@ from hmtl.orchestration.sweep.rungs import common_rung, space_rungs
 from hmtl.orchestration.sweep.search import HmtlOptunaSearch
 from hmtl.orchestration.sweep.space import SearchSpace, SpaceError, validate_space
 from hmtl.orchestration.sweep.status import TrialRow, trial_rows
+from hmtl.orchestration.tracking.tags import ROLE_TAG, SWEEP_TAG
+from hmtl.trainables.atomic import write_atomic
 from hmtl.trainables.data.storage import StorageError
 
 
@@ -86,7 +88,7 @@ def build_report(
         fig = Figure(figsize=(7, 4.5), layout="constrained")
         FigureCanvasAgg(fig)
         plot(fig.add_subplot())
-        return _atomic(folder / name, lambda path: fig.savefig(path, format="png", dpi=110))
+        return write_atomic(folder / name, lambda path: fig.savefig(path, format="png", dpi=110))
 
     # Trials compared where they all reported: at ASHA's rungs (orchestration/sweep/rungs.py).
     histories = {r.trial_id: r.history for r in rows}
@@ -109,8 +111,8 @@ def build_report(
         plot = partial(plot_levels, rows=rows, kind=kind, space=space, metric=metric, at=at)
         files.append(draw("augmentation_levels.png", plot))
     csv_text, md_text = _tables(rows, ot, space, mode)
-    files.append(_atomic(folder / "trials.csv", lambda path: path.write_text(csv_text)))
-    files.append(_atomic(folder / "trials.md", lambda path: path.write_text(md_text)))
+    files.append(write_atomic(folder / "trials.csv", lambda path: path.write_text(csv_text)))
+    files.append(write_atomic(folder / "trials.md", lambda path: path.write_text(md_text)))
     run_id = _log(tracking_uri or manifest.get("tracking_uri"), space.name, files, folder)
     return Report(folder, files, run_id)
 
@@ -180,10 +182,6 @@ def _log(tracking_uri: str | None, sweep: str, files: list[Path], folder: Path) 
         return None
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).exists():
         return None  # MlflowClient would create an empty database here
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from hmtl.orchestration.tracking.tags import ROLE_TAG, SWEEP_TAG
 
     try:
         client = MlflowClient(tracking_uri)
@@ -200,16 +198,6 @@ def _log(tracking_uri: str | None, sweep: str, files: list[Path], folder: Path) 
             f"the files are in {folder}"
         ) from None
     return runs[0].info.run_id
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
 
 
 def _cell(value: Any) -> str:

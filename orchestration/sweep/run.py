@@ -36,6 +36,7 @@ from hmtl.orchestration.sweep.search import make_scheduler, make_searcher
 from hmtl.orchestration.sweep.space import TRIAL_KEY, SearchSpace, SpaceError, validate_space
 from hmtl.orchestration.sweep.trial import make_trial, trial_dirname
 from hmtl.orchestration.tracking.callback import MlflowCallback
+from hmtl.orchestration.tracking.native import training_view_path
 from hmtl.orchestration.tracking.pretrained import Source, sweep_sources
 from hmtl.orchestration.tracking.probe import probe, start_tracking_store
 from hmtl.orchestration.tracking.queue import Spool, spooled
@@ -248,10 +249,6 @@ def _console(verbose: int) -> None:
         console.quiet(console.DRIVER_LOGGERS)
 
 
-
-
-
-
 def _param_space(space: SearchSpace) -> dict[str, Any] | None:
     """Explicit trials are a grid over their indices (Tune's default generator runs each
     once, in order); a searched space leaves the configs to the searcher."""
@@ -368,7 +365,6 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
 
 def mlflow_ui_command(tracking_uri: str, sweep: str | None = None) -> str:
     """How to look at the sweep: the command and the page of its training runs."""
-    from hmtl.orchestration.tracking.native import training_view_path
 
     page = training_view_path(tracking_uri, sweep) if sweep else "/"
     if tracking_uri.startswith("sqlite:///"):

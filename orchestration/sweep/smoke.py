@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -14,9 +15,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from hmtl.orchestration.sweep.distributions import _contains, format_distribution
+from hmtl.orchestration.sweep.distributions import contains, format_distribution
 from hmtl.orchestration.sweep.space import SearchSpace, validate_space, with_values
 from hmtl.trainables.config import TrainConfig
+from hmtl.trainables.models import build_backbone
 
 # Keys the smoke version sets itself, so searching them would undo the trim.
 SMOKE_PINNED = (
@@ -84,7 +86,7 @@ def smoke(space: SearchSpace, scratch: Path) -> SearchSpace:
     for point in space.search.points_to_evaluate[:1]:
         if point.get("model.pretrained") is not None:
             point = {**point, "model.pretrained": standin}
-        kept = {k: v for k, v in point.items() if k in dists and _contains(dists[k], v)}
+        kept = {k: v for k, v in point.items() if k in dists and contains(dists[k], v)}
         if kept and kept not in points:
             points.append(kept)
 
@@ -132,9 +134,6 @@ def _choices(dist: BaseDistribution | None) -> tuple[Any, ...]:
 
 def _write_standin(path: Path, channels: int) -> None:
     """A small_cnn state dict in the smoke shape, so loading pre-trained weights really runs."""
-    import torch
-
-    from hmtl.trainables.models import build_backbone
 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

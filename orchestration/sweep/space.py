@@ -44,7 +44,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hmtl.orchestration.sweep.distributions import FORMS, _contains, _probes, parse_distribution
+from hmtl.orchestration.sweep.distributions import FORMS, contains, parse_distribution, probes
 from hmtl.search_spaces import find, shipped
 from hmtl.trainables.config import TrainConfig, describe_error, nested_model
 
@@ -368,7 +368,7 @@ class SearchSpace(_Strict):
                 dists[key] = parse_distribution(text)
             except ValueError as err:
                 raise ValueError(f"space.{key}: {err}") from None
-            for value in _probes(dists[key]):
+            for value in probes(dists[key]):
                 problem = config_problem(with_values(self._base, {key: value}))
                 if problem:
                     raise ValueError(
@@ -377,7 +377,7 @@ class SearchSpace(_Strict):
                     )
         # Pairs of extremes catch interactions such as warmup_epochs against epochs.
         for (k1, d1), (k2, d2) in itertools.combinations(dists.items(), 2):
-            for v1, v2 in itertools.product(_probes(d1), _probes(d2)):
+            for v1, v2 in itertools.product(probes(d1), probes(d2)):
                 problem = config_problem(with_values(self._base, {k1: v1, k2: v2}))
                 if problem:
                     raise ValueError(
@@ -412,7 +412,7 @@ class SearchSpace(_Strict):
         dist = self._dists.get("schedule.epochs")
         if dist is None:
             return TrainConfig.model_validate(self._base).schedule.epochs
-        return int(max(_probes(dist)))
+        return int(max(probes(dist)))
 
     def _check_scheduler(self) -> None:
         if self.scheduler is None:
@@ -442,7 +442,7 @@ class SearchSpace(_Strict):
                 if key not in self._dists:
                     searched = ", ".join(self.space) or "none"
                     raise ValueError(f"{where}: '{key}' is not searched (space keys: {searched})")
-                if not _contains(self._dists[key], value):
+                if not contains(self._dists[key], value):
                     raise ValueError(
                         f"{where}: {key}={value!r} lies outside {self.space[key]} "
                         "(Optuna can only enqueue values inside the distribution)"

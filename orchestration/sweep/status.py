@@ -34,6 +34,7 @@ class TrialRow:
 
 def trial_rows(path: str | Store) -> tuple[list[TrialRow], str, str]:
     """Every trial of the sweep at `path` with its state, peak and history; plus metric, mode."""
+    # Lazy: keeps ray out of `hmtl status` and of validating a study file.
     from ray.tune import ExperimentAnalysis
 
     space = validate_space(read_manifest(path)["space"])

@@ -44,8 +44,6 @@ TRAIN_RUN_NAME = "train"
 RESET_TIMEOUT_S = "30"
 
 
-
-
 def make_trial(
     space: SearchSpace,
     plan: Plan,

@@ -13,22 +13,24 @@ import json
 import shutil
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow.fs
 import yaml
 
 from hmtl.trainables.checkpoint import load_checkpoint
 from hmtl.trainables.data.prepared import EXPRESSIONS
+from hmtl.trainables.data.storage import filesystem_for
 
 
 def fetch(uri: str, target: Path, filesystem=None) -> Path:
     """Copy a checkpoint folder (local path, `s3://...`, or a path on `filesystem`) to target."""
-    import pyarrow.fs
 
     if filesystem is None and "://" not in uri:
         shutil.copytree(uri, target)
         return target
     if filesystem is None:
-        from hmtl.trainables.data.storage import filesystem_for
-
         filesystem, uri = filesystem_for(uri)
     elif uri.startswith("s3://"):
         uri = uri[len("s3://") :]
@@ -67,11 +69,8 @@ def trial_artifacts(index: dict[int, str], best: int, scratch: Path, filesystem=
 
 
 def plot_confusion(matrix: list[list[int]], classes: list[str], title: str, path: Path) -> None:
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
 
     counts = np.asarray(matrix, dtype=float)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

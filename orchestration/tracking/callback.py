@@ -23,6 +23,9 @@ from ray.tune import Callback
 
 from hmtl.orchestration.platform.store import StorageError, Store
 from hmtl.orchestration.sweep.space import TRIAL_KEY, SearchSpace
+from hmtl.orchestration.tracking.ops import Delivery
+from hmtl.orchestration.tracking.probe import wait_for_tracking_store
+from hmtl.orchestration.tracking.queue import Spool, TrackingQueue
 from hmtl.orchestration.tracking.tags import CHECKPOINT_TAG, redact_uri
 from hmtl.trainables.config import flatten
 
@@ -72,8 +75,6 @@ class MlflowCallback(Callback):
     @property
     def queue(self):
         if self._queue is None:
-            from hmtl.orchestration.tracking.queue import Spool, TrackingQueue
-
             filesystem = self.store.filesystem if self.store else None
             self._queue = TrackingQueue(
                 lambda: self._delivery(filesystem),
@@ -83,8 +84,6 @@ class MlflowCallback(Callback):
         return self._queue
 
     def _delivery(self, filesystem):
-        from hmtl.orchestration.tracking.ops import Delivery
-        from hmtl.orchestration.tracking.probe import wait_for_tracking_store
 
         wait_for_tracking_store(self.tracking_uri)  # a SQLite database made beside Ray
         return Delivery(

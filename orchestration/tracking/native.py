@@ -18,14 +18,35 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, Metric, RunTag
+import mlflow.pytorch
+import torch
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    RunTag,
+)
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.platform.store import Store
-from hmtl.orchestration.tracking.tags import KIND_TAG, MODEL_TAG
+from hmtl.orchestration.sweep.manifest import MANIFEST
+from hmtl.orchestration.sweep.report import build_report
+from hmtl.orchestration.sweep.space import SpaceError, validate_space
+from hmtl.orchestration.sweep.status import best_row, trial_rows
+from hmtl.orchestration.tracking.probe import fast_fail, sqlite_artifact_root, transient
+from hmtl.orchestration.tracking.tags import KIND_TAG, MODEL_TAG, SWEEP_TAG, TRIAL_TAG
+from hmtl.trainables.checkpoint import load_checkpoint
+from hmtl.trainables.data.storage import StorageError
+from hmtl.trainables.export import classifier_from_checkpoint, example_input
 
 TRAINING_KIND = "custom_model_development"
 """What MLflow 3.17's UI calls the training-runs view (its bundle's CUSTOM_MODEL_DEVELOPMENT)."""
@@ -43,7 +64,6 @@ def tag_training_experiment(client: MlflowClient, experiment_id: str) -> None:
 def training_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
     """The id of experiment `name`, created when missing (a SQLite store's artifacts beside
     its database, not in `./mlruns`) and tagged as model training."""
-    from hmtl.orchestration.tracking.probe import sqlite_artifact_root
 
     found = client.get_experiment_by_name(name)
     if found is not None:
@@ -60,9 +80,6 @@ def training_view_path(tracking_uri: str, experiment: str) -> str:
     machine_learning` ("/" when it cannot be looked up). MLflow 3.17's UI chooses between its
     GenAI and machine-learning views by a sidebar switch (default GenAI, kept in the
     browser) or this query parameter; with the switch it no longer reads the experiment tag."""
-    from mlflow.exceptions import MlflowException
-
-    from hmtl.orchestration.tracking.probe import fast_fail
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).exists():
         return "/"  # MlflowClient would create an empty database
@@ -115,12 +132,6 @@ def log_classifier(
 ) -> str | None:
     """Log the checkpoint's expression classifier as an MLflow PyTorch model of the run, with
     a signature and an input example; returns its model id (None: no expression head)."""
-    import mlflow.pytorch
-    import torch
-    from mlflow.entities import LoggedModelStatus
-    from mlflow.models import Model, infer_signature
-
-    from hmtl.trainables.export import classifier_from_checkpoint, example_input
 
     classifier = classifier_from_checkpoint(state)
     if classifier is None:
@@ -177,7 +188,6 @@ def log_trial_outputs(
     """Dataset input and model of a finished trial, from the folder `trial_artifacts` built
     (its `best_checkpoint/` and `dataset_card.json`); returns the model id. The dataset goes
     on the sweep's parent run too: the UI lists child runs folded under it."""
-    from hmtl.trainables.checkpoint import load_checkpoint
 
     state = load_checkpoint(artifacts / "best_checkpoint")
     card_file = artifacts / "dataset_card.json"
@@ -222,7 +232,6 @@ def register_best_model(client: MlflowClient, name: str, trial_run_id: str) -> s
     model_id = client.get_run(trial_run_id).data.tags.get(MODEL_TAG)
     if model_id is None:
         return None
-    from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(name)
@@ -242,7 +251,6 @@ def sweep_outcome(space, sweep: str | Store) -> tuple[dict[str, Any], list]:
     """The parent run's summary of the sweep stored at `sweep` (see `log_sweep_summary`),
     and its trial rows. Trials Tune ended before their planned last epoch (ASHA) count as
     `stopped_early`, those that reached it as `complete`."""
-    from hmtl.orchestration.sweep.status import best_row, trial_rows
 
     rows, _, mode = trial_rows(sweep)
     states: dict[str, int] = {}
@@ -273,18 +281,10 @@ def finish_sweep(
     An outage (the server away) is raised, so the tracking queue retries or spools this;
     any other failure costs the sweep nothing: one warning line, and `hmtl report` redoes
     the report."""
-    from mlflow.exceptions import MlflowException
-
-    from hmtl.orchestration.sweep.space import SpaceError
-    from hmtl.orchestration.tracking.probe import transient
-    from hmtl.trainables.data.storage import StorageError
 
     try:
         sweep = Store.open(sweep)
         if space is None:
-            from hmtl.orchestration.sweep.manifest import MANIFEST
-            from hmtl.orchestration.sweep.space import validate_space
-
             space = validate_space(json.loads(sweep.read_text(MANIFEST))["space"])
         return _finish_sweep(client, parent_id, space, sweep, tracking_uri)
     except (MlflowException, StorageError, SpaceError, OSError, ValueError) as err:
@@ -298,8 +298,6 @@ def finish_sweep(
 def _finish_sweep(
     client: MlflowClient, parent_id: str, space, sweep: Store, tracking_uri: str
 ) -> str | None:
-    from hmtl.orchestration.sweep.report import build_report
-    from hmtl.orchestration.tracking.tags import SWEEP_TAG, TRIAL_TAG
 
     summary, _ = sweep_outcome(space, sweep)
     log_sweep_summary(client, parent_id, space.metrics[0], summary)
@@ -319,6 +317,5 @@ def _finish_sweep(
 
 
 def _now_ms() -> int:
-    import time
 
     return int(time.time() * 1000)

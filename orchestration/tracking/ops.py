@@ -29,7 +29,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.platform.store import Store
-from hmtl.orchestration.tracking.artifacts import trial_artifacts
+from hmtl.orchestration.tracking.artifacts import fetch, trial_artifacts
 from hmtl.orchestration.tracking.native import (
     finish_sweep,
     log_trial_outputs,
@@ -44,6 +44,7 @@ from hmtl.orchestration.tracking.tags import (
     checkpoint_index,
     git_commit,
 )
+from hmtl.trainables.active.state import MAP_FILE
 
 OPS: dict[str, Callable[..., None]] = {}
 
@@ -249,8 +250,6 @@ def _trial_artifacts(delivery: Delivery, trial_id: str, metric: str, mode: str) 
 def _active_artifacts(delivery: Delivery, trial_id: str, metric: str, mode: str) -> None:
     """An active-learning trial's labelled map after each cycle (`active/cycle_<n>/`, as
     `hmtl active` logs them), read from its cycle checkpoints, once."""
-    from hmtl.orchestration.tracking.artifacts import fetch
-    from hmtl.trainables.active.state import MAP_FILE
 
     client, run_id = delivery.client, delivery.run(trial_id)
     tags = client.get_run(run_id).data.tags

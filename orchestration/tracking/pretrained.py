@@ -23,7 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import pyarrow.fs as pafs
+
 from hmtl.orchestration.sweep.best import trial_peak
+from hmtl.orchestration.tracking.probe import TrackingError, fast_fail, probe
 from hmtl.orchestration.tracking.tags import (
     BEST_EPOCH_TAG,
     BEST_TAG,
@@ -32,10 +35,11 @@ from hmtl.orchestration.tracking.tags import (
     NOTE_TAG,
     SHA_TAG,
     checkpoint_index,
+    redact_uri,
 )
 from hmtl.trainables.checkpoint import CHECKPOINT_FILE
 from hmtl.trainables.data.storage import filesystem_for, redact, storage_error
-from hmtl.trainables.models import PretrainedError
+from hmtl.trainables.models import PretrainedError, check_pretrained
 
 RUNS_PREFIX = "runs:/"
 BEST_METRICS = ("val/accuracy", "val/knn_accuracy")
@@ -146,11 +150,9 @@ def locate(reference: str, tracking_uri: str | None) -> tuple[str, str | None, s
 
 def _get_run(run_id: str, tracking_uri: str, where: str):
     """The MLflow run and a client, or a one-line PretrainedError (no such run, no server)."""
+    # Lazy: trial processes import this module; only a runs:/ reference needs MLflow.
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    from hmtl.orchestration.tracking.probe import TrackingError, fast_fail, probe
-    from hmtl.orchestration.tracking.tags import redact_uri
 
     shown = redact_uri(tracking_uri)
     if tracking_uri.startswith("sqlite:///"):
@@ -172,8 +174,6 @@ def _get_run(run_id: str, tracking_uri: str, where: str):
             raise PretrainedError(f"{where}: no such run in MLflow at {shown}") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else err.error_code
         raise PretrainedError(f"{where}: MLflow at {shown} failed ({first})") from None
-
-
 
 
 def best_checkpoint(client, run) -> tuple[int, str] | None:
@@ -215,7 +215,6 @@ def local_copy(location: str, reference: str) -> Iterator[str]:
             raise PretrainedError(f"{where}: a folder without {CHECKPOINT_FILE}")
         yield str(path)
         return
-    import pyarrow.fs as pafs
 
     filesystem, path = filesystem_for(location)
     scratch = Path(tempfile.mkdtemp(prefix="hmtl-pretrained-"))
@@ -264,9 +263,8 @@ def sweep_sources(
     it is searched, plus those its explicit trials set, e.g. a study arm's), resolved and,
     with `check_shapes`, loaded into the base backbone once before Ray starts. Raises the
     one-line errors of :func:`resolved`."""
+    # Lazy: keeps optuna out of `hmtl train` and `hmtl active`, which never search.
     from optuna.distributions import CategoricalDistribution
-
-    from hmtl.trainables.models import check_pretrained
 
     base = space.trial_config({})
     references = [base.model.pretrained]

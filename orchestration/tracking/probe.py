@@ -46,6 +46,7 @@ def probe(tracking_uri: str, timeout: int = 5) -> None:
     Other URIs (a SQLite file, the embedded default) are local and need no probe."""
     if not tracking_uri.startswith(("http://", "https://")):
         return
+    # Lazy: keeps mlflow out of the checks that run before Ray starts.
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -100,6 +101,7 @@ def create_local_store(tracking_uri: str) -> None:
     database is whole or absent. One that exists is MLflow's to open (and upgrade)."""
     if not tracking_uri.startswith("sqlite:///"):
         return
+    # Lazy: keeps mlflow out of the checks that run before Ray starts.
     from mlflow.tracking import MlflowClient
 
     path = Path(tracking_uri[len("sqlite:///") :])

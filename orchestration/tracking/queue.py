@@ -51,8 +51,6 @@ def budget_s() -> float:
         return DEFAULT_BUDGET_S
 
 
-
-
 def _is_row(op: dict[str, Any]) -> bool:
     return op["op"] in ROW_OPS
 

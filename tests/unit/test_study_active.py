@@ -8,10 +8,11 @@ import yaml
 from helpers import refused
 from scipy import stats
 
+from hmtl.orchestration.study.checks import StudyError
 from hmtl.orchestration.study.engine import stage_space
 from hmtl.orchestration.study.report.active import build_lines, metric_key
 from hmtl.orchestration.study.smoke import smoke_study
-from hmtl.orchestration.study.spec import StudyError, validate_study
+from hmtl.orchestration.study.spec import validate_study
 from hmtl.orchestration.sweep.space import SpaceError, validate_space
 
 BASE = {"runtime": {"device": "cpu"}, "data": {"synthetic": {"num_samples": 200}}}

@@ -7,11 +7,12 @@ import yaml
 from helpers import refused
 from mining_helpers import labelled_set
 
+from hmtl.orchestration.study.checks import StudyError
 from hmtl.orchestration.study.engine import is_job, stage_options, stage_space
 from hmtl.orchestration.study.kinds import KINDS
 from hmtl.orchestration.study.refs import resolve
 from hmtl.orchestration.study.smoke import smoke_study
-from hmtl.orchestration.study.spec import StudyError, load_study, shipped_studies, validate_study
+from hmtl.orchestration.study.spec import load_study, shipped_studies, validate_study
 
 BASE = {
     "runtime": {"device": "cpu"},

@@ -12,9 +12,10 @@ from helpers import refused
 from mining_helpers import labelled_set, pool_set, primitive_checkpoint
 from mlflow.tracking import MlflowClient
 
+from hmtl.orchestration.study.checks import StudyError
 from hmtl.orchestration.study.engine import resume_study, run_study
 from hmtl.orchestration.study.manifest import STUDY_MANIFEST
-from hmtl.orchestration.study.spec import StudyError, load_study
+from hmtl.orchestration.study.spec import load_study
 from hmtl.orchestration.tracking.tags import PARENT_TAG, ROLE_TAG
 from hmtl.trainables.data.synthetic import render_faces
 

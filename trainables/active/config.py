@@ -13,35 +13,36 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from hmtl.trainables.active.registry import strategies
 from hmtl.trainables.config import (
     Fraction,
+    Section,
     TrainConfig,
-    _Section,
     read_mapping,
     validate_tree,
 )
 
 
-class BaldSettings(_Section):
+class BaldSettings(Section):
     passes: int = Field(10, ge=1, le=1000)
     """Stochastic forward passes T (DISTIL's default, which ActiveFER kept)."""
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     """Dropout before the classifier while scoring, used when `model.dropout` is 0."""
 
 
-class GlisterSettings(_Section):
+class GlisterSettings(Section):
     lam: float = Field(10.0, ge=0.0)
     """Weight of the diversity penalty (ActiveFER's `lam=10`)."""
     lr: float = Field(0.01, gt=0.0)
     """Rate of the classifier's Taylor step after each pick."""
 
 
-class DeepFoolSettings(_Section):
+class DeepFoolSettings(Section):
     max_iter: int = Field(50, ge=1, le=1000)
     overshoot: float = Field(0.02, ge=0.0, le=1.0)
 
 
-class StrategySettings(_Section):
+class StrategySettings(Section):
     bald: BaldSettings = BaldSettings()
     glister: GlisterSettings = GlisterSettings()
     deepfool: DeepFoolSettings = DeepFoolSettings()
@@ -49,7 +50,7 @@ class StrategySettings(_Section):
     """Rows per block in set-based strategies' distance computations (bounds memory)."""
 
 
-class ActiveConfig(_Section):
+class ActiveConfig(Section):
     strategy: str = "random"
     seed: int = Field(0, ge=0)
     """Seeds the initial draw, every strategy's random choices and (with
@@ -77,7 +78,6 @@ class ActiveConfig(_Section):
     @field_validator("strategy")
     @classmethod
     def _known(cls, name: str) -> str:
-        from hmtl.trainables.active.registry import strategies
 
         known = strategies()
         if name not in known:

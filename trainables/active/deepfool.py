@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 from hmtl.trainables.active.base import PoolContext, Strategy, by_score
-from hmtl.trainables.active.scoring import _pool, batches, eval_inputs, head
+from hmtl.trainables.active.scoring import batches, eval_inputs, head, pool_features
 
 
 def deepfool_norms(
@@ -60,7 +60,7 @@ def score(ctx: PoolContext) -> torch.Tensor:
     classifier = head(model)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return classifier(_pool(model.backbone.forward_features(x)))
+        return classifier(pool_features(model.backbone.forward_features(x)))
 
     settings = ctx.settings.deepfool
     norms = [

@@ -15,7 +15,7 @@ from torch import nn
 from hmtl.trainables.active.base import PoolContext
 from hmtl.trainables.augment import augment
 from hmtl.trainables.data.faces import FaceData
-from hmtl.trainables.network import FaceModel, _pool
+from hmtl.trainables.network import FaceModel, pool_features
 
 
 def eval_inputs(data: FaceData, rows: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -31,7 +31,7 @@ def head(model: FaceModel) -> nn.Module:
 
 def features_of(model: FaceModel, images: torch.Tensor) -> torch.Tensor:
     """Penultimate (pooled backbone) features of eval-transformed images in [0, 1]."""
-    return _pool(model.backbone.forward_features(model._prepare(images)))
+    return pool_features(model.backbone.forward_features(model._prepare(images)))
 
 
 def batches(rows: torch.Tensor, size: int) -> Iterator[torch.Tensor]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hmtl.trainables.atomic import write_atomic
 from hmtl.trainables.checkpoint import CheckpointError
 
 STATE_FILE = "active.pt"
@@ -47,9 +48,7 @@ def save_state(folder: str | os.PathLike, state: ActiveState, extra: dict[str, A
         "fingerprint": state.fingerprint,
         **extra,
     }
-    partial = folder / f".{STATE_FILE}.partial"
-    torch.save(payload, partial)
-    os.replace(partial, folder / STATE_FILE)
+    write_atomic(folder / STATE_FILE, lambda temp: torch.save(payload, temp))
     (folder / MAP_FILE).write_text(json.dumps(state.labelled_map.tolist()))
 
 

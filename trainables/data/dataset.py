@@ -41,6 +41,7 @@ from hmtl.trainables.data.prepared import (
     write_prepared,
 )
 from hmtl.trainables.data.storage import is_remote
+from hmtl.trainables.data.synthetic import render_faces
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,6 @@ class DatasetInfo:
     """The dataset's card.json (saved beside every checkpoint)."""
     labelled: bool = True
     """False for a dataset without labels (only pre-training runs can use it)."""
-
-
 
 
 @dataclass
@@ -85,7 +84,6 @@ def synthetic_name(cfg: DataConfig) -> str:
 
 def ensure_synthetic(cfg: DataConfig, chunk: int = 2048) -> Path:
     """The prepared synthetic dataset for this config, generated on first use."""
-    from hmtl.trainables.data.synthetic import render_faces
 
     name = synthetic_name(cfg)
     found = find_prepared(cfg.cache_dir, name)
@@ -143,8 +141,6 @@ def refuse_unlabelled(cfg: DataConfig, main_tasks: list[str], labelled: bool | N
             f"{cfg.source}: an unlabelled dataset cannot train a main task "
             f"({', '.join(main_tasks)}); set tasks.main.<task>: null to pre-train"
         )
-
-
 
 
 def load_splits(cfg: DataConfig) -> Splits:
@@ -267,5 +263,3 @@ def _carve_groups(
         filled[best] += holds[g]
         chosen[g] = best
     split[rows] = np.array(names, dtype=object)[chosen[group_of]]
-
-

@@ -15,6 +15,7 @@ import torch
 
 from hmtl.trainables.config import DataConfig
 from hmtl.trainables.data.cache import DATASETS
+from hmtl.trainables.data.faces import FaceData, to_channels
 from hmtl.trainables.data.prepared import DatasetError
 from hmtl.trainables.data.storage import is_remote
 
@@ -26,7 +27,6 @@ def with_extra_sources(train, cfg: DataConfig, card: dict):
     if not cfg.extra_sources:
         return train
     # dataset.py imports this module.
-    from hmtl.trainables.data.faces import FaceData, to_channels
 
     images, labels = [train.images], {k: [v] for k, v in train.labels.items()}
     weights = [torch.ones(len(train))]

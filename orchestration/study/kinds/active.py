@@ -21,10 +21,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hmtl.orchestration.study.checks import check_overrides
 from hmtl.orchestration.study.kinds.base import explicit_space, point_overrides
 from hmtl.orchestration.study.kinds.grid import cell_id
 from hmtl.orchestration.study.refs import has_reference
+from hmtl.orchestration.study.report.active import active_report
+from hmtl.orchestration.sweep.smoke import SMOKE_PINNED
 from hmtl.orchestration.sweep.space import TrialPoint, with_values
+from hmtl.trainables.active.config import build_active_config
+from hmtl.trainables.active.loop import REPORTED
+from hmtl.trainables.active.registry import strategies
 from hmtl.trainables.config import ConfigError
 
 OWN = ("strategy", "seed", "train")
@@ -59,10 +65,6 @@ class ActiveStage:
     options = ActiveOptions
 
     def check(self, study, stage) -> None:
-        from hmtl.orchestration.study.checks import check_overrides
-        from hmtl.trainables.active.config import build_active_config
-        from hmtl.trainables.active.loop import REPORTED
-        from hmtl.trainables.active.registry import strategies
 
         o: ActiveOptions = stage.options
         where = f"stages[{stage.index}] ({stage.name})"
@@ -136,13 +138,11 @@ class ActiveStage:
         return None
 
     def report(self, study, stage, sweep, out, runs) -> tuple[str, list] | None:
-        from hmtl.orchestration.study.report.active import active_report
 
         return active_report(study, stage, sweep, out, runs)
 
     def smoke(self, raw: dict[str, Any]) -> dict[str, Any]:
         """At most 2 seeds and 2 cycles; every strategy and start is kept."""
-        from hmtl.orchestration.sweep.smoke import SMOKE_PINNED
 
         loop = dict(raw.get("loop") or {})
         loop["cycles"] = min(loop.get("cycles", 7), 2)

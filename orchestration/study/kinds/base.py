@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from hmtl.orchestration.sweep.space import SearchSpace, TrialPoint, validate_space
+from hmtl.orchestration.sweep.space import TRIAL_KEY, SearchSpace, TrialPoint, validate_space
+from hmtl.orchestration.tracking.extra_sources import source_tags
 
 if TYPE_CHECKING:
     from hmtl.orchestration.platform.store import Store
@@ -106,7 +107,6 @@ def _with_source_tags(base: dict, point: TrialPoint) -> TrialPoint:
     """The point with the fingerprints of the extra datasets it trains on (e.g. a mine
     stage's) among its tags, read from their cards: refused in one line when one is not
     a published dataset."""
-    from hmtl.orchestration.tracking.extra_sources import source_tags
 
     sources = point.overrides.get("data.extra_sources")
     if sources is None:
@@ -118,7 +118,6 @@ def _with_source_tags(base: dict, point: TrialPoint) -> TrialPoint:
 
 def point_overrides(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
     """The dotted overrides a trial ran with: its explicit point's, or its sampled values."""
-    from hmtl.orchestration.sweep.space import TRIAL_KEY
 
     if space.trials and TRIAL_KEY in params:
         return dict(space.trials[int(params[TRIAL_KEY])].overrides)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hmtl.orchestration.study.kinds.base import explicit_space
 from hmtl.orchestration.study.refs import has_reference
 from hmtl.orchestration.study.report.build import Design
+from hmtl.orchestration.study.results import best_cell
 from hmtl.orchestration.sweep.space import TrialPoint, with_values
 
 
@@ -56,7 +57,6 @@ class ConfirmStage:
         return explicit_space(study, stage, base, points, options.max_concurrent_trials)
 
     def outputs(self, study, space, result, sweep) -> dict[str, Any]:
-        from hmtl.orchestration.study.results import best_cell
 
         return best_cell(study, space, sweep)
 

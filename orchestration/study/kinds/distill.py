@@ -14,10 +14,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hmtl.orchestration.distill.publish import distil_and_publish, distill_source
+from hmtl.orchestration.platform.cost import env_price, rate_for
 from hmtl.orchestration.study.jobs import at_origin, datasets_uri, job_costs
 from hmtl.orchestration.study.refs import has_reference
+from hmtl.trainables.distill import DistillSettings
 from hmtl.trainables.distill.augment import AUGMENT_OPS
 
 
@@ -45,7 +49,6 @@ class DistillOptions(BaseModel):
         return value
 
     def settings(self):
-        from hmtl.trainables.distill import DistillSettings
 
         return DistillSettings(
             self.images_per_class,
@@ -70,7 +73,6 @@ class DistillStage:
 
     def preflight(self, study, stage, origin: str) -> None:
         """A source given without a reference is a labelled dataset with enough rows."""
-        from hmtl.orchestration.distill.publish import distill_source
 
         o: DistillOptions = stage.options
         if not has_reference(o.source):
@@ -80,10 +82,6 @@ class DistillStage:
                 raise ValueError(f"source: {err}") from None
 
     def run(self, study, stage, o: DistillOptions, overrides: dict, context) -> dict[str, Any]:
-        import torch
-
-        from hmtl.orchestration.distill.publish import distil_and_publish, distill_source
-        from hmtl.orchestration.platform.cost import env_price, rate_for
 
         start = time.perf_counter()
         source = at_origin(o.source, context.origin)
@@ -107,6 +105,7 @@ class DistillStage:
         return {"path": published.uri, "dataset": published.uri, "rows": rows, **cost}
 
     def _track(self, context, published, losses: list[float], cost: dict[str, float]) -> None:
+        # Lazy: keeps matplotlib, mlflow, ray out of validating a study file (all kinds).
         from hmtl.orchestration.study.tracking import log_job
         from hmtl.trainables.config import flatten
 

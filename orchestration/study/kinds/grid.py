@@ -15,10 +15,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hmtl.orchestration.study.checks import check_overrides
 from hmtl.orchestration.study.kinds.base import explicit_space
 from hmtl.orchestration.study.refs import has_reference
 from hmtl.orchestration.study.report.build import Design
+from hmtl.orchestration.study.results import best_cell
 from hmtl.orchestration.sweep.space import TrialPoint, with_values
+from hmtl.trainables.config import LossWeightsConfig
 
 AUX_KEY = "tasks.loss_weights."
 
@@ -104,7 +107,6 @@ class GridStage:
         for key, values in o.factors.items():
             if not values:
                 raise ValueError(f"{where}.factors.{key}: give at least one value")
-        from hmtl.orchestration.study.checks import check_overrides
 
         for arm, overrides in arms.items():
             if isinstance(overrides, str):
@@ -149,7 +151,6 @@ class GridStage:
         return explicit_space(study, stage, base, points, options.max_concurrent_trials)
 
     def outputs(self, study, space, result, sweep) -> dict[str, Any]:
-        from hmtl.orchestration.study.results import best_cell
 
         return best_cell(study, space, sweep)
 
@@ -173,7 +174,6 @@ def _known(overrides: dict) -> dict:
 
 
 def _aux_names() -> list[str]:
-    from hmtl.trainables.config import LossWeightsConfig
 
     return list(LossWeightsConfig.model_fields)
 

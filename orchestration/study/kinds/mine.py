@@ -20,10 +20,16 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from hmtl.orchestration.mining.publish import read_card
+from hmtl.orchestration.mining.run import default_cache, mine, prepare_inputs, ray_actors
+from hmtl.orchestration.platform.cost import env_price, rate_for
 from hmtl.orchestration.study.jobs import at_origin, datasets_uri, job_costs
 from hmtl.orchestration.study.refs import has_reference
+from hmtl.trainables.config import TrainConfig
+from hmtl.trainables.mining import MiningSettings
 
 
 class MineOptions(BaseModel):
@@ -46,7 +52,6 @@ class MineOptions(BaseModel):
     """Embedding actors (default: one per GPU, else one per CPU but one)."""
 
     def settings(self):
-        from hmtl.trainables.mining import MiningSettings
 
         keys = ("per_class", "min_similarity", "min_confidence", "agree", "exclude_similarity")
         return MiningSettings(
@@ -65,7 +70,6 @@ class MineStage:
     def preflight(self, study, stage, origin: str) -> None:
         """The datasets the options name without a reference exist and are prepared
         datasets (their cards are read; a pool's shards are not)."""
-        from hmtl.orchestration.mining.publish import read_card
 
         o: MineOptions = stage.options
         named = [("pool", o.pool), ("labelled", self._labelled(study, o))]
@@ -76,8 +80,6 @@ class MineStage:
             read_card(at_origin(uri, origin), f"{key}:")
 
     def run(self, study, stage, o: MineOptions, overrides: dict, context) -> dict[str, Any]:
-        from hmtl.orchestration.mining.run import mine, prepare_inputs, ray_actors
-        from hmtl.orchestration.platform.cost import env_price, rate_for
 
         def here(uri: str) -> str:
             return at_origin(uri, context.origin)
@@ -113,8 +115,6 @@ class MineStage:
         if o.engine == "ray":
             rate = rate_for(0 if gpu else actors, actors if gpu else 0, 1, env_price())
         else:  # one process; torch computes with its threads
-            import torch
-
             rate = rate_for(torch.get_num_threads(), 0, 1, env_price())
         cost = job_costs(rate, time.perf_counter() - start)
         self._track(context, inputs, published, cost)
@@ -123,20 +123,19 @@ class MineStage:
         return {"path": published.uri, "dataset": published.uri, "rows": rows, **cost}
 
     def _labelled(self, study, o: MineOptions) -> str:
-        from hmtl.trainables.config import TrainConfig
 
         return o.labelled or TrainConfig.model_validate(study.base_tree()).data.source
 
     def _cache(self, context) -> str:
         """Embeddings are cached beside the study (a local folder: they are memory-mapped),
         unless HMTL_MINING_CACHE names a shared cache."""
-        from hmtl.orchestration.mining.run import default_cache
 
         if os.environ.get("HMTL_MINING_CACHE") or context.store.remote:
             return str(Path(context.origin, default_cache()))
         return str(Path(context.store.root, "embeddings"))
 
     def _track(self, context, inputs, published, cost: dict[str, float]) -> None:
+        # Lazy: keeps matplotlib, mlflow, ray out of validating a study file (all kinds).
         from hmtl.orchestration.study.tracking import log_job
         from hmtl.trainables.config import flatten
 

@@ -11,11 +11,14 @@ over fresh seeds, so the study's answer is not one lucky seed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hmtl.orchestration.study.kinds.base import point_overrides
+from hmtl.orchestration.study.results import top_configs
+from hmtl.orchestration.sweep.smoke import smoke
 from hmtl.orchestration.sweep.space import (
     SearchSpace,
     SpaceError,
@@ -86,7 +89,6 @@ class SweepStage:
         ]
 
     def space(self, study, stage, options: SweepOptions, overrides: dict) -> SearchSpace:
-        from hmtl.orchestration.sweep.smoke import smoke
 
         space = self._load(study, stage, options)
         raw = space.model_dump(mode="json", exclude={"source"})
@@ -101,7 +103,6 @@ class SweepStage:
         return space
 
     def outputs(self, study, space, result, sweep) -> dict[str, Any]:
-        from hmtl.orchestration.study.results import top_configs
 
         return {
             "best_config": point_overrides(space, result.best_params),
@@ -113,6 +114,5 @@ class SweepStage:
 
 
 def _parent(path: str):
-    from pathlib import Path
 
     return Path(path).parent

@@ -12,17 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from hmtl.orchestration.platform.store import Store
-from hmtl.orchestration.study.report.active_plots import Line
-from hmtl.orchestration.study.report.build import _atomic, _csv, _write
+from hmtl.orchestration.study.report.active_plots import Line, plot_curves
+from hmtl.orchestration.study.report.build import csv_text
 from hmtl.orchestration.study.report.stats import (
     Summary,
     area_under_curve,
     paired_difference,
     summarize,
 )
+from hmtl.orchestration.study.results import stage_space
 from hmtl.orchestration.sweep.best import frame_rows
 from hmtl.orchestration.sweep.space import TRIAL_KEY
+from hmtl.trainables.atomic import write_atomic, write_text_atomic
 
 
 def metric_key(metric: str) -> str:
@@ -34,9 +39,8 @@ def metric_key(metric: str) -> str:
 def active_rows(sweep: Store, metric: str, runs: dict[str, str] | None) -> list[dict[str, Any]]:
     """One row per trial and cycle: start, strategy, seed, cycle, labelled fraction, the
     metric, whether the trial finished, its Tune trial id and MLflow run id."""
+    # Lazy: keeps ray out of validating a study file (which loads every kind).
     from ray.tune import ExperimentAnalysis
-
-    from hmtl.orchestration.study.results import stage_space
 
     space = stage_space(sweep)
     if space is None:
@@ -106,10 +110,6 @@ def build_lines(rows: list[dict[str, Any]], baseline: str) -> list[Line]:
 def active_report(study, stage, sweep: Store, out: Path, runs) -> tuple[str, list[Path]] | None:
     """Write curves.png, curves.csv, auc.csv, trials.csv and report.md under `out`; return
     the Markdown and the files (None: the stage never ran a trial)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from hmtl.orchestration.study.report.active_plots import plot_curves
 
     rows = active_rows(sweep, study.metric, runs)
     if not rows:
@@ -123,22 +123,28 @@ def active_report(study, stage, sweep: Store, out: Path, runs) -> tuple[str, lis
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     header = ["start", "strategy", "seed", "cycle", "labelled_fraction", "value", "finished"]
-    files = [_write(folder / "trials.csv", _csv(header, [[r[k] for k in header] for r in rows]))]
+    files = [
+        write_text_atomic(
+            folder / "trials.csv", csv_text(header, [[r[k] for k in header] for r in rows])
+        )
+    ]
     curve_rows = [
         [ln.start, ln.strategy, i, f, p.n, p.mean, p.low, p.high]
         for ln in lines
         for i, (f, p) in enumerate(zip(ln.fractions, ln.points, strict=True))
     ]
     header = ["start", "strategy", "cycle", "labelled_fraction", "n", "mean", "low", "high"]
-    files.append(_write(folder / "curves.csv", _csv(header, curve_rows)))
+    files.append(write_text_atomic(folder / "curves.csv", csv_text(header, curve_rows)))
     header = ["start", "strategy", "n", "auc", "low", "high", "diff", "diff_low", "diff_high", "p"]
-    files.append(_write(folder / "auc.csv", _csv(header, [_auc_row(ln) for ln in lines])))
+    files.append(
+        write_text_atomic(folder / "auc.csv", csv_text(header, [_auc_row(ln) for ln in lines]))
+    )
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     plot_curves(fig, lines, study.metric)
-    png = _atomic(folder / "curves.png", lambda p: fig.savefig(p, format="png", dpi=110))
+    png = write_atomic(folder / "curves.png", lambda p: fig.savefig(p, format="png", dpi=110))
     markdown = render(lines, rows, study.metric, baseline)
-    files += [png, _write(folder / "report.md", markdown)]
+    files += [png, write_text_atomic(folder / "report.md", markdown)]
     return markdown, files
 
 

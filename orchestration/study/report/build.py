@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,6 +34,7 @@ from hmtl.orchestration.study.report.stats import (
     failed,
     group_cells,
 )
+from hmtl.trainables.atomic import write_atomic, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -78,11 +77,13 @@ def build_report(rows: list[dict], design: Design, out_dir: Path) -> Report:
     differences, effects = compare(cells, design.baseline, design.arm_aux, design.aux_tasks)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    files = [_write(folder / "trials.csv", _trials_csv(rows, design))]
-    files.append(_write(folder / "cells.csv", _cells_csv(cells, design)))
-    files.append(_write(folder / "differences.csv", _comparisons_csv(differences, design)))
+    files = [write_text_atomic(folder / "trials.csv", _trials_csv(rows, design))]
+    files.append(write_text_atomic(folder / "cells.csv", _cells_csv(cells, design)))
+    files.append(
+        write_text_atomic(folder / "differences.csv", _comparisons_csv(differences, design))
+    )
     if design.aux_tasks:
-        files.append(_write(folder / "effects.csv", _comparisons_csv(effects, design)))
+        files.append(write_text_atomic(folder / "effects.csv", _comparisons_csv(effects, design)))
 
     common = {"cells": cells, "arms": design.arms, "metric": design.metric}
 
@@ -90,7 +91,7 @@ def build_report(rows: list[dict], design: Design, out_dir: Path) -> Report:
         fig = Figure(figsize=(7, 4.5), layout="constrained")
         FigureCanvasAgg(fig)
         plot(fig)
-        return _atomic(folder / name, lambda path: fig.savefig(path, format="png", dpi=110))
+        return write_atomic(folder / name, lambda path: fig.savefig(path, format="png", dpi=110))
 
     figures, plots = [], study_plots
     for i, factor in enumerate(design.factors):
@@ -103,7 +104,7 @@ def build_report(rows: list[dict], design: Design, out_dir: Path) -> Report:
     figures.append(draw("metric-vs-cost.png", partial(plots.plot_cost, **common)))
     kind = design_kind(design.arm_aux, design.aux_tasks) if design.aux_tasks else None
     markdown = render(design, rows, cells, differences, effects, kind, figures)
-    files += [*figures, _write(folder / "report.md", markdown)]
+    files += [*figures, write_text_atomic(folder / "report.md", markdown)]
     return Report(markdown, files)
 
 
@@ -126,7 +127,7 @@ def _trials_csv(rows: list[dict], design: Design) -> str:
         + [r.get(k) for k in COSTS]
         for r in rows
     ]
-    return _csv([*header, *COSTS], table)
+    return csv_text([*header, *COSTS], table)
 
 
 def _cells_csv(cells, design: Design) -> str:
@@ -141,7 +142,7 @@ def _cells_csv(cells, design: Design) -> str:
         s = c.summary
         counts = [len(c.trials), len(c.failed), s.n]
         table.append([c.cell, c.arm, *c.levels, *counts, s.mean, s.sd, s.low, s.high, *costs(c)])
-    return _csv(header, table)
+    return csv_text(header, table)
 
 
 def _comparisons_csv(comparisons, design: Design) -> str:
@@ -157,25 +158,12 @@ def _comparisons_csv(comparisons, design: Design) -> str:
         t = [p.t.n, seeds, unpaired, p.t.mean, p.t.sd, p.t.low, p.t.high, p.p]
         boot = [p.boot_low, p.boot_high, p.t.excludes_zero()]
         table.append([*c.levels, c.kind, c.name, *t, *boot, c.cost_ratio])
-    return _csv(header, table)
+    return csv_text(header, table)
 
 
-def _csv(header: list[str], table: list[list]) -> str:
+def csv_text(header: list[str], table: list[list]) -> str:
+    """The table as CSV text, header first, None as an empty cell."""
     buffer = io.StringIO()
     rows = [["" if v is None else v for v in row] for row in table]
     csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
     return buffer.getvalue()
-
-
-def _write(path: Path, text: str) -> Path:
-    return _atomic(path, lambda temp: temp.write_text(text))
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    temp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
