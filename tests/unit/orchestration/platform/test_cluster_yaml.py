@@ -19,7 +19,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 from hmtl.orchestration.platform.cluster import DRIVER_RESOURCE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 CLUSTER_YAML = ROOT / "cluster.yaml"
 PROJECT_DIR = "/home/ray/hmtl"
 # Ports that must never be reachable from outside the cluster's own security group.

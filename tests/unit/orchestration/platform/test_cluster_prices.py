@@ -10,7 +10,7 @@ from ray._private.label_utils import validate_node_label_syntax
 
 from hmtl.orchestration.platform.cost import PRICE_LABEL, parse_price
 
-CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
+CLUSTER_YAML = Path(__file__).resolve().parents[4] / "cluster.yaml"
 
 
 def test_every_worker_type_has_a_price_label_ray_accepts():

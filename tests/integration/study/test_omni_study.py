@@ -24,7 +24,7 @@ def test_omni_quickstart_mines_distils_and_compares_three_arms_with_costs(local_
     storage = tmp_path / "runs"
     smoke = smoke_study(load_study("omni_quickstart"), storage / "smoke")
     # Embedding in-process: Ray Data's start costs ~40 s on the loaded 2 cores, and the
-    # study's Ray Data path is `hmtl mine`'s (tests/integration/test_mine.py runs it).
+    # study's Ray Data path is `hmtl mine`'s (tests/integration/mining/test_mine.py runs it).
     raw = smoke.model_dump(mode="json", exclude={"source"})
     raw["stages"] = [{**s, "engine": "local"} if s["kind"] == "mine" else s for s in raw["stages"]]
     spec = validate_study(raw, smoke.source)
