@@ -15,6 +15,12 @@ from pathlib import Path
 import click
 
 from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.cli.options import (
+    LOG_RUN_HELP,
+    out_option,
+    set_option,
+    tracking_uri_option,
+)
 from hmtl.orchestration.cli.train import resolve_config
 from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
 from hmtl.orchestration.tracking.pretrained import resolved
@@ -23,22 +29,12 @@ from hmtl.orchestration.tracking.pretrained import resolved
 @click.command("active")
 @click.argument("config")
 @click.option("--strategy", default=None, help="Query strategy (overrides the config's).")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a value, e.g. --set cycles=3 or --set train.optim.lr=3e-4 (repeatable).",
-)
-@click.option(
-    "--out",
-    default=None,
-    help="Run folder (default: hmtl-runs/active/<config>-<strategy>-<time>).",
-)
+@set_option("Override a value, e.g. --set cycles=3 or --set train.optim.lr=3e-4 (repeatable).")
+@out_option("Run folder (default: hmtl-runs/active/<config>-<strategy>-<time>).")
 @click.option(
     "--resume", is_flag=True, help="Continue the run in --out from its last completed cycle."
 )
-@click.option("--tracking-uri", default=None, help="Also log this run to MLflow here.")
+@tracking_uri_option(LOG_RUN_HELP)
 def active_command(
     config: str,
     strategy: str | None,

@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from hmtl.orchestration.cli.common import OneLineGroup, fail
+from hmtl.orchestration.cli.options import out_option
 from hmtl.orchestration.platform.folders import removed_on_failure
 from hmtl.trainables.data.prepare import prepare
 from hmtl.trainables.data.prepared import DatasetError, read_prepared
@@ -32,11 +33,10 @@ def _data_errors() -> tuple[type[Exception], ...]:
 @data_group.command("prepare")
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(FORMATS))
 @click.argument("source")
-@click.option(
-    "--out",
-    required=True,
-    help="Local folder or s3://bucket/prefix (S3-compatible: add ?endpoint_override=URL "
+@out_option(
+    "Local folder or s3://bucket/prefix (S3-compatible: add ?endpoint_override=URL "
     "or set HMTL_S3_ENDPOINT). Published as OUT/NAME/<fingerprint>/.",
+    required=True,
 )
 @click.option(
     "--size", type=click.IntRange(8, 1024), default=None, help="Side in pixels (default: source's)."
@@ -121,11 +121,9 @@ def data_prepare_command(
 
 @data_group.command("inspect")
 @click.argument("uri")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder for the PNGs (default: hmtl-runs/inspect/<name>-<fingerprint>).",
+@out_option(
+    "Folder for the PNGs (default: hmtl-runs/inspect/<name>-<fingerprint>).",
+    path=click.Path(file_okay=False),
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:

@@ -15,61 +15,55 @@ from pathlib import Path
 import click
 
 from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.cli.options import (
+    out_option,
+    setting_default,
+    setting_option,
+    tracking_uri_option,
+)
+from hmtl.orchestration.distill.options import DistillOptions
 from hmtl.orchestration.distill.publish import distil_and_publish, distill_source
 from hmtl.orchestration.platform.folders import removed_on_failure
 from hmtl.trainables.data.storage import is_remote
-from hmtl.trainables.distill import DistillSettings
 from hmtl.trainables.distill.augment import AUGMENT_OPS
 
 
 @click.command("distill")
 @click.argument("dataset")
-@click.option(
-    "--images-per-class",
-    type=click.IntRange(min=1),
-    required=True,
+@setting_option(
+    DistillOptions,
+    "images_per_class",
     help="Synthetic images per class (at most the smallest class's training rows).",
 )
-@click.option("--out", required=True, help="Local folder or s3://bucket/prefix to publish under.")
+@out_option(required=True)
 @click.option("--name", default="distilled", show_default=True, help="Dataset name under --out.")
-@click.option("--iterations", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option(
-    "--lr",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
+@setting_option(DistillOptions, "iterations", show_default=True)
+@setting_option(
+    DistillOptions,
+    "lr",
     show_default=True,
     help="SGD step on the standardised synthetic pixels (DM's).",
 )
-@click.option(
-    "--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True
-)
-@click.option(
-    "--real-batch",
-    type=click.IntRange(min=1),
-    default=64,
+@setting_option(DistillOptions, "momentum", show_default=True)
+@setting_option(
+    DistillOptions,
+    "real_batch",
     show_default=True,
     help="Real images per class per iteration (ours; DM: 256).",
 )
-@click.option(
-    "--width",
-    type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
-    help="Random ConvNet width (ours; DM: 128).",
+@setting_option(
+    DistillOptions, "width", show_default=True, help="Random ConvNet width (ours; DM: 128)."
 )
-@click.option(
-    "--depth", type=click.IntRange(1, 4), default=3, show_default=True, help="Random ConvNet depth."
-)
-@click.option(
-    "--augment",
-    default=",".join(AUGMENT_OPS),
+@setting_option(DistillOptions, "depth", show_default=True, help="Random ConvNet depth.")
+@setting_option(
+    DistillOptions,
+    "augment",
+    default=",".join(setting_default(DistillOptions, "augment")),
     show_default=True,
     help="Siamese augmentation ops, comma-separated, or 'none'.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--tracking-uri", default=None, help="Also log the run (settings, loss, card) to MLflow here."
-)
+@setting_option(DistillOptions, "seed", show_default=True)
+@tracking_uri_option("Also log the run (settings, loss, card) to MLflow here.")
 def distill_command(
     dataset, images_per_class, out, name, iterations, lr, momentum, real_batch, width, depth,
     augment, seed, tracking_uri,
@@ -86,9 +80,18 @@ def distill_command(
     unknown = sorted(set(ops) - set(AUGMENT_OPS))
     if unknown:
         fail(f"--augment: unknown ops {unknown}; choose from {', '.join(AUGMENT_OPS)} or 'none'")
-    settings = DistillSettings(
-        images_per_class, iterations, lr, momentum, real_batch, width, depth, ops, seed
-    )
+    settings = DistillOptions(
+        source=dataset,
+        images_per_class=images_per_class,
+        iterations=iterations,
+        lr=lr,
+        momentum=momentum,
+        real_batch=real_batch,
+        width=width,
+        depth=depth,
+        augment=list(ops),
+        seed=seed,
+    ).settings()
     cleanup = (
         removed_on_failure(Path(out) / name) if not is_remote(out) else contextlib.nullcontext()
     )

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import click
 
 from hmtl.orchestration.cli.common import fail
+from hmtl.orchestration.cli.options import address_option, storage_option, tracking_uri_option
 from hmtl.trainables.data.storage import redact
 
 ADDRESS_HELP = (
@@ -38,14 +39,12 @@ def check_address(address: str) -> None:
 
 @click.command("submit")
 @click.argument("space", required=False)
-@click.option("--address", required=True, help=ADDRESS_HELP)
-@click.option(
-    "--storage",
-    default=None,
-    help="s3://bucket/prefix (required on a multi-node cluster); on a single node, a path "
-    "on the head (default: hmtl-runs in the job's working directory).",
+@address_option(ADDRESS_HELP, required=True)
+@storage_option(
+    "s3://bucket/prefix (required on a multi-node cluster); on a single node, a path "
+    "on the head (default: hmtl-runs in the job's working directory)."
 )
-@click.option("--tracking-uri", default=None, help="MLflow tracking URI, as seen from the head.")
+@tracking_uri_option("MLflow tracking URI, as seen from the head.")
 @click.option("--name", default=None, help="Sweep name (default: the space's name).")
 @click.option(
     "--num-samples",
@@ -125,7 +124,7 @@ def submit_command(
 
 @click.command("logs")
 @click.argument("job_id", metavar="JOB")
-@click.option("--address", required=True, help=ADDRESS_HELP)
+@address_option(ADDRESS_HELP, required=True)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
 def logs_command(job_id: str, address: str, follow: bool) -> None:
     """Print a Ray job's logs (the sweep's progress table and summary)."""
@@ -148,7 +147,7 @@ def logs_command(job_id: str, address: str, follow: bool) -> None:
 
 @click.command("stop")
 @click.argument("job_id", metavar="JOB")
-@click.option("--address", required=True, help=ADDRESS_HELP)
+@address_option(ADDRESS_HELP, required=True)
 def stop_command(job_id: str, address: str) -> None:
     """Stop a Ray job and print its final status."""
     # Lazy: keeps ray and requests out of `hmtl --help` and the input checks.

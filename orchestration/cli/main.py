@@ -20,6 +20,13 @@ from hmtl.orchestration.cli.data import data_group
 from hmtl.orchestration.cli.distill import distill_command
 from hmtl.orchestration.cli.jobs import logs_command, stop_command, submit_command
 from hmtl.orchestration.cli.mine import mine_command
+from hmtl.orchestration.cli.options import (
+    address_option,
+    out_option,
+    storage_option,
+    tracking_uri_option,
+    verbose_option,
+)
 from hmtl.orchestration.cli.study import report_study_command, resume_study_command, study_command
 from hmtl.orchestration.cli.train import train_command
 from hmtl.orchestration.platform.cluster import InfeasibleError, address_problem, check_local
@@ -41,15 +48,9 @@ def main() -> None:
 @main.command("sweep")
 @click.argument("space")
 @click.option("--name", default=None, help="Sweep name (default: the space's name).")
-@click.option(
-    "--storage", default=None, help="Local folder or s3://bucket/prefix (default: ./hmtl-runs)."
-)
-@click.option(
-    "--tracking-uri",
-    default=None,
-    help="MLflow tracking URI (default: sqlite:///<storage>/mlflow.db).",
-)
-@click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
+@storage_option()
+@tracking_uri_option()
+@address_option()
 @click.option(
     "--num-samples",
     type=click.IntRange(min=1),
@@ -61,9 +62,7 @@ def main() -> None:
     is_flag=True,
     help="Synthetic data, 2 tiny trials of 2 epochs on CPU: checks the whole path.",
 )
-@click.option(
-    "--verbose", is_flag=True, help="Also show Ray's and MLflow's log lines (quiet by default)."
-)
+@verbose_option()
 def sweep_command(
     space: str,
     name: str | None,
@@ -134,10 +133,8 @@ def sweep_command(
 
 @main.command("resume")
 @click.argument("sweep_uri")
-@click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
-@click.option(
-    "--verbose", is_flag=True, help="Also show Ray's and MLflow's log lines (quiet by default)."
-)
+@address_option()
+@verbose_option()
 def resume_command(sweep_uri: str, address: str | None, verbose: bool) -> None:
     """Continue an interrupted sweep from its storage (e.g. hmtl-runs/sweeps/quickstart)."""
 
@@ -178,10 +175,8 @@ def status_command(sweep_uri: str) -> None:
 
 @main.command("report")
 @click.argument("sweep_uri")
-@click.option(
-    "--out", default=None, help="Folder for the report (default: hmtl-runs/reports/<sweep>)."
-)
-@click.option("--tracking-uri", default=None, help="MLflow to log to (default: the sweep's).")
+@out_option("Folder for the report (default: hmtl-runs/reports/<sweep>).")
+@tracking_uri_option("MLflow to log to (default: the sweep's).")
 def report_command(sweep_uri: str, out: str | None, tracking_uri: str | None) -> None:
     """Plots and a table of a sweep's trials, logged to its MLflow parent run."""
     # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.

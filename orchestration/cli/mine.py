@@ -9,6 +9,13 @@ from pathlib import Path
 import click
 
 from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.cli.options import (
+    address_option,
+    out_option,
+    setting_option,
+    tracking_uri_option,
+)
+from hmtl.orchestration.mining.options import MineOptions
 from hmtl.orchestration.mining.run import (
     MiningError,
     default_cache,
@@ -19,7 +26,6 @@ from hmtl.orchestration.mining.run import (
 from hmtl.orchestration.platform.cluster import address_problem
 from hmtl.orchestration.platform.folders import removed_on_failure
 from hmtl.trainables.data.storage import is_remote
-from hmtl.trainables.mining import MiningSettings
 
 
 @click.command("mine")
@@ -40,28 +46,25 @@ from hmtl.trainables.mining import MiningSettings
     help="Prepared labelled dataset whose training split gives the prototypes "
     "(synthetic: the model's own synthetic data).",
 )
-@click.option("--out", required=True, help="Local folder or s3://bucket/prefix to publish under.")
+@out_option(required=True)
 @click.option("--name", default="mined", show_default=True, help="Dataset name under --out.")
-@click.option(
-    "--per-class", type=click.IntRange(min=1), default=None, help="At most K faces per class."
-)
-@click.option(
-    "--min-similarity",
-    type=click.FloatRange(-1.0, 1.0),
-    default=0.5,
+@setting_option(MineOptions, "per_class", help="At most K faces per class.")
+@setting_option(
+    MineOptions,
+    "min_similarity",
     show_default=True,
     help="Cosine to the nearest prototype (ours).",
 )
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.5,
+@setting_option(
+    MineOptions,
+    "min_confidence",
     show_default=True,
     help="Softmax probability of the pseudo-label (ours).",
 )
-@click.option(
+@setting_option(
+    MineOptions,
+    "agree",
     "--agree/--no-agree",
-    default=True,
     show_default=True,
     help="Keep only faces whose classifier argmax is the nearest prototype's class.",
 )
@@ -71,36 +74,32 @@ from hmtl.trainables.mining import MiningSettings
     help="Dataset whose near-duplicates are dropped (repeatable; "
     "the labelled set's val/test rows always are).",
 )
-@click.option(
-    "--exclude-similarity",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
-    default=0.99,
+@setting_option(
+    MineOptions,
+    "exclude_similarity",
     show_default=True,
     help="Cosine at which a pool face counts as a near-duplicate (ours).",
 )
-@click.option(
-    "--prototypes-per-class",
-    type=click.IntRange(1, 64),
-    default=1,
+@setting_option(
+    MineOptions,
+    "prototypes_per_class",
     show_default=True,
     help="1: class mean; k > 1: k-means centres per class.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["ray", "local"]),
-    default="ray",
+@setting_option(
+    MineOptions,
+    "engine",
     show_default=True,
     help="Ray Data actors, or one in-process loop (small pools).",
 )
-@click.option(
-    "--actors",
-    type=click.IntRange(min=1),
-    default=None,
+@setting_option(
+    MineOptions,
+    "actors",
     help="Embedding actors (default: one per GPU where the cluster has GPUs, else one per "
     "CPU but one, left for the reads).",
 )
-@click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
-@click.option("--tracking-uri", default=None, help="MLflow that tracked a runs:/ model.")
+@address_option()
+@tracking_uri_option("MLflow that tracked a runs:/ model.")
 @click.option(
     "--cache", default=None, help="Embedding cache folder (default: hmtl-runs/embeddings)."
 )
@@ -131,14 +130,20 @@ def mine_command(
     for problem in (address_problem(address), tracking_problem(tracking_uri)):
         if problem:
             fail(problem)
-    settings = MiningSettings(
+    settings = MineOptions(
+        model=model,
+        pool=pool,
+        labelled=labelled,
+        per_class=per_class,
         min_similarity=min_similarity,
         min_confidence=min_confidence,
         agree=agree,
-        per_class=per_class,
+        exclude=list(exclude),
         exclude_similarity=exclude_similarity,
         prototypes_per_class=prototypes_per_class,
-    )
+        engine=engine,
+        actors=actors,
+    ).settings()
     # A failed run leaves no empty dataset folder under a local --out.
     cleanup = (
         removed_on_failure(Path(out) / name) if not is_remote(out) else contextlib.nullcontext()

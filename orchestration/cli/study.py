@@ -11,6 +11,12 @@ from pathlib import Path
 import click
 
 from hmtl.orchestration.cli.common import fail, tracking_problem
+from hmtl.orchestration.cli.options import (
+    address_option,
+    storage_option,
+    tracking_uri_option,
+    verbose_option,
+)
 from hmtl.orchestration.platform.cluster import InfeasibleError, address_problem
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.study.checks import StudyError
@@ -23,19 +29,13 @@ ERRORED_EXIT = 3  # as `hmtl sweep`'s (orchestration/cli/main.py)
 
 @click.command("study")
 @click.argument("study")
-@click.option(
-    "--storage", default=None, help="Local folder or s3://bucket/prefix (default: ./hmtl-runs)."
-)
-@click.option(
-    "--tracking-uri",
-    default=None,
-    help="MLflow tracking URI (default: sqlite:///<storage>/mlflow.db).",
-)
-@click.option("--address", default=None, help="Ray cluster: auto or HOST:PORT (default: local).")
+@storage_option()
+@tracking_uri_option()
+@address_option()
 @click.option(
     "--smoke", is_flag=True, help="Synthetic data, tiny model, 1 epoch, 2 seeds: checks the path."
 )
-@click.option("--verbose", is_flag=True, help="Also show Ray's and MLflow's log lines.")
+@verbose_option("Also show Ray's and MLflow's log lines.")
 def study_command(
     study: str,
     storage: str | None,

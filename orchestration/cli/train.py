@@ -10,6 +10,12 @@ from pathlib import Path
 import click
 
 from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.cli.options import (
+    LOG_RUN_HELP,
+    out_option,
+    set_option,
+    tracking_uri_option,
+)
 from hmtl.orchestration.platform.cost import local_rate, price_problem
 from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
 from hmtl.orchestration.tracking.extra_sources import extra_source_tags
@@ -37,25 +43,15 @@ def resolve_config(config: str) -> Path:
 
 @click.command("train")
 @click.argument("config", required=False)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value, e.g. --set optim.lr=3e-4 (repeatable).",
-)
-@click.option(
-    "--out",
-    default=None,
-    help="Run folder for checkpoints and metrics (default: hmtl-runs/train/<name>-<time>).",
-)
+@set_option("Override a config value, e.g. --set optim.lr=3e-4 (repeatable).")
+@out_option("Run folder for checkpoints and metrics (default: hmtl-runs/train/<name>-<time>).")
 @click.option(
     "--resume-from",
     default=None,
     help="Checkpoint folder or s3:// URI to continue from (e.g. RUN/checkpoint_000003); "
     "without CONFIG, the checkpoint's own config is used.",
 )
-@click.option("--tracking-uri", default=None, help="Also log this run to MLflow here.")
+@tracking_uri_option(LOG_RUN_HELP)
 def train_command(
     config: str | None,
     overrides: tuple[str, ...],

@@ -31,7 +31,9 @@ all ones that cannot leak a test identity (a quota filled first would lose rows 
 
 
 class MiningSettings(BaseModel):
-    """What decides which pool faces are kept and how they are labelled."""
+    """What decides which pool faces are kept and how they are labelled. The one place these
+    defaults and bounds are declared: `hmtl mine` and the study's `mine` stage read them from
+    here (orchestration/mining/options.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

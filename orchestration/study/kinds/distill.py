@@ -1,9 +1,10 @@
 """The `distill` stage kind: `hmtl distill` as a study stage (a job on the driver, not a sweep).
 
-Options mirror `hmtl distill`'s: `source` (a labelled prepared dataset, usually
-`${mine.dataset}`), `images_per_class` and the distribution-matching settings
-(trainables/distill; defaults ours, recorded in the card). Distillation runs in the driver
-process with torch on its CPU threads; the result is published under
+Its options are `hmtl distill`'s, one model for both (orchestration/distill/options.py):
+`source` (a labelled prepared dataset, usually `${mine.dataset}`), `images_per_class` and the
+distribution-matching settings (trainables/distill/matching.py; defaults ours, recorded in
+the card). Distillation runs in the driver process with torch on its CPU threads; the
+result is published under
 `<storage>/studies/<study>/datasets/<stage>/<fingerprint>/` (an identical one is reused, so
 running the stage again on resume is safe). Outputs: `dataset`, `rows`, `run_id`,
 `cost/device_seconds` (torch's threads × wall time) and `time/wall_seconds`.
@@ -15,52 +16,12 @@ import time
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hmtl.orchestration.distill.options import DistillOptions
 from hmtl.orchestration.distill.publish import distil_and_publish, distill_source
 from hmtl.orchestration.platform.cost import env_price, rate_for
 from hmtl.orchestration.study.jobs import at_origin, datasets_uri, job_costs
 from hmtl.orchestration.study.refs import has_reference
-from hmtl.trainables.distill import DistillSettings
-from hmtl.trainables.distill.augment import AUGMENT_OPS
-
-
-class DistillOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    source: str
-    """The labelled dataset to distil (its train rows): `${mine.dataset}` or a URI."""
-    images_per_class: int = Field(ge=1)
-    iterations: int = Field(500, ge=1)
-    lr: float = Field(1.0, gt=0)
-    momentum: float = Field(0.5, ge=0, lt=1)
-    real_batch: int = Field(64, ge=1)
-    width: int = Field(64, ge=1)
-    depth: int = Field(3, ge=1, le=4)
-    augment: list[str] = list(AUGMENT_OPS)
-    """Siamese augmentation ops ([] for none)."""
-    seed: int = 0
-
-    @field_validator("augment")
-    @classmethod
-    def _known_ops(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(AUGMENT_OPS))
-        if unknown:
-            raise ValueError(f"unknown ops {unknown}; choose from {', '.join(AUGMENT_OPS)}")
-        return value
-
-    def settings(self):
-
-        return DistillSettings(
-            self.images_per_class,
-            self.iterations,
-            self.lr,
-            self.momentum,
-            self.real_batch,
-            self.width,
-            self.depth,
-            tuple(self.augment),
-            self.seed,
-        )
 
 
 class DistillStage:

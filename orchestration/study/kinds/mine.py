@@ -1,11 +1,12 @@
 """The `mine` stage kind: `hmtl mine` as a study stage (a job on the driver, not a sweep).
 
-Options mirror `hmtl mine`'s: `model` (usually `${primitive.best_checkpoint}`), `pool` (a
-prepared dataset, or `synthetic[:N]`), `labelled` (default: the study base's
-`data.source`), the selection settings (trainables/mining/settings.py; every default is
-ours) and `exclude`. Embedding runs on Ray Data actors on the study's cluster (or in-process
-with `engine: local`), cached under the study folder by checkpoint and dataset fingerprint,
-so a mine stage run again on resume reuses its embeddings and its published dataset.
+Its options are `hmtl mine`'s, one model for both (orchestration/mining/options.py):
+`model` (usually `${primitive.best_checkpoint}`), `pool` (a prepared dataset, or
+`synthetic[:N]`), `labelled` (default: the study base's `data.source`), the selection
+settings (trainables/mining/settings.py; every default is ours) and `exclude`. Embedding
+runs on Ray Data actors on the study's cluster (or in-process with `engine: local`), cached
+under the study folder by checkpoint and dataset fingerprint, so a mine stage run again on
+resume reuses its embeddings and its published dataset.
 
 The mined set is published under `<storage>/studies/<study>/datasets/<stage>/<fingerprint>/`
 and the stage's outputs are `dataset` (its URI, for `data.extra_sources`), `rows`, `run_id`,
@@ -18,45 +19,17 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from hmtl.orchestration.mining.options import MineOptions
 from hmtl.orchestration.mining.publish import read_card
 from hmtl.orchestration.mining.run import default_cache, mine, prepare_inputs, ray_actors
 from hmtl.orchestration.platform.cost import env_price, rate_for
 from hmtl.orchestration.study.jobs import at_origin, datasets_uri, job_costs
 from hmtl.orchestration.study.refs import has_reference
 from hmtl.trainables.config import TrainConfig
-from hmtl.trainables.mining import MiningSettings
-
-
-class MineOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    model: str
-    """The primitive model: `${stage.best_checkpoint}`, runs:/<id> or a checkpoint URI."""
-    pool: str
-    """The unlabelled pool: a prepared dataset URI, or `synthetic[:N]` (the shipped one)."""
-    labelled: str | None = None
-    """The labelled set whose training split gives the prototypes (default: base data.source)."""
-    per_class: int | None = Field(None, ge=1)
-    min_similarity: float | None = Field(0.5, ge=-1.0, le=1.0)
-    min_confidence: float | None = Field(0.5, ge=0.0, le=1.0)
-    agree: bool = True
-    exclude: list[str] = []
-    exclude_similarity: float = Field(0.99, gt=0.0, le=1.0)
-    prototypes_per_class: int = Field(1, ge=1, le=64)
-    engine: Literal["ray", "local"] = "ray"
-    actors: int | None = Field(None, ge=1)
-    """Embedding actors (default: one per GPU, else one per CPU but one)."""
-
-    def settings(self):
-
-        keys = ("per_class", "min_similarity", "min_confidence", "agree", "exclude_similarity")
-        return MiningSettings(
-            prototypes_per_class=self.prototypes_per_class, **{k: getattr(self, k) for k in keys}
-        )
 
 
 class MineStage:
