@@ -1,12 +1,8 @@
 """Kill `hmtl active` in the middle of a cycle and resume it: same labelled sets, same metrics."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
+import kill
 import numpy as np
 import pytest
 import yaml
@@ -54,20 +50,9 @@ def test_sigkill_mid_cycle_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert result.exit_code == 0, result.output
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hmtl", "active", str(config), "--out", str(cut)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 240
-    while not (cut / "checkpoint_000001").exists():  # cycle 1 done: cycle 2 is training
-        if time.time() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("the run never completed its second cycle")
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = kill.start("active", str(config), "--out", str(cut))
+    # Cycle 1 done: cycle 2 is training.
+    kill.kill_when(proc, (cut / "checkpoint_000001").exists, "cycle 1's checkpoint", poll=0.05)
     assert not (cut / "checkpoint_000002").exists()  # killed inside cycle 2
 
     result = CliRunner().invoke(main, ["active", str(config), "--out", str(cut), "--resume"])

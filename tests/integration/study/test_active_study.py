@@ -5,13 +5,9 @@ study killed inside the stage, resumed."""
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import kill
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -124,25 +120,13 @@ def test_killed_active_stage_resumes_each_trial_from_its_last_cycle(local_ray, t
     study_path = storage / "studies" / "it-active"
     stage = study_path / "sweeps" / "al"
     address = local_ray.get_runtime_context().gcs_address
-    command = ["study", str(path), "--storage", str(storage), "--address", address]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hmtl", *command],
-        env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    proc = kill.start("study", str(path), "--storage", str(storage), "--address", address)
+    # Kill once Tune's saved state holds a cycle checkpoint.
+    started = kill.kill_when(
+        proc,
+        lambda: [stage / f"trial-{t}" for t in _checkpointed(stage)],
+        "an active-learning cycle checkpoint in Tune's state",
     )
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill once Tune's saved state holds a cycle checkpoint
-        started = [stage / f"trial-{t}" for t in _checkpointed(stage)]
-        if started:
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("no active-learning cycle finished")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
     known = started[0]  # the trial whose cycle checkpoint Tune had recorded at the kill
 

@@ -2,13 +2,9 @@
 report), and a study killed in its second stage, then resumed."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import kill
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -114,26 +110,14 @@ def test_study_killed_in_stage_two_resumes_without_redoing_stage_one(local_ray, 
     study_path = storage / "studies" / "it-study"
     grid = study_path / "sweeps" / "grid"
     address = local_ray.get_runtime_context().gcs_address
-    command = ["study", str(path), "--storage", str(storage), "--address", address]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hmtl", *command],
-        env={**os.environ, "RAY_AIR_NEW_OUTPUT": "0"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill once a stage-2 trial has a checkpoint Tune knows of
+    proc = kill.start("study", str(path), "--storage", str(storage), "--address", address)
+
+    def stage_two_checkpointed() -> bool:
         started = [d for d in grid.glob("trial-*") if list(d.glob("checkpoint_*"))]
         states = "".join(f.read_text() for f in grid.glob("experiment_state-*.json"))
-        if started and started[0].name.removeprefix("trial-") in states:
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the study never reached its second stage")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        return bool(started) and started[0].name.removeprefix("trial-") in states
+
+    kill.kill_when(proc, stage_two_checkpointed, "a stage-2 checkpoint Tune knows of")
     manifest = json.loads((study_path / STUDY_MANIFEST).read_text())
     assert list(manifest["outputs"]) == ["pre"]  # stage 1 recorded, stage 2 not
     pre = study_path / "sweeps" / "pre"

@@ -1,13 +1,9 @@
 """Kill a sweep mid-run and resume it: nothing lost, nothing repeated, same results."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import kill
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
@@ -69,38 +65,18 @@ def test_sigkill_then_resume_finishes_every_trial_once(local_ray, tmp_path):
     storage = tmp_path / "runs"
     sweep = Path(sweep_path(str(storage), "it-resume"))
     address = local_ray.get_runtime_context().gcs_address
-    env = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hmtl",
-            "sweep",
-            str(_write_space(tmp_path)),
-            "--storage",
-            str(storage),
-            "--address",
-            address,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    proc = kill.start(
+        "sweep", str(_write_space(tmp_path)), "--storage", str(storage), "--address", address
     )
-    deadline = time.time() + 300
-    while time.time() < deadline:  # kill once one trial finished and another is under way
+
+    def one_finished_one_running() -> bool:
         counts = _checkpoints(sweep)
         running = [t for t, n in counts.items() if 1 <= n < 4]
         # ... and Tune's state (snapshotted every second) already knows the running trial:
         # a trial killed within its first second is lost to the state and starts over.
-        if 4 in counts.values() and running and _state_names(sweep, running[0]):
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the sweep never reached the state to interrupt")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        return 4 in counts.values() and bool(running) and _state_names(sweep, running[0])
+
+    kill.kill_when(proc, one_finished_one_running, "one trial finished, another under way", 300)
     before = _checkpoints(sweep)
     finished = [t for t, n in before.items() if n == 4]
 
