@@ -120,11 +120,14 @@ class OutageAtFirstResult(Callback):
         self.window: tuple[float, float] | None = None
         self.trained: float | None = None
         """When the last trial finished training (monotonic): tracking may still be busy."""
+        self.results: list[float] = []
+        """When each epoch result reached the driver (monotonic)."""
 
     def __getstate__(self) -> dict:
         return {}  # Tune pickles callbacks with the experiment; a server process does not
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.results.append(time.monotonic())
         if self.thread is None and self.server is not None:
             self.thread = threading.Thread(target=self._outage, daemon=True)
             self.thread.start()
