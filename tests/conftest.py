@@ -11,6 +11,11 @@ torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
+    # The folder is the tier: everything under tests/integration/ is integration (or slow),
+    # so `-m "not integration"` and `make unit` agree (tests/unit/architecture/test_tiers.py).
+    for item in items:
+        if "integration" in item.path.parts and "slow" not in item.keywords:
+            item.add_marker(pytest.mark.integration)
     # The unit tier first: it is fast, and several of its tests check that a command gave up
     # before starting Ray, which they can only see while no integration test's Ray runs.
     items.sort(key=lambda item: "integration" in item.keywords or "slow" in item.keywords)

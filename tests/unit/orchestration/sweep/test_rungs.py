@@ -56,16 +56,6 @@ def test_the_common_rung_is_the_grace_period_when_asha_stopped_most():
     assert common_rung({"a": {}}, [2]) is None and common_rung({}, []) is None
 
 
-@pytest.mark.integration  # Optuna's importance evaluator takes about 2 s to warm up
-def test_importances_use_every_trial_at_the_rung_and_say_which():
-    ax = Figure().add_subplot()
-    plot_rung_importances(ax, _rows(), _space(), Rung(2, [2, 4, 8, 10], True))
-    assert not ax.texts and len(ax.patches) == 2  # bars for lr and dropout
-    title = ax.get_title()
-    assert "12 trials\nval/balanced_accuracy at ASHA rung at epoch 2 (the grace period)" in title
-    assert ax.get_yticklabels()[-1].get_text() == "optim.lr"  # the most important on top
-
-
 def test_without_a_common_rung_the_plot_says_so():
     ax = Figure().add_subplot()
     plot_rung_importances(ax, _rows()[:1], _space(), Rung(2, [2, 4], True))
