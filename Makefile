@@ -38,8 +38,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The tiers on their own: unit (random tensors, tiny models, no services; about 2 minutes)
+# and integration (real local Ray, S3, MLflow; the slow tier's fault injection included).
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit -m "not gpu"
+
+integration: $(STAMP) browser
+	$(BIN)/python -m pytest tests/integration -m "not gpu"
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py
