@@ -30,9 +30,13 @@ browser:
 	      || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
 	  || echo "chromium not installed: the MLflow UI browser test will be skipped"; }
 
+# The unit tier runs on both cores (pytest-xdist; its tests share nothing but a dataset
+# cache per process), then the integration tier in one process: its tests share one local
+# Ray, sized to the machine, and several watch wall-clock windows.
 test: $(STAMP) browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not gpu"
+	$(BIN)/python -m pytest tests/unit -m "not gpu" -n 2
+	$(BIN)/python -m pytest tests/integration -m "not gpu"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,7 +45,7 @@ lint: $(STAMP)
 # The tiers on their own: unit (random tensors, tiny models, no services; about 2 minutes)
 # and integration (real local Ray, S3, MLflow; the slow tier's fault injection included).
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit -m "not gpu"
+	$(BIN)/python -m pytest tests/unit -m "not gpu" -n 2
 
 integration: $(STAMP) browser
 	$(BIN)/python -m pytest tests/integration -m "not gpu"

@@ -312,7 +312,7 @@ def test_submitted_sweep_runs_its_trials_on_the_second_node(with_token, s3_serve
     # The token never reached the job: not in its command line, environment or metadata.
     info = jobs.get_job_info(job_id)
     assert cluster.token not in repr((info.entrypoint, info.runtime_env, info.metadata))
-    assert info.entrypoint.startswith("python -m hmtl.orchestration.cli.main sweep quickstart ")
+    assert info.entrypoint.startswith("python -m hmtl sweep quickstart ")
     assert info.driver_node_id == cluster.head_id
 
     # `hmtl logs` shows the sweep's summary; `hmtl stop` on a finished job says how it ended.

@@ -146,9 +146,16 @@ def test_study_killed_in_stage_two_resumes_without_redoing_stage_one(local_ray, 
 OWN_SMOKE_TESTS = {"hmtl_vs_pretraining", "omni_quickstart", "omni_fer"}
 
 
+@pytest.fixture(scope="module")
+def smoke_storage(tmp_path_factory):
+    """One storage folder for every shipped study's smoke run (each study has its own name
+    and folder in it): one tracking database and one set of drawn faces for all of them."""
+    return tmp_path_factory.mktemp("smoke")
+
+
 @pytest.mark.parametrize("name", sorted(set(shipped_studies()) - OWN_SMOKE_TESTS))
-def test_every_shipped_study_runs_in_smoke_mode(local_ray, tmp_path, name):
-    storage = tmp_path / "runs"
+def test_every_shipped_study_runs_in_smoke_mode(local_ray, smoke_storage, tmp_path, name):
+    storage = smoke_storage
     spec = smoke_study(load_study(name), storage / "smoke")
     tracking = default_tracking_uri(str(storage))
     result = run_study(spec, str(storage), tracking, echo=print)
