@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from hmtl.trainables.checkpoint import rng_state, save_checkpoint
 from hmtl.trainables.config import build_config
@@ -60,3 +61,21 @@ def pool_set(root: Path | str, images: np.ndarray, name: str = "pool") -> Path |
             writer.write_shard(part, {"expression": np.full(len(part), -1, np.int8)})
         uri = writer.publish(source_format="test", source=name, labelled=False).uri
     return uri if "://" in str(root) else Path(uri)
+
+
+# A study of the two job stages (mine, then distill the mined set), for the job-stage tests.
+MINE_STAGE = {"name": "mine", "kind": "mine", "model": "ckpt", "pool": "synthetic:100"}
+DISTILL_STAGE = {
+    "name": "distill",
+    "kind": "distill",
+    "source": "${mine.dataset}",
+    "images_per_class": 1,
+}
+
+
+def write_study(tmp_path, *stages, base=None):
+    """`tmp_path/study.yaml`: a study named omni of `stages` on a CPU base."""
+    raw = {"name": "omni", "base": base or {"runtime": {"device": "cpu"}}, "stages": list(stages)}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path

@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
-from mining_helpers import labelled_set, pool_set, primitive_checkpoint
+from mining_helpers import (
+    DISTILL,
+    MINE,
+    labelled_set,
+    pool_set,
+    primitive_checkpoint,
+    write_study,
+)
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.study.engine import resume_study, run_study
@@ -18,16 +24,6 @@ from hmtl.trainables.data.synthetic import render_faces
 
 pytestmark = pytest.mark.integration
 
-MINE = {"name": "mine", "kind": "mine", "model": "ckpt", "pool": "synthetic:100"}
-DISTILL = {"name": "distill", "kind": "distill", "source": "${mine.dataset}", "images_per_class": 1}
-
-
-def write(tmp_path, *stages, base=None):
-    raw = {"name": "omni", "base": base or {"runtime": {"device": "cpu"}}, "stages": list(stages)}
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
 
 def test_job_stages_run_on_the_driver_record_outputs_and_rerun_on_resume(tmp_path):
     model = primitive_checkpoint(tmp_path / "ckpt")
@@ -35,9 +31,15 @@ def test_job_stages_run_on_the_driver_record_outputs_and_rerun_on_resume(tmp_pat
     pool = pool_set(tmp_path / "data", render_faces(60, size=48, channels=1, seed=1).images)
     # An untrained primitive is sure of nothing: no thresholds, a quota of 5 per class.
     loose = {"min_similarity": None, "min_confidence": None, "agree": False, "per_class": 5}
-    mine = {**MINE, "model": str(model), "pool": str(pool), "labelled": str(labelled), **loose}
+    mine = {
+        **MINE,
+        "model": str(model),
+        "pool": str(pool),
+        "labelled": str(labelled),
+        **loose,
+    }
     tiny = {"iterations": 2, "width": 4, "real_batch": 4}
-    path = write(tmp_path, {**mine, "engine": "local"}, {**DISTILL, **tiny})
+    path = write_study(tmp_path, {**mine, "engine": "local"}, {**DISTILL, **tiny})
     storage = tmp_path / "runs"
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
 

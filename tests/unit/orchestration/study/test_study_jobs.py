@@ -1,31 +1,25 @@
 """Study stages that are jobs (mine, distill): their options are refused in one line naming the
-file, the stage and the key, before Ray starts; the engine runs them on the driver in their
-own MLflow run, records their outputs and runs an unfinished one again on resume."""
+file, the stage and the key, before Ray starts (running them: the integration tier's
+tests/integration/study/test_job_stages.py)."""
 
 import pytest
 import ray
-import yaml
 from helpers import refused
-from mining_helpers import labelled_set
+from mining_helpers import DISTILL_STAGE as DISTILL
+from mining_helpers import MINE_STAGE as MINE
+from mining_helpers import labelled_set, write_study
 
 from hmtl.orchestration.study.checks import StudyError
 from hmtl.orchestration.study.spec import load_study
-
-MINE = {"name": "mine", "kind": "mine", "model": "ckpt", "pool": "synthetic:100"}
-DISTILL = {"name": "distill", "kind": "distill", "source": "${mine.dataset}", "images_per_class": 1}
-
-
-def write(tmp_path, *stages, base=None):
-    raw = {"name": "omni", "base": base or {"runtime": {"device": "cpu"}}, "stages": list(stages)}
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 @pytest.mark.parametrize(
     "stages, needle",
     [
-        ([{**MINE, "colour": 1}], "stages[0] (mine).colour: unknown key (valid keys of a mine"),
+        (
+            [{**MINE, "colour": 1}],
+            "stages[0] (mine).colour: unknown key (valid keys of a mine",
+        ),
         ([{**MINE, "min_similarity": 2}], "stages[0] (mine).min_similarity: Input should be"),
         ([{k: v for k, v in MINE.items() if k != "model"}], "stages[0] (mine).model: Field"),
         ([{**MINE, "engine": "spark"}], "stages[0] (mine).engine: Input should be 'ray' or"),
@@ -34,13 +28,19 @@ def write(tmp_path, *stages, base=None):
             [MINE, {**DISTILL, "augment": ["blur"]}],
             "(distill).augment: unknown ops ['blur']; choose",
         ),
-        ([MINE, {**DISTILL, "images_per_class": 0}], "(distill).images_per_class: Input should"),
-        ([MINE, {**DISTILL, "source": "${mine.datasets}"}], "'datasets' is not a stage output"),
+        (
+            [MINE, {**DISTILL, "images_per_class": 0}],
+            "(distill).images_per_class: Input should",
+        ),
+        (
+            [MINE, {**DISTILL, "source": "${mine.datasets}"}],
+            "'datasets' is not a stage output",
+        ),
         ([DISTILL], "${mine.dataset}: no earlier stage 'mine'"),
     ],
 )
 def test_bad_job_options_are_one_line_naming_the_stage_and_key(tmp_path, stages, needle):
-    path = write(tmp_path, *stages)
+    path = write_study(tmp_path, *stages)
     with pytest.raises(StudyError) as err:
         load_study(path)
     message = str(err.value)
@@ -49,10 +49,10 @@ def test_bad_job_options_are_one_line_naming_the_stage_and_key(tmp_path, stages,
 
 def test_missing_inputs_are_refused_before_ray_and_leave_nothing(tmp_path):
     storage = tmp_path / "runs"
-    path = write(tmp_path, {**MINE, "pool": str(tmp_path / "no-pool")})
+    path = write_study(tmp_path, {**MINE, "pool": str(tmp_path / "no-pool")})
     refused(["study", str(path), "--storage", str(storage)], "stages[0] (mine): pool: ")
     source = {**DISTILL, "source": str(labelled_set(tmp_path / "data", n=16))}
-    path = write(tmp_path, {**source, "images_per_class": 9})
+    path = write_study(tmp_path, {**source, "images_per_class": 9})
     line = refused(["study", str(path), "--storage", str(storage)], "stages[0] (distill): source")
     assert "has only" in line
     assert not storage.exists() and not ray.is_initialized()

@@ -4,11 +4,10 @@ ASHA, and the report's importances and metric-vs-parameter plots use every trial
 import optuna
 import pytest
 from matplotlib.figure import Figure
+from rung_helpers import rung_rows, rung_space
 
 from hmtl.orchestration.sweep.report_plots import Rung, plot_rung_importances, plot_versus
 from hmtl.orchestration.sweep.rungs import asha_rungs, common_rung, values_at
-from hmtl.orchestration.sweep.space import validate_space
-from hmtl.orchestration.sweep.status import TrialRow
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -25,31 +24,8 @@ def test_rungs_are_ashas_milestones(grace, max_epochs, factor, expected):
     assert sorted({m for m, _ in bracket._rungs} | {max_epochs}) == expected
 
 
-def _space():
-    return validate_space(
-        {
-            "name": "rungs",
-            "num_samples": 12,
-            "scheduler": {"type": "asha", "max_epochs": 10, "grace_period": 2},
-            "base": {"schedule": {"epochs": 10}},
-            "space": {"optim.lr": "loguniform(1e-4, 1e-2)", "model.dropout": "uniform(0, 0.5)"},
-        }
-    )
-
-
-def _rows():
-    """12 trials: 11 stopped at rung 2 or 4, one complete; lr drives the metric."""
-    rows = []
-    for i in range(12):
-        lr, stop = 10 ** -(2 + i / 6), 10 if i == 0 else (4 if i < 4 else 2)
-        history = {e: 0.2 + 0.02 * e - lr * 10 for e in range(1, stop + 1)}
-        params = {"optim.lr": lr, "model.dropout": 0.05 * (i % 3)}
-        rows.append(TrialRow(f"t{i}", "TERMINATED", stop, None, params, history))
-    return rows
-
-
 def test_the_common_rung_is_the_grace_period_when_asha_stopped_most():
-    histories = {r.trial_id: r.history for r in _rows()}
+    histories = {r.trial_id: r.history for r in rung_rows()}
     assert common_rung(histories, [2, 4, 8, 10]) == 2
     assert len(values_at(histories, 2)) == 12 and len(values_at(histories, 4)) == 4
     assert common_rung({"a": {1: 0.1, 2: 0.2}, "b": {1: 0.3, 2: 0.1}}, [1, 2]) == 2
@@ -58,14 +34,14 @@ def test_the_common_rung_is_the_grace_period_when_asha_stopped_most():
 
 def test_without_a_common_rung_the_plot_says_so():
     ax = Figure().add_subplot()
-    plot_rung_importances(ax, _rows()[:1], _space(), Rung(2, [2, 4], True))
+    plot_rung_importances(ax, rung_rows()[:1], rung_space(), Rung(2, [2, 4], True))
     assert ax.texts[0].get_text().startswith("not enough trials at a common rung")
 
 
 def test_metric_against_a_parameter_draws_each_rung():
     ax = Figure().add_subplot()
     plot_versus(
-        ax, _rows(), "optim.lr", True, "val/balanced_accuracy", Rung(2, [2, 4, 8, 10], True)
+        ax, rung_rows(), "optim.lr", True, "val/balanced_accuracy", Rung(2, [2, 4, 8, 10], True)
     )
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == [
