@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from mining_helpers import DISTILL_STAGE as DISTILL
+from mining_helpers import MINE_STAGE as MINE
 from mining_helpers import (
-    DISTILL,
-    MINE,
     labelled_set,
     pool_set,
     primitive_checkpoint,
