@@ -13,11 +13,11 @@ import json
 import shutil
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow.fs
 import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from hmtl.trainables.checkpoint import load_checkpoint
 from hmtl.trainables.data.prepared import EXPRESSIONS
@@ -69,12 +69,13 @@ def trial_artifacts(index: dict[int, str], best: int, scratch: Path, filesystem=
 
 
 def plot_confusion(matrix: list[list[int]], classes: list[str], title: str, path: Path) -> None:
-
-    matplotlib.use("Agg")
-
+    """The matrix as row shares with counts, drawn on its own Agg figure (no pyplot state:
+    the tracking thread draws these while the driver runs)."""
     counts = np.asarray(matrix, dtype=float)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig = Figure(figsize=(6.5, 5.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
@@ -95,4 +96,3 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], title: str, path
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
