@@ -13,6 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# A checkout: the project's pyproject.toml beside the folders (not merely some unrelated
+# `orchestration` package next to an installed hmtl in site-packages).
 _checkout = Path(__file__).resolve().parent.parent
-if (_checkout / "orchestration" / "__init__.py").is_file() and str(_checkout) not in __path__:
+if (
+    (_checkout / "pyproject.toml").is_file()
+    and (_checkout / "orchestration" / "__init__.py").is_file()
+    and str(_checkout) not in __path__
+):
     __path__.append(str(_checkout))
