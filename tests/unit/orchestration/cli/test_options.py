@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pytest
+from helpers import refused
 
 from hmtl.orchestration.cli import options
 from hmtl.orchestration.cli.distill import distill_command
@@ -107,3 +108,22 @@ def test_distill_bounds_are_the_models():
     assert params["momentum"].type.max == 1 and params["momentum"].type.max_open
     assert (params["depth"].type.min, params["depth"].type.max) == (1, 4)
     assert params["seed"].type is click.INT
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["mine", "--model", "m", "--pool", "p", "--labelled", "l", "--per-class", "0"],
+         "'--per-class': 0 is not in the range x>=1"),
+        (["mine", "--model", "m", "--pool", "p", "--labelled", "l", "--min-similarity", "2"],
+         "'--min-similarity': 2.0 is not in the range"),
+        (["mine", "--model", "m", "--pool", "p", "--labelled", "l", "--engine", "nope"],
+         "'--engine': 'nope' is not one of 'ray', 'local'"),
+        (["distill", "d", "--images-per-class", "1", "--lr", "-1"],
+         "'--lr': -1.0 is not in the range x>0"),
+    ],
+)  # fmt: skip
+def test_values_outside_a_models_bounds_are_one_line_and_leave_nothing(tmp_path, args, needle):
+    out = tmp_path / "out"
+    refused([*args, "--out", str(out)], needle)
+    assert not out.exists()
