@@ -18,12 +18,15 @@ Choices:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from hmtl.trainables.runtime.transfer import upload
 
 LEVELS = ("none", "weak", "strong", "eval")
 
@@ -50,9 +53,19 @@ def normalize(x: Tensor) -> Tensor:
     c = x.shape[-3]
     if c not in _MEAN:
         raise ValueError(f"normalize expects 1 or 3 channels, got {c}")
-    mean = torch.tensor(_MEAN[c], dtype=x.dtype, device=x.device).view(c, 1, 1)
-    std = torch.tensor(_STD[c], dtype=x.dtype, device=x.device).view(c, 1, 1)
+    mean, std = _statistics(c, x.dtype, x.device)
     return (x - mean) / std
+
+
+@functools.cache
+def _statistics(c: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """`normalize`'s (C, 1, 1) mean and std, made once per device: building them from Python
+    numbers on a GPU is a blocking copy, which every training step would wait on. Made as
+    ordinary tensors even under inference mode, so a cached pair can be saved for backward."""
+    with torch.inference_mode(False):
+        mean = torch.tensor(_MEAN[c], dtype=dtype).view(c, 1, 1)
+        std = torch.tensor(_STD[c], dtype=dtype).view(c, 1, 1)
+        return mean.to(device), std.to(device)
 
 
 def _affine(scale: Tensor, angle_deg: Tensor, shift: Tensor, flip: Tensor) -> Tensor:
@@ -149,23 +162,23 @@ def augment(
 
     # The only resampling: crop, rotation and flip in one bilinear pass straight to out x out.
     x = images.to(torch.float32).div_(255.0)
-    grid = F.affine_grid(theta.to(device), [n, c, out, out], align_corners=False)
+    grid = F.affine_grid(upload(theta, device), [n, c, out, out], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     if contrast is not None:
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * contrast.to(device).view(n, 1, 1, 1) + mean
+        x = (x - mean) * upload(contrast, device).view(n, 1, 1, 1) + mean
     if brightness is not None:
-        x = x + brightness.to(device).view(n, 1, 1, 1)
+        x = x + upload(brightness, device).view(n, 1, 1, 1)
     if level == "strong" and _BLUR_SIGMA * m > _EPS:
         x = _blur3x3(x, _BLUR_SIGMA * m)
     if noise_sigma is not None and m > 0:
         noise_gen = torch.Generator(device=device).manual_seed(noise_seed)
         noise = torch.randn(x.shape, generator=noise_gen, device=device, dtype=x.dtype)
-        x = x + noise * noise_sigma.to(device).view(n, 1, 1, 1)
+        x = x + noise * upload(noise_sigma, device).view(n, 1, 1, 1)
     side = round(out * _CUTOUT * m)
     if cutout_xy is not None and side > 0:
-        corner = (cutout_xy * (out - side + 1)).floor().long().to(device)  # box fully inside
+        corner = upload((cutout_xy * (out - side + 1)).floor().long(), device)  # box fully inside
         pos = torch.arange(out, device=device)
         rows = (pos >= corner[:, 1:2]) & (pos < corner[:, 1:2] + side)  # (N, out)
         cols = (pos >= corner[:, 0:1]) & (pos < corner[:, 0:1] + side)
@@ -173,7 +186,7 @@ def augment(
         x = torch.where(mask, x.mean(dim=(2, 3), keepdim=True), x)
     x = x.clamp_(0.0, 1.0)
     if return_geometry:
-        return x, Geometry(flipped=(flip < 0).to(device), rotation_deg=angle.to(device))
+        return x, Geometry(flipped=upload(flip < 0, device), rotation_deg=upload(angle, device))
     return x
 
 

@@ -224,6 +224,16 @@ class RuntimeConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """`auto`: bf16 autocast on CUDA, fp32 on CPU."""
+    channels_last: bool | None = None
+    """The model and its inputs in the channels-last memory format; null: on CUDA only."""
+    compile: bool = False
+    """torch.compile the backbone's training forward; where it cannot compile, training
+    continues eagerly after one note (trainables/runtime/compile.py)."""
+    data_placement: Literal["device", "host"] = "device"
+    """device: the training rows (uint8) live on the training device and a batch is an index
+    lookup there. host: they stay in host memory and each step's batch is copied over
+    (pinned, asynchronous), for a training set larger than the GPU's memory. Augmentation
+    runs on the training device either way."""
     num_threads: int | None = Field(None, ge=1)
     checkpoint_every: int = Field(1, ge=1)
     eval_every: int = Field(1, ge=1)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hmtl.trainables.augment import augment, normalize
+from hmtl.trainables.runtime.transfer import upload
 
 K = 20
 TEMPERATURE = 0.07
@@ -60,9 +61,9 @@ def embed(
 ) -> Tensor:
     """L2-normalised pooled features (N, D), float32, of uint8 images (N, C, H, W) under the
     evaluation transform. The caller puts the backbone in eval mode."""
-    out = []
-    for part in images.split(batch_size):
-        x = normalize(augment(part, "eval", out_size=image_size))
+    out, device = [], next(backbone.parameters()).device
+    for part in images.split(batch_size):  # training rows may be in host memory (data_placement)
+        x = normalize(augment(upload(part, device), "eval", out_size=image_size))
         with autocast or contextlib.nullcontext():
             maps = backbone.forward_features(x)
         pooled = torch.flatten(F.adaptive_avg_pool2d(maps.float(), 1), 1)
@@ -94,5 +95,5 @@ def knn_accuracy(
         q_f = embed(backbone, q_x, image_size, batch_size, autocast)
     finally:
         backbone.train(was_training)
-    pred = knn_predict(mem_f, mem_y, q_f, num_classes)
-    return float((pred == q_y).float().mean())
+    pred = knn_predict(mem_f, mem_y.to(mem_f.device), q_f, num_classes)
+    return float((pred == q_y.to(pred.device)).float().mean())

@@ -12,6 +12,8 @@ separate passes were faster).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +37,9 @@ class FaceModel(nn.Module):
         self.one_pass = one_pass
         self.channels_last = channels_last
         self.aux_budget = aux_budget
+        self.train_features: Callable[[torch.Tensor], torch.Tensor] | None = None
+        """What training passes use instead of `backbone.forward_features` when set: the
+        compiled forward of `runtime.compile` (evaluation stays eager)."""
 
     def main_tasks(self) -> dict[str, nn.Module]:
         return {name: task for name, task in self.tasks.items() if task.kind == "main"}
@@ -94,10 +99,13 @@ class FaceModel(nn.Module):
 
     def _features(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Feature maps of every input: one batched backbone pass, or one pass each."""
+        features = self.backbone.forward_features
+        if self.training and self.train_features is not None:
+            features = self.train_features
         if self.one_pass and len(inputs) > 1:
             sizes = [len(x) for x in inputs]
-            return list(self.backbone.forward_features(torch.cat(inputs)).split(sizes))
-        return [self.backbone.forward_features(x) for x in inputs]
+            return list(features(torch.cat(inputs)).split(sizes))
+        return [features(x) for x in inputs]
 
     @torch.no_grad()
     def eval_stats(

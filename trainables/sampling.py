@@ -25,6 +25,12 @@ class EpochRows:
     aux: torch.Tensor | None
     """(steps, batch) row indices into the auxiliary pool, or None: the main batch serves."""
 
+    def to(self, device: torch.device) -> EpochRows:
+        """The same rows on `device` (where the rows they index live): one copy per epoch
+        rather than one per step."""
+        aux = self.aux.to(device) if self.aux is not None else None
+        return EpochRows(self.main.to(device), aux)
+
 
 def epoch_rows(
     num_rows: int,

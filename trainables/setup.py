@@ -24,13 +24,16 @@ from hmtl.trainables.finetune import start_backbone
 from hmtl.trainables.models import build_backbone
 from hmtl.trainables.network import FaceModel
 from hmtl.trainables.optim import make_optimizer, make_scheduler
+from hmtl.trainables.runtime.compile import Compiled
+from hmtl.trainables.runtime.precision import use_channels_last
 from hmtl.trainables.session import Session
 from hmtl.trainables.tasks import build_tasks, task_weights
 
 
 @dataclass(frozen=True)
 class Data:
-    """The splits, resident on the training device, and the rows training steps draw from."""
+    """The splits (on the training device; the training rows in host memory with
+    `runtime.data_placement: host`), and the rows training steps draw from."""
 
     splits: Splits
     train: FaceData
@@ -101,12 +104,15 @@ class Progress:
 def set_up_data(
     cfg: TrainConfig, session: Session, device: torch.device, splits: Splits | None
 ) -> Data:
-    """The dataset `cfg.data` names (or the `splits` given), decoded once onto `device`."""
+    """The dataset `cfg.data` names (or the `splits` given), decoded once onto `device`
+    (the training rows onto the host with `runtime.data_placement: host`)."""
     pretrain = not cfg.tasks.main.enabled()
     splits = splits if splits is not None else load_splits(cfg.data)
     refuse_unlabelled(cfg.data, cfg.tasks.main.enabled(), splits.info.labelled)
-    train, val, test = (d.to(device) for d in (splits.train, splits.val, splits.test))
-    pool = aux_pool(splits, device) if any(w > 0 for _, w in cfg.tasks.loss_weights) else None
+    # The training rows live where `runtime.data_placement` says; val and test on the device.
+    rows_at = device if cfg.runtime.data_placement == "device" else torch.device("cpu")
+    train, val, test = splits.train.to(rows_at), splits.val.to(device), splits.test.to(device)
+    pool = aux_pool(splits, rows_at) if any(w > 0 for _, w in cfg.tasks.loss_weights) else None
     if pool is not None and splits.aux_images is not None:  # the training rows lead the pool:
         train = FaceData(pool.images[: len(train)], train.labels)  # one copy
     return Data(
@@ -131,7 +137,7 @@ def set_up_model(
 ) -> Net:
     """A shared backbone plus one head per enabled task, on `device`, as the session wants
     it. `pretrained`: a local copy of the backbone's starting weights, when fetched."""
-    channels_last = device.type == "cuda"
+    channels_last = use_channels_last(cfg.runtime, device)
     backbone = build_backbone(
         cfg.model.backbone, cfg.data.channels, cfg.model.width, cfg.model.stem
     )
@@ -144,6 +150,8 @@ def set_up_model(
     ).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.runtime.compile:
+        model.train_features = Compiled(model.backbone.forward_features, "the backbone")
     weights = task_weights(cfg)
     return Net(model=model, wrapped=session.prepare_model(model), seen=seen, weights=weights)
 

@@ -44,6 +44,9 @@ from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.dataset import Splits
 from hmtl.trainables.evaluation import evaluate, evaluate_epoch, prefixed
 from hmtl.trainables.finetune import train_mode
+from hmtl.trainables.runtime.device import pick_device
+from hmtl.trainables.runtime.precision import autocast
+from hmtl.trainables.runtime.transfer import upload
 from hmtl.trainables.sampling import EpochRows, epoch_rows
 from hmtl.trainables.session import Session
 from hmtl.trainables.setup import (
@@ -117,10 +120,9 @@ def set_up_runtime(
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
     device = session.device or pick_device(cfg.runtime.device)
-    use_bf16 = cfg.runtime.precision == "bf16" or (
-        cfg.runtime.precision == "auto" and device.type == "cuda"
-    )
-    return device, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    if device.type == "cuda":  # a run's shapes are fixed: let cuDNN time its algorithms once
+        torch.backends.cudnn.benchmark = True
+    return device, autocast(cfg.runtime, device)
 
 
 def plan_epoch(run: Run, epoch: int) -> tuple[EpochRows, torch.Generator]:
@@ -138,7 +140,7 @@ def plan_epoch(run: Run, epoch: int) -> tuple[EpochRows, torch.Generator]:
         run.session.world_size,
         pool_size=len(data.pool) if data.separate_aux else None,
     )
-    return rows, jitter
+    return rows.to(data.stream.images.device), jitter
 
 
 def train_epoch(
@@ -165,7 +167,8 @@ def train_step(
     """One optimiser step on the step's augmented batch. Returns the loss, its weighted parts
     and the auxiliary tasks' own step metrics."""
     cfg, net, opt = run.cfg, run.net, run.opt
-    batch = run.data.stream.batch(rows.main[step].to(run.device))
+    # Resident rows: an index lookup on the device; host rows: this batch copied over.
+    batch = {k: upload(v, run.device) for k, v in run.data.stream.batch(rows.main[step]).items()}
     images, geometry = augment(
         batch["image"],
         cfg.augmentation.level,
@@ -204,7 +207,7 @@ def aux_batch(
     or, semi-supervised, their own rows of the pool, augmented after the main batch."""
     cfg = run.cfg
     if rows.aux is not None:
-        raw = run.data.pool.images[rows.aux[step].to(run.device)]
+        raw = upload(run.data.pool.images[rows.aux[step]], run.device)
         clean = augment(
             raw,
             cfg.augmentation.level,
@@ -288,11 +291,3 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(s)
     random.seed(s)
     np.random.seed(s % 2**32)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("runtime.device is 'cuda' but no CUDA device is available")
-        return torch.device("cuda")
-    return torch.device("cpu")

@@ -33,8 +33,9 @@ from hmtl.trainables.checkpoint import CheckpointError, rng_state, set_rng_state
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.dataset import Splits, load_splits
 from hmtl.trainables.data.faces import FaceData
+from hmtl.trainables.runtime.device import pick_device
 from hmtl.trainables.session import Session
-from hmtl.trainables.train import derive_seed, evaluate, pick_device, train
+from hmtl.trainables.train import derive_seed, evaluate, train
 
 REPORTED = ("accuracy", "balanced_accuracy", "macro_f1")
 

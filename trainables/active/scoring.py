@@ -16,11 +16,12 @@ from hmtl.trainables.active.base import PoolContext
 from hmtl.trainables.augment import augment
 from hmtl.trainables.data.faces import FaceData
 from hmtl.trainables.network import FaceModel, pool_features
+from hmtl.trainables.runtime.transfer import upload
 
 
 def eval_inputs(data: FaceData, rows: torch.Tensor, image_size: int) -> torch.Tensor:
     """The backbone's input for `rows`: eval-transformed, normalized (as evaluation sees them)."""
-    images = data.images[rows.to(data.images.device)]
+    images = data.images[upload(rows, data.images.device)]  # no wait for the GPU's queue
     return augment(images, "eval", out_size=image_size)
 
 

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from hmtl.trainables.augment import augment
 from hmtl.trainables.config import ContrastiveConfig, TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.runtime.transfer import upload
 from hmtl.trainables.tasks.base import AuxBatch, TaskSpec
 from hmtl.trainables.tasks.tiles import rotate
 
@@ -55,8 +56,9 @@ def random_resized_crop(
     cx = (1 - w) * (2 * u[:, 2] - 1)  # affine_grid's [-1, 1] coordinates: centre offsets
     cy = (1 - h) * (2 * u[:, 3] - 1)
     zeros = torch.zeros(n)
-    theta = torch.stack([torch.stack([w, zeros, cx], 1), torch.stack([zeros, h, cy], 1)], 1).to(
-        raw.device
+    theta = upload(
+        torch.stack([torch.stack([w, zeros, cx], 1), torch.stack([zeros, h, cy], 1)], 1),
+        raw.device,
     )
     grid = F.affine_grid(theta, list(raw.shape), align_corners=False)
     out = F.grid_sample(raw.float(), grid, mode="bilinear", align_corners=False)
@@ -135,7 +137,7 @@ class ContrastiveTask(nn.Module):
         )
         if self.rotation_head is None:
             return views, {}
-        k = torch.randint(TURNS, (len(views),), generator=aux.generator).to(views.device)
+        k = upload(torch.randint(TURNS, (len(views),), generator=aux.generator), views.device)
         return torch.cat([views, rotate(views, k)]), {"rotation": k}
 
     def loss(

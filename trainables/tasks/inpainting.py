@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from hmtl.trainables.augment import normalize
 from hmtl.trainables.config import InpaintingConfig, TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.runtime.transfer import upload
 from hmtl.trainables.tasks.base import AuxBatch, TaskSpec
 
 FILL = 0.5
@@ -175,7 +176,7 @@ class InpaintingTask(nn.Module):
         clean = aux.clean
         n, size = clean.shape[0], clean.shape[-1]
         boxes = draw_boxes(n, size, self.masks, self.mask_fraction, aux.generator)
-        mask = box_mask(boxes.to(clean.device), size)
+        mask = box_mask(upload(boxes, clean.device), size)
         return torch.where(mask, FILL, clean), {"target": clean, "mask": mask}
 
     def forward(self, feature_map: Tensor, size: int) -> Tensor:

@@ -27,6 +27,7 @@ from torch import nn
 
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.runtime.transfer import upload
 from hmtl.trainables.tasks.base import AuxBatch, TaskSpec
 from hmtl.trainables.tasks.tiles import from_tiles, permute_tiles, random_permutations, to_tiles
 
@@ -64,11 +65,13 @@ class JigsawTask(nn.Module):
         """The clean batch with its tiles shuffled, and the target that names the shuffle."""
         clean = aux.clean
         if self.form == "hmtl":
-            perm = random_permutations(len(clean), self.positions, aux.generator).to(clean.device)
+            perm = upload(
+                random_permutations(len(clean), self.positions, aux.generator), clean.device
+            )
             target = perm
         else:
             index = torch.randint(len(self.permutation_set), (len(clean),), generator=aux.generator)
-            target = index.to(clean.device)
+            target = upload(index, clean.device)
             perm = self.permutation_set[target]
         tiles = permute_tiles(to_tiles(clean, self.grid), perm)
         return from_tiles(tiles, clean), {self.name: target}

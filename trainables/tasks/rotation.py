@@ -19,6 +19,7 @@ from torch import nn
 
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo
+from hmtl.trainables.runtime.transfer import upload
 from hmtl.trainables.tasks.base import AuxBatch, TaskSpec
 from hmtl.trainables.tasks.tiles import from_tiles, rotate, to_tiles
 
@@ -46,7 +47,7 @@ class RotationTask(nn.Module):
         """The clean batch turned per image (or per tile), and the turns as targets."""
         clean = aux.clean
         shape = (len(clean), self.positions) if self.form == "tiles" else (len(clean),)
-        k = torch.randint(TURNS, shape, generator=aux.generator).to(clean.device)
+        k = upload(torch.randint(TURNS, shape, generator=aux.generator), clean.device)
         if self.form == "whole":
             return rotate(clean, k), {self.name: k}
         return from_tiles(rotate(to_tiles(clean, self.grid), k), clean), {self.name: k}

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hmtl.trainables.runtime.transfer import upload
+
 
 def grid_box(size: int, n: int) -> tuple[int, int]:
     """(offset, side) of the centred square region an n x n grid of whole tiles covers."""
@@ -78,7 +80,7 @@ def rotate(x: Tensor, k: Tensor) -> Tensor:
     turn is a transpose and a flip, so three per-item selects compose every k instead of
     computing all four rotations.
     """
-    k = k.to(x.device).reshape(*k.shape, 1, 1, 1)
+    k = upload(k, x.device).reshape(*k.shape, 1, 1, 1)
     odd = k % 2 == 1
     x = torch.where(odd, x.transpose(-2, -1), x)
     x = torch.where((k == 1) | (k == 2), x.flip(-2), x)
