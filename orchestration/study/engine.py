@@ -24,6 +24,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,15 @@ from hmtl.orchestration.study.manifest import STUDY_MANIFEST
 from hmtl.orchestration.study.refs import has_reference, resolve
 from hmtl.orchestration.study.reporting import study_report
 from hmtl.orchestration.study.results import trial_run_ids
+from hmtl.orchestration.study.sequential import run_rounds, saved_trials, sequential
 from hmtl.orchestration.study.spec import Study, validate_study
 from hmtl.orchestration.study.subsets import record_label_subsets
-from hmtl.orchestration.study.tracking import finish_study_run, stage_run_id, study_run_id
+from hmtl.orchestration.study.tracking import (
+    finish_study_run,
+    log_answers,
+    stage_run_id,
+    study_run_id,
+)
 from hmtl.orchestration.sweep.manifest import MANIFEST
 from hmtl.orchestration.sweep.run import resume_sweep, run_sweep
 from hmtl.orchestration.sweep.space import SpaceError, validate_space
@@ -217,7 +224,47 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
             started = True
         except FileNotFoundError:
             started = False
-        if started:  # a stage the study was stopped in: resumed like a sweep
+        context = {
+            "experiment": study.name,
+            "parent": study_run,
+            "labels": {STUDY_TAG: study.name, STAGE_TAG: stage.name},
+        }
+        # Relative paths are read against the folder the study started in, also on resume.
+        origin = manifest["origin"]
+        if sequential(stage):  # seeds in rounds until each comparison is decided
+            try:
+                options, overrides = stage_options(study, stage, outputs)
+            except ValueError as err:
+                raise StudyError(
+                    f"{study.label()}: stages[{stage.index}] ({stage.name}): {err}"
+                ) from None
+            result, space, looks = run_rounds(
+                study,
+                stage,
+                options,
+                overrides,
+                store,
+                manifest,
+                lambda: _save(store, manifest),
+                partial(
+                    run_sweep,
+                    storage=store,
+                    tracking_uri=tracking_uri,
+                    address=address,
+                    num_cpus=num_cpus,
+                    verbose=verbose,
+                    tracking=context,
+                    origin=origin,
+                ),
+                partial(resume_sweep, address=address, num_cpus=num_cpus, verbose=verbose),
+                echo,
+            )
+            ran, fixed = saved_trials(study, stage, looks)
+            echo(
+                f"stage {stage.name}: {len(looks)} look(s), {ran} trials run of the {fixed} "
+                f"a fixed design of {sequential(stage).max} seeds runs: {fixed - ran} saved"
+            )
+        elif started:  # a stage the study was stopped in: resumed like a sweep
             echo(f"stage {stage.name} ({stage.kind}): resuming {sweep.uri}")
             space = validate_space(json.loads(sweep.read_text(MANIFEST))["space"])
             result = resume_sweep(sweep, address=address, num_cpus=num_cpus, verbose=verbose)
@@ -229,13 +276,6 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
                     f"{study.label()}: stages[{stage.index}] ({stage.name}): {err}"
                 ) from None
             echo(f"stage {stage.name} ({stage.kind}): {space.num_samples} trials")
-            context = {
-                "experiment": study.name,
-                "parent": study_run,
-                "labels": {STUDY_TAG: study.name, STAGE_TAG: stage.name},
-            }
-            # Relative paths are read against the folder the study started in, also on resume.
-            origin = manifest["origin"]
             result = run_sweep(
                 space,
                 store,
@@ -254,13 +294,16 @@ def _drive(study, store, manifest, address, num_cpus, verbose, echo) -> StudyRes
         record_label_subsets(space, store, tracking_uri, study_run, manifest["origin"])
         outputs[stage.name] = {
             "kind": stage.kind,
-            "path": result.path,
+            "path": sweep.uri if sequential(stage) else result.path,
             "best_checkpoint": result.best_checkpoint,
             "best_value": result.best_metrics.get(space.metrics[0]),
             "run_id": stage_run_id(tracking_uri, study.name, stage.name),
             "trials": result.trials,
             **KINDS[stage.kind].outputs(study, space, result, sweep),
         }
+        if sequential(stage):  # every round's trials; the saving against `max` seeds
+            ran, fixed = saved_trials(study, stage, manifest["rounds"][stage.name])
+            outputs[stage.name].update(trials=ran, fixed_trials=fixed, saved_trials=fixed - ran)
         _save(store, manifest)
     markdown, files = report_study(study, store, tracking_uri, study_run)
     finish_study_run(tracking_uri, study_run, outputs)
@@ -284,7 +327,9 @@ def report_study(
     if out is None:
         scratch = tempfile.TemporaryDirectory(prefix="hmtl-study-report-")
         out = Path(scratch.name)
-    markdown, files = study_report(study, store, out, runs)
+    markdown, files, headlines = study_report(study, store, out, runs)
+    if tracking_uri and run_id:
+        log_answers(tracking_uri, run_id, study.description, headlines)
     if tracking_uri and run_id and files:
         client = MlflowClient(tracking_uri)
         for path in files:

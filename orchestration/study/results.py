@@ -34,16 +34,43 @@ def stage_space(sweep: str | Store) -> SearchSpace | None:
     return validate_space(read_manifest(sweep)["space"])
 
 
+def round_name(stage: str, number: int) -> str:
+    """The sweep folder of a stage's round of seeds: the stage's own for the first (a stage
+    that runs in one round keeps the sweep layout), `<stage>.r<k>` after it."""
+    return stage if number == 1 else f"{stage}.r{number}"
+
+
+def round_sweeps(sweep: str | Store) -> list[Store]:
+    """A stage's sweep folder and those of its later rounds that started, in order."""
+    sweep = Store.open(sweep)
+    parent, _, name = sweep.root.rpartition("/")
+    shown = sweep.uri.rpartition("/")[0]
+    out = [sweep]
+    while True:
+        folder = round_name(name, len(out) + 1)
+        later = Store(f"{shown}/{folder}", sweep.filesystem, f"{parent}/{folder}")
+        if stage_space(later) is None:
+            return out
+        out.append(later)
+
+
 def grid_rows(
     study: Study, sweep: str | Store, factors: list[str], runs: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """One row per trial of a stage of explicit trials, in the report's contract form:
-    arm, cell, factor levels, seed, the metric at the trial's best epoch (None: failed),
-    its costs and wall time, its Tune trial id and MLflow run id (from `runs`, if given)."""
+    """One row per trial of a stage of explicit trials (every round of it), in the report's
+    contract form: arm, cell, factor levels, seed, the metric at the trial's best epoch
+    (None: failed), its costs and wall time, its Tune trial id and MLflow run id (from
+    `runs`, if given); plus `overrides` (its trial point's) and `round` (1, 2, ...)."""
+    out = []
+    for number, folder in enumerate(round_sweeps(sweep), start=1):
+        out += _round_rows(study, folder, factors, runs, number)
+    return out
+
+
+def _round_rows(study, sweep: Store, factors, runs, number: int) -> list[dict[str, Any]]:
     # Lazy: keeps ray out of validating a study file (which loads every kind).
     from ray.tune import ExperimentAnalysis
 
-    sweep = Store.open(sweep)
     space = stage_space(sweep)
     if space is None:
         return []
@@ -74,7 +101,8 @@ def grid_rows(
                 "wall_s": finite(last.get("time_total_s")),
                 "trial_id": trial.trial_id,
                 "run_id": (runs or {}).get(trial.trial_id),
-                "index": int(index),
+                "overrides": dict(point.overrides),
+                "round": number,
             }
         )
     return out
@@ -127,14 +155,25 @@ def best_cell(study: Study, space: SearchSpace, sweep: Store) -> dict[str, Any]:
 
     cell = max(cells, key=lambda c: sign * mean(c))  # the first listed among equals
     best = max(cells[cell], key=lambda r: sign * r["value"])
-    config = dict(space.trials[best["index"]].overrides)
+    config = dict(best["overrides"])
     config.pop("runtime.seed", None)  # a configuration, not a lucky seed
+    if "data.split_seed" in _varied(cells[cell]):  # a subset drawn per repeat, likewise
+        config.pop("data.split_seed")
     return {
         "best_config": config,
         "best_cell": cell,
         "best_mean": mean(cell),
-        "best_checkpoint": _checkpoint(sweep, best["trial_id"]),
+        "best_checkpoint": _checkpoint(round_sweeps(sweep)[best["round"] - 1], best["trial_id"]),
     }
+
+
+def _varied(rows: list[dict]) -> set[str]:
+    """The keys whose value differs between trials of one cell (what repeats vary)."""
+    seen: dict[str, set] = {}
+    for row in rows:
+        for key, value in row["overrides"].items():
+            seen.setdefault(f"{row['cell']}|{key}", set()).add(repr(value))
+    return {k.split("|")[-1] for k, values in seen.items() if len(values) > 1}
 
 
 def _checkpoint(sweep: Store, trial_id: str) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hmtl.orchestration.study.decide.options import smoke_repeats
 from hmtl.orchestration.study.kinds import KINDS
 from hmtl.orchestration.study.spec import Study, validate_study
 from hmtl.orchestration.sweep.smoke import SMOKE_PINNED
@@ -48,8 +49,10 @@ def smoke_study(study: Study, scratch: Path) -> Study:
         trim = getattr(KINDS.get(stage.get("kind")), "smoke", None)
         if trim is not None:  # a kind that trims its own keys
             stage = trim(stage)
-        if stage.get("kind") in ("grid", "confirm"):
+        if stage.get("kind") == "confirm":
             stage["repeats"] = min(stage.get("repeats", 3), 2)
+        if stage.get("kind") == "grid":
+            stage["repeats"] = smoke_repeats(stage.get("repeats", 3))
         if stage.get("kind") == "grid":
             stage["factors"] = {k: v[:2] for k, v in (stage.get("factors") or {}).items()}
         if stage.get("kind") == "sweep" and stage.get("confirm"):

@@ -19,7 +19,7 @@ import copy
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -63,6 +63,9 @@ class Study(_Strict):
     description: str | None = None
     metric: str = "test/balanced_accuracy"
     mode: Literal["max", "min"] = "max"
+    multiplicity: Literal["holm", "bh"] = "holm"
+    """How every report table of several comparisons adjusts its p-values and intervals:
+    Holm (family-wise error) or Benjamini-Hochberg (false discovery rate)."""
     base: str | dict[str, Any]
     """A TrainConfig mapping, a YAML path relative to the study file, or a shipped config name."""
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
@@ -126,9 +129,13 @@ class Study(_Strict):
             first = err.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
             message = first["msg"].removeprefix("Value error, ")
-            if first["type"] == "extra_forbidden":
+            if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
                 valid = ", ".join(sorted({"name", "kind", "overrides", *kind.options.model_fields}))
                 message = f"unknown key (valid keys of a {raw['kind']} stage: {valid})"
+            elif first["type"] == "extra_forbidden":
+                inner = _inner_model(kind.options, first["loc"][:-1])
+                valid = ", ".join(sorted(inner.model_fields)) if inner else ""
+                message = f"unknown key (valid keys here: {valid})" if valid else "unknown key"
             raise ValueError(f"{where}.{key}: {message}") from None
         stage = Stage(
             index=index, name=name, kind=raw["kind"], overrides=overrides, raw=raw, options=options
@@ -150,6 +157,23 @@ class Study(_Strict):
 
     def label(self) -> str:
         return str(self.source) if self.source else f"study '{self.name}'"
+
+
+def _inner_model(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The nested options model at `loc` (e.g. a stage's `repeats.decide`), if there is one."""
+    for name in loc:
+        field = model.model_fields.get(str(name))
+        if field is None:
+            return None
+        found = [a for a in (field.annotation, *get_args(field.annotation)) if _is_model(a)]
+        if not found:
+            return None
+        model = found[0]
+    return model
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def resolve_base(base: str | dict[str, Any], source: Path | None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ the summary the study run carries when the study ends."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -74,12 +75,16 @@ def end_job_run(tracking_uri: str, run_id: str, finished: bool) -> None:
 
 
 def finish_study_run(tracking_uri: str, run_id: str, outputs: dict[str, dict]) -> None:
-    """Each stage's best value and run id on the study run, which then ends."""
+    """Each stage's best value, trials (and, for seeds in rounds, the trials saved against
+    `max` seeds everywhere) and run id on the study run, which then ends."""
 
     client = MlflowClient(tracking_uri)
     for name, out in outputs.items():
         if out.get("best_value") is not None:
             client.log_metric(run_id, f"{name}/best_value", float(out["best_value"]))
+        for key in ("trials", "saved_trials"):
+            if isinstance(out.get(key), int):
+                client.log_metric(run_id, f"{name}/{key}", float(out[key]))
         if out.get("run_id"):
             client.set_tag(run_id, f"hmtl.stage_run.{name}", out["run_id"])
     client.set_terminated(run_id)
@@ -110,3 +115,44 @@ def log_job(
             path = Path(tmp, "card.json")
             path.write_text(json.dumps(card, indent=2))
             client.log_artifact(run_id, str(path), "dataset")
+
+
+def log_answers(
+    tracking_uri: str, run_id: str, description: str | None, headlines: dict[str, list[dict]]
+) -> None:
+    """What the study answers, on its run, so the MLflow UI shows it without an artifact:
+    the description (the run's note) and, per comparison against the baseline, Δ, the
+    adjusted interval and p as metrics `<stage>/<cell>/delta|ci_low|ci_high|p_adjusted`
+    and the decision as the tag `hmtl.decision.<stage>.<cell>`."""
+
+    client = MlflowClient(tracking_uri)
+    lines = [description.strip()] if description else []
+    metrics, tags = [], {}
+    for stage, rows in headlines.items():
+        for row in rows:
+            name = f"{stage}/{_metric_name(row['cell'])}"
+            for key, field in (("delta", "mean"), ("ci_low", "low"), ("ci_high", "high")):
+                if row.get(field) is not None:
+                    metrics.append(Metric(f"{name}/{key}", float(row[field]), 0, 0))
+            if row.get("p_adjusted") is not None:
+                metrics.append(Metric(f"{name}/p_adjusted", float(row["p_adjusted"]), 0, 0))
+            tags[f"hmtl.decision.{stage}.{_metric_name(row['cell'])}"] = row["decision"]
+            lines.append(f"- {stage} / {row['cell']}: {row['decision']}" + _delta(row))
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    if lines:
+        client.set_tag(run_id, "mlflow.note.content", "\n".join(lines))
+
+
+def _metric_name(cell: str) -> str:
+    """A cell id as MLflow accepts in a key (letters, digits, _ - . / space and colon)."""
+    return re.sub(r"[^\w.\-/ :]", "_", cell.replace("|", "/"))
+
+
+def _delta(row: dict) -> str:
+    if row.get("mean") is None:
+        return ""
+    ci = f" [{row['low']:+.4g}, {row['high']:+.4g}]" if row.get("low") is not None else ""
+    return f", Δ {row['mean']:+.4g}{ci}"

@@ -12,20 +12,30 @@ each, every trial running `run_active` (orchestration/sweep/active_trial.py) rat
 - `repeats`: seeds `first_seed`, ... set the loop's `seed` (the initial draw, the strategies'
   random choices and each cycle's training), so strategies are paired by seed: with the same
   seed they start from the same labelled rows. Trials go seed by seed, so a study stopped
-  early holds complete pairs.
+  early holds complete pairs. `repeats: {min, max, step, decide}` runs the seeds in rounds
+  until each strategy's area against the baseline's is decided
+  (orchestration/study/sequential.py); `vary: [runtime.seed, data.split_seed]` also draws
+  the data split per repeat.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hmtl.orchestration.study.checks import check_overrides
+from hmtl.orchestration.study.decide.options import (
+    RepeatsOptions,
+    as_mapping,
+    repeat_keys,
+    smoke_repeats,
+)
 from hmtl.orchestration.study.kinds.base import explicit_space, point_overrides
-from hmtl.orchestration.study.kinds.grid import cell_id
 from hmtl.orchestration.study.refs import has_reference
-from hmtl.orchestration.study.report.active import active_report
+from hmtl.orchestration.study.report.active import active_report, active_rows, build_lines
+from hmtl.orchestration.study.report.build import Design
+from hmtl.orchestration.study.report.stats import cell_id
 from hmtl.orchestration.sweep.smoke import SMOKE_PINNED
 from hmtl.orchestration.sweep.space import TrialPoint, with_values
 from hmtl.trainables.active.config import build_active_config
@@ -43,9 +53,11 @@ class ActiveOptions(BaseModel):
     starts: dict[str, dict[str, Any]] = {"scratch": {}}
     loop: dict[str, Any] = {}
     baseline: str = "random"
-    repeats: int = Field(3, ge=1)
+    repeats: RepeatsOptions = RepeatsOptions(max=3)
     first_seed: int = Field(0, ge=0)
     max_concurrent_trials: int | None = Field(None, ge=1)
+
+    _count = field_validator("repeats", mode="before")(as_mapping)
 
 
 def split_start(keys: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -112,24 +124,56 @@ class ActiveStage:
             except ConfigError as err:
                 raise ValueError(f"{where}.starts.{start}: {err}") from None
 
-    def space(self, study, stage, options: ActiveOptions, overrides: dict):
+    def space(
+        self,
+        study,
+        stage,
+        options: ActiveOptions,
+        overrides: dict,
+        repeats: range | None = None,
+        cells: set[str] | None = None,
+        name: str | None = None,
+    ):
+        """Every run of the stage, or one round of them (grid.py's `space` says how)."""
         base = with_values(study.base_tree(), overrides)
+        subset = int(base.get("data", {}).get("split_seed", 0))
         points = []
-        for seed in range(options.first_seed, options.first_seed + options.repeats):
-            for start, keys in options.starts.items():
-                train, _ = split_start(keys)
+        for r in repeats if repeats is not None else range(options.repeats.max):
+            keys = repeat_keys(options.repeats, options.first_seed, subset, r)
+            seed = keys.pop("runtime.seed")  # the loop's seed; a subset is a train key
+            for start, start_keys in options.starts.items():
+                train, _ = split_start(start_keys)
                 for strategy in options.strategies:
+                    cell = cell_id(strategy, {"start": start})
+                    if cells is not None and cell not in cells:
+                        continue
                     tags = {
                         "hmtl.arm": strategy,
                         "hmtl.start": start,
-                        "hmtl.cell": cell_id(strategy, {"start": start}),
+                        "hmtl.cell": cell,
                         "hmtl.seed": str(seed),
                     }
                     loop = loop_keys(options, start, strategy, seed)
-                    points.append(TrialPoint(overrides=train, tags=tags, loop=loop))
+                    points.append(TrialPoint(overrides={**train, **keys}, tags=tags, loop=loop))
         return explicit_space(
-            study, stage, base, points, options.max_concurrent_trials, runs="active"
+            study, stage, base, points, options.max_concurrent_trials, name=name, runs="active"
         )
+
+    def cells(self, study, stage) -> tuple[list[str], dict[str, str]]:
+        """Every (strategy, start) cell id, and each strategy's baseline cell."""
+        o: ActiveOptions = stage.options
+        every, against = [], {}
+        for start in o.starts:
+            for strategy in o.strategies:
+                every.append(cell_id(strategy, {"start": start}))
+                if strategy != o.baseline:
+                    against[every[-1]] = cell_id(o.baseline, {"start": start})
+        return every, against
+
+    def cell_values(self, study, stage, sweep, runs=None) -> dict[str, dict[int, float]]:
+        """Cell -> seed -> the run's area under its curve, over every round so far."""
+        lines = build_lines(active_rows(sweep, study.metric, runs), stage.options.baseline)
+        return {cell_id(ln.strategy, {"start": ln.start}): dict(ln.auc_by_seed) for ln in lines}
 
     def outputs(self, study, space, result, sweep) -> dict[str, Any]:
         return {"best_config": point_overrides(space, result.best_params)}
@@ -137,9 +181,12 @@ class ActiveStage:
     def design(self, study, stage) -> None:
         return None
 
-    def report(self, study, stage, sweep, out, runs) -> tuple[str, list] | None:
-
-        return active_report(study, stage, sweep, out, runs)
+    def report(self, study, stage, sweep, out, runs, **record) -> tuple | None:
+        """The stage's report; `record`: the study's multiplicity and, for seeds in rounds,
+        the `effect` and `sequential` record (orchestration/study/reporting.py)."""
+        o: ActiveOptions = stage.options
+        design = Design(study.metric, study.mode, o.baseline, ["start"], o.strategies, **record)
+        return active_report(study, stage, sweep, out, runs, design)
 
     def smoke(self, raw: dict[str, Any]) -> dict[str, Any]:
         """At most 2 seeds and 2 cycles; every strategy and start is kept."""
@@ -154,7 +201,7 @@ class ActiveStage:
             }
             for name, keys in (raw.get("starts") or {}).items()
         }
-        out = {**raw, "loop": loop, "repeats": min(raw.get("repeats", 3), 2)}
+        out = {**raw, "loop": loop, "repeats": smoke_repeats(raw.get("repeats", 3))}
         return {**out, "starts": starts} if "starts" in raw else out
 
 

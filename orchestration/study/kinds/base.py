@@ -80,16 +80,18 @@ def explicit_space(
     points: list[TrialPoint],
     concurrent: int | None,
     judge: tuple[str, str] | None = None,
+    name: str | None = None,
     **program: Any,
 ) -> SearchSpace:
     """A sweep of explicit trials (no searcher, no early stopping) for a stage, its trials
     judged by `judge` (metric, mode) or else by the study's metric; `program` sets what the
-    trials run (SearchSpace's `runs` and `loop`), training by default."""
+    trials run (SearchSpace's `runs` and `loop`), training by default; `name` is the sweep's
+    (default the stage's; a round of seeds after the first has its own)."""
     metric, mode = judge or (study.tune_metric, study.mode)
     points = [_with_source_tags(base, p) for p in points]
     raw = {
         **program,
-        "name": stage.name,
+        "name": name or stage.name,
         "metric": metric,
         "mode": mode,
         "num_samples": len(points),

@@ -3,23 +3,34 @@
 Arms are sets of dotted TrainConfig overrides; one is the baseline. `factorial: [a, b, c]`
 adds the 2^k on/off arms of those auxiliaries (`none`, `a`, `b`, `a+b`, ...; "on" is the
 base's weight, so the base must give each one) and `leave_one_out: [a, b, c]` adds `all`,
-`all-a`, `all-b`, `all-c`. Factors cross every arm with every listed value of a key. Seeds
-vary `runtime.seed` only (`data.split_seed` stays), so repeats are paired across arms.
-Trials go seed by seed, so a study stopped early holds complete pairs.
+`all-a`, `all-b`, `all-c`. Factors cross every arm with every listed value of a key. Repeats vary
+`runtime.seed` (and, with `repeats: {vary: [runtime.seed, data.split_seed]}`, the labelled
+subset), the same for every arm, so repeats are paired across arms. `repeats` with `decide`
+runs the seeds in rounds (orchestration/study/sequential.py): `space` then builds one round,
+given its repeats and the cells still undecided. Trials go seed by seed, so a study stopped
+early holds complete pairs.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hmtl.orchestration.study.checks import check_overrides
+from hmtl.orchestration.study.decide.options import (
+    SUBSET_KEY,
+    RepeatsOptions,
+    as_mapping,
+    repeat_keys,
+)
 from hmtl.orchestration.study.kinds.base import explicit_space
 from hmtl.orchestration.study.refs import has_reference
 from hmtl.orchestration.study.report.build import Design
-from hmtl.orchestration.study.results import best_cell
+from hmtl.orchestration.study.report.stats import cell_id
+from hmtl.orchestration.study.results import best_cell, grid_rows
 from hmtl.orchestration.sweep.space import TrialPoint, with_values
 from hmtl.trainables.config import LossWeightsConfig
 
@@ -34,9 +45,12 @@ class GridOptions(BaseModel):
     leave_one_out: list[str] = []
     baseline: str | None = None
     factors: dict[str, list[Any]] = {}
-    repeats: int = Field(3, ge=1)
+    repeats: RepeatsOptions = RepeatsOptions(max=3)
+    """A number of seeds, or seeds in rounds (orchestration/study/decide/options.py)."""
     first_seed: int = Field(0, ge=0)
     max_concurrent_trials: int | None = Field(None, ge=1)
+
+    _count = field_validator("repeats", mode="before")(as_mapping)
 
 
 def aux_arms(options: GridOptions, base: dict) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -58,11 +72,6 @@ def aux_arms(options: GridOptions, base: dict) -> tuple[dict[str, dict], dict[st
             arms[name] = {AUX_KEY + a: weights.get(a, 0.0) if flags[a] else 0.0 for a in names}
             on[name] = flags
     return arms, on
-
-
-def cell_id(arm: str, levels: dict[str, Any]) -> str:
-    """A stable id of an arm at factor levels, e.g. `inpainting|data.label_fraction=0.2`."""
-    return "|".join([arm, *(f"{k}={v}" for k, v in levels.items())])
 
 
 class GridStage:
@@ -130,25 +139,63 @@ class GridStage:
             dict(zip(keys, combo, strict=True)) for combo in itertools.product(*o.factors.values())
         ]
 
-    def space(self, study, stage, options: GridOptions, overrides: dict):
+    def space(
+        self,
+        study,
+        stage,
+        options: GridOptions,
+        overrides: dict,
+        repeats: range | None = None,
+        cells: set[str] | None = None,
+        name: str | None = None,
+    ):
+        """Every trial of the stage, or one round: `repeats` (0-based; default all of
+        `max`), the `cells` still running (default all), the round's sweep `name`."""
         base = with_values(study.base_tree(), overrides)
         shorthand, _ = aux_arms(options, base)
         arms = {**options.arms, **shorthand}
+        subset = int(base.get("data", {}).get("split_seed", 0))
         points = []
-        for seed in range(options.first_seed, options.first_seed + options.repeats):
+        for r in repeats if repeats is not None else range(options.repeats.max):
+            keys = repeat_keys(options.repeats, options.first_seed, subset, r)
             for arm, arm_overrides in arms.items():
                 for levels in self.levels(options):
+                    cell = cell_id(arm, levels)
+                    if cells is not None and cell not in cells:
+                        continue
                     points.append(
                         TrialPoint(
-                            overrides={**arm_overrides, **levels, "runtime.seed": seed},
+                            overrides={**arm_overrides, **levels, **keys},
                             tags={
                                 "hmtl.arm": arm,
-                                "hmtl.cell": cell_id(arm, levels),
-                                "hmtl.seed": str(seed),
+                                "hmtl.cell": cell,
+                                "hmtl.seed": str(keys["runtime.seed"]),
                             },
                         )
                     )
-        return explicit_space(study, stage, base, points, options.max_concurrent_trials)
+        return explicit_space(study, stage, base, points, options.max_concurrent_trials, name=name)
+
+    def cells(self, study, stage) -> tuple[list[str], dict[str, str]]:
+        """Every cell id, and each non-baseline cell's baseline cell (its comparison)."""
+        o: GridOptions = stage.options
+        base = with_values(study.base_tree(), _known(stage.overrides))
+        arms = [*o.arms, *aux_arms(o, base)[0]]
+        every, against = [], {}
+        for levels in self.levels(o):
+            for arm in arms:
+                every.append(cell_id(arm, levels))
+                if arm != self.baseline(o):
+                    against[cell_id(arm, levels)] = cell_id(self.baseline(o), levels)
+        return every, against
+
+    def cell_values(self, study, stage, sweep, runs=None) -> dict[str, dict[int, float]]:
+        """Cell -> seed -> the metric, over the finished trials of every round so far."""
+        factors = list(stage.options.factors)
+        out: dict[str, dict[int, float]] = {}
+        for row in grid_rows(study, sweep, factors, runs):
+            if row["value"] is not None and math.isfinite(row["value"]):
+                out.setdefault(row["cell"], {})[row["seed"]] = float(row["value"])
+        return out
 
     def outputs(self, study, space, result, sweep) -> dict[str, Any]:
 
@@ -166,6 +213,8 @@ class GridStage:
             arms=[*o.arms, *shorthand],
             aux_tasks=list(o.factorial or o.leave_one_out),
             arm_aux=on,
+            per_subset=o.repeats.inits_per_subset if SUBSET_KEY in o.repeats.vary else 0,
+            first_seed=o.first_seed,
         )
 
 

@@ -16,7 +16,6 @@ and the stage's outputs are `dataset` (its URI, for `data.extra_sources`), `rows
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from hmtl.orchestration.platform.cost import env_price, rate_for
 from hmtl.orchestration.study.jobs import at_origin, datasets_uri, job_costs
 from hmtl.orchestration.study.refs import has_reference
 from hmtl.trainables.config import TrainConfig
+from hmtl.trainables.settings import settings
 
 
 class MineStage:
@@ -103,7 +103,7 @@ class MineStage:
         """Embeddings are cached beside the study (a local folder: they are memory-mapped),
         unless HMTL_MINING_CACHE names a shared cache."""
 
-        if os.environ.get("HMTL_MINING_CACHE") or context.store.remote:
+        if settings().mining_cache or context.store.remote:
             return str(Path(context.origin, default_cache()))
         return str(Path(context.store.root, "embeddings"))
 

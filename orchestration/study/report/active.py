@@ -17,14 +17,23 @@ from matplotlib.figure import Figure
 
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.study.report.active_plots import Line, plot_curves
+from hmtl.orchestration.study.report.adjusted import (
+    adjust_family,
+    cell_key,
+    decisions,
+    forest_rows,
+)
 from hmtl.orchestration.study.report.build import csv_text
+from hmtl.orchestration.study.report.plots import plot_forest
 from hmtl.orchestration.study.report.stats import (
+    Comparison,
     Summary,
     area_under_curve,
     paired_difference,
     summarize,
 )
-from hmtl.orchestration.study.results import stage_space
+from hmtl.orchestration.study.report.tables import family_section, sequential_section
+from hmtl.orchestration.study.results import round_sweeps, stage_space
 from hmtl.orchestration.sweep.best import frame_rows
 from hmtl.orchestration.sweep.space import TRIAL_KEY
 from hmtl.trainables.atomic import write_atomic, write_text_atomic
@@ -37,8 +46,13 @@ def metric_key(metric: str) -> str:
 
 
 def active_rows(sweep: Store, metric: str, runs: dict[str, str] | None) -> list[dict[str, Any]]:
-    """One row per trial and cycle: start, strategy, seed, cycle, labelled fraction, the
-    metric, whether the trial finished, its Tune trial id and MLflow run id."""
+    """One row per trial and cycle, over every round of the stage: start, strategy, seed,
+    cycle, labelled fraction, the metric, whether the trial finished, its Tune trial id and
+    MLflow run id."""
+    return [row for folder in round_sweeps(sweep) for row in _round_rows(folder, metric, runs)]
+
+
+def _round_rows(sweep: Store, metric: str, runs: dict[str, str] | None) -> list[dict[str, Any]]:
     # Lazy: keeps ray out of validating a study file (which loads every kind).
     from ray.tune import ExperimentAnalysis
 
@@ -107,9 +121,13 @@ def build_lines(rows: list[dict[str, Any]], baseline: str) -> list[Line]:
     return lines
 
 
-def active_report(study, stage, sweep: Store, out: Path, runs) -> tuple[str, list[Path]] | None:
-    """Write curves.png, curves.csv, auc.csv, trials.csv and report.md under `out`; return
-    the Markdown and the files (None: the stage never ran a trial)."""
+def active_report(
+    study, stage, sweep: Store, out: Path, runs, design=None
+) -> tuple[str, list[Path], list[dict]] | None:
+    """Write curves.png, curves.csv, auc.csv, trials.csv, differences.png and report.md under
+    `out`; return the Markdown, the files and the headline of each strategy against the
+    baseline (None: the stage never ran a trial). `design` (report/build.py's, factor
+    `start`) carries the multiplicity method and a sequential stage's record."""
 
     rows = active_rows(sweep, study.metric, runs)
     if not rows:
@@ -144,8 +162,35 @@ def active_report(study, stage, sweep: Store, out: Path, runs) -> tuple[str, lis
     plot_curves(fig, lines, study.metric)
     png = write_atomic(folder / "curves.png", lambda p: fig.savefig(p, format="png", dpi=110))
     markdown = render(lines, rows, study.metric, baseline)
-    files += [png, write_text_atomic(folder / "report.md", markdown)]
-    return markdown, files
+    comparisons = [
+        Comparison((ln.start,), "difference", ln.strategy, ln.versus_baseline, [])
+        for ln in lines
+        if ln.versus_baseline is not None
+    ]
+    headline = []
+    if design is not None and comparisons:
+        adjusted = adjust_family(comparisons, design.multiplicity, design.effect)
+        decided = decisions(comparisons, design)
+        forest = forest_rows(comparisons, adjusted, decided, design)
+        fig = Figure(figsize=(7, 4.5), layout="constrained")
+        FigureCanvasAgg(fig)
+        plot_forest(fig, forest)
+        files.append(
+            write_atomic(folder / "differences.png", lambda p: fig.savefig(p, format="png"))
+        )
+        extra = sequential_section(design, comparisons, decided) if design.sequential else []
+        extra += ["### Strategies against the baseline, as one family", ""]
+        extra += family_section(comparisons, adjusted, design, "strategy")
+        extra += ["", "![differences](differences.png)", ""]
+        markdown += "\n" + "\n".join(extra) + "\n"
+        headline = [
+            {"cell": cell_key(c, design), **{k: f[k] for k in ("mean", "low", "high")}}
+            | {"decision": f["decision"], "p_adjusted": a.p}
+            for c, a, f in zip(comparisons, adjusted, forest, strict=True)
+        ]
+    files.append(write_text_atomic(folder / "report.md", markdown))
+    files.insert(len(files) - 1, png)
+    return markdown, files, headline
 
 
 def _auc_row(line: Line) -> list:

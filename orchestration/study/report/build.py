@@ -25,6 +25,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hmtl.orchestration.study.report import plots as study_plots
+from hmtl.orchestration.study.report.adjusted import (
+    adjust_family,
+    cell_key,
+    decisions,
+    forest_rows,
+    variance_rows,
+)
 from hmtl.orchestration.study.report.markdown import render
 from hmtl.orchestration.study.report.stats import (
     COSTS,
@@ -56,6 +63,18 @@ class Design:
     fed_by: dict[str, str] = field(default_factory=dict)
     """Arm -> the earlier stage whose checkpoint it starts from; its rows' costs include
     that stage's best trial's (orchestration/study/budget.py)."""
+    multiplicity: str = "holm"
+    """How a table of several comparisons is adjusted: holm or bh."""
+    effect: float | None = None
+    """The smallest difference that matters (a sequential stage's `decide.effect`)."""
+    per_subset: int = 0
+    """0: one labelled subset for every repeat; k >= 1: repeats vary `data.split_seed`, k
+    repeats in a row sharing one subset (from `first_seed`)."""
+    first_seed: int = 0
+    sequential: dict | None = None
+    """A stage that decided in rounds: `looks` (the manifest's record, each with its
+    `decisions` by cell id), `design` (looks, alpha, spending, comparisons, t), `ran` and
+    `fixed` (trials run, and what `max` seeds for every cell would run)."""
 
 
 @dataclass
@@ -64,6 +83,9 @@ class Report:
     """The whole report.md text (the CLI prints it)."""
     files: list[Path]
     """Every file written."""
+    headline: list[dict] = field(default_factory=list)
+    """Per comparison against the baseline: cell, delta, low, high (the adjusted interval),
+    p_adjusted and decision, for the study's MLflow run."""
 
 
 def build_report(rows: list[dict], design: Design, out_dir: Path) -> Report:
@@ -75,15 +97,25 @@ def build_report(rows: list[dict], design: Design, out_dir: Path) -> Report:
     _check(design)
     cells = group_cells(rows, design.arms, design.factors)
     differences, effects = compare(cells, design.baseline, design.arm_aux, design.aux_tasks)
+    adjusted = {
+        "differences": adjust_family(differences, design.multiplicity, design.effect),
+        "effects": adjust_family(effects, design.multiplicity),
+    }
+    decided = decisions(differences, design)
+    adjusted["variance"] = variance_rows(cells, differences, design)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     files = [write_text_atomic(folder / "trials.csv", _trials_csv(rows, design))]
     files.append(write_text_atomic(folder / "cells.csv", _cells_csv(cells, design)))
     files.append(
-        write_text_atomic(folder / "differences.csv", _comparisons_csv(differences, design))
+        write_text_atomic(
+            folder / "differences.csv",
+            _comparisons_csv(differences, design, adjusted["differences"], decided),
+        )
     )
     if design.aux_tasks:
-        files.append(write_text_atomic(folder / "effects.csv", _comparisons_csv(effects, design)))
+        text = _comparisons_csv(effects, design, adjusted["effects"])
+        files.append(write_text_atomic(folder / "effects.csv", text))
 
     common = {"cells": cells, "arms": design.arms, "metric": design.metric}
 
@@ -102,10 +134,23 @@ def build_report(rows: list[dict], design: Design, out_dir: Path) -> Report:
     if not design.factors:
         figures.append(draw("metric-by-arm.png", partial(plots.plot_arms, **common)))
     figures.append(draw("metric-vs-cost.png", partial(plots.plot_cost, **common)))
+    if differences:
+        forest = forest_rows(differences, adjusted["differences"], decided, design)
+        figures.insert(0, draw("differences.png", partial(plots.plot_forest, rows=forest)))
     kind = design_kind(design.arm_aux, design.aux_tasks) if design.aux_tasks else None
-    markdown = render(design, rows, cells, differences, effects, kind, figures)
+    markdown = render(design, rows, cells, differences, effects, kind, figures, adjusted, decided)
     files += [*figures, write_text_atomic(folder / "report.md", markdown)]
-    return Report(markdown, files)
+    headline = [
+        {"cell": cell_key(c, design), **{k: r[k] for k in ("mean", "low", "high", "decision")}}
+        | {"p_adjusted": a.p}
+        for c, a, r in zip(
+            differences,
+            adjusted["differences"],
+            forest_rows(differences, adjusted["differences"], decided, design),
+            strict=True,
+        )
+    ]
+    return Report(markdown, files, headline)
 
 
 def _check(design: Design) -> None:
@@ -145,19 +190,24 @@ def _cells_csv(cells, design: Design) -> str:
     return csv_text(header, table)
 
 
-def _comparisons_csv(comparisons, design: Design) -> str:
+def _comparisons_csv(comparisons, design: Design, adjusted, decided=None) -> str:
     """One row per comparison: full precision, empty where a number does not exist."""
     header = [*design.factors, "kind", "name", "pairs", "seeds", "unpaired_seeds", "mean", "sd"]
     header += ["ci_low", "ci_high", "p_value", "boot_low", "boot_high", "excludes_zero"]
-    header += ["cost_ratio"]
+    header += ["cost_ratio", f"p_{design.multiplicity}", "adjusted_low", "adjusted_high"]
+    header += ["detectable_effect", "seeds_needed", "look", "look_n", "look_low", "look_high"]
+    header += ["decision"]
     table = []
-    for c in comparisons:
+    for c, a, d in zip(comparisons, adjusted, decided or [None] * len(comparisons), strict=True):
         p: Paired = c.paired
         seeds = " ".join(map(str, p.seeds))
         unpaired = " ".join(map(str, c.unpaired))
         t = [p.t.n, seeds, unpaired, p.t.mean, p.t.sd, p.t.low, p.t.high, p.p]
         boot = [p.boot_low, p.boot_high, p.t.excludes_zero()]
-        table.append([*c.levels, c.kind, c.name, *t, *boot, c.cost_ratio])
+        more = [a.p, a.low, a.high, a.detectable, a.needed]
+        d = d or {}
+        look = [d.get("look"), d.get("n"), d.get("low"), d.get("high"), d.get("decision")]
+        table.append([*c.levels, c.kind, c.name, *t, *boot, c.cost_ratio, *more, *look])
     return csv_text(header, table)
 
 

@@ -19,6 +19,15 @@ from hmtl.orchestration.study.report.stats import (
 from hmtl.orchestration.study.report.stats import (
     failed as is_failed,  # `failed` names the list below
 )
+from hmtl.orchestration.study.report.tables import (
+    family_section,
+    sequential_section,
+    variance_section,
+)
+from hmtl.orchestration.study.report.tables import interval as _ci
+from hmtl.orchestration.study.report.tables import number as _n
+from hmtl.orchestration.study.report.tables import pvalue as _p
+from hmtl.orchestration.study.report.tables import table as _table
 
 CELLS_RULE = (
     "Mean and sd over each cell's finished seeds; 95% CI: Student t with n − 1 degrees of "
@@ -54,6 +63,8 @@ def render(
     effects: Sequence[Comparison],
     kind: str | None,
     figures: Sequence[Path],
+    adjusted: dict | None = None,
+    decided: Sequence[dict | None] = (),
 ) -> str:
     """The whole report.md."""
     failed = [r for r in rows if is_failed(r)]
@@ -80,15 +91,23 @@ def render(
             [c.arm, *c.levels, len(c.trials), len(c.failed), s.n, _n(s.mean), _n(s.sd), ci]
             + [_n(c.costs[k]) for k in COSTS]
         )
-    out += [*_table(head, table), "", f"## Against the baseline `{design.baseline}`", ""]
+    out += [*_table(head, table), ""]
+    adjusted = adjusted or {"differences": [], "effects": []}
+    out += variance_section(design, adjusted.get("variance", []))
+    if design.sequential:
+        out += sequential_section(design, differences, decided)
+    out += [f"## Against the baseline `{design.baseline}`", ""]
     out += [DIFF_RULE.format(resamples=RESAMPLES, min_n=BOOTSTRAP_MIN_N), ""]
     out += _comparisons(differences, design, "arm", compute=True)
+    out += ["", *family_section(differences, adjusted["differences"], design, "arm")]
     if kind == "factorial":
         title = f"## Auxiliary attribution: 2^{len(design.aux_tasks)} factorial"
         out += ["", title, "", FACTORIAL_RULE, "", *_comparisons(effects, design, "effect")]
+        out += ["", *family_section(effects, adjusted["effects"], design, "effect")]
     elif kind == "leave_one_out":
         title = "## Auxiliary attribution: leave one out"
         out += ["", title, "", LOO_RULE, "", *_comparisons(effects, design, "removed")]
+        out += ["", *family_section(effects, adjusted["effects"], design, "removed")]
     elif design.aux_tasks:
         out += ["", "## Auxiliary attribution", "", "The arms hold neither every on/off"]
         out[-1] += " pattern of the auxiliaries nor all-on and each all-but-one: none computed."
@@ -143,26 +162,3 @@ def _comparisons(comparisons: Sequence[Comparison], design, what: str, compute=F
             row.append(f"{mean} for {c.cost_ratio:.2f}× the compute" if known else "-")
         table.append(row)
     return _table(head, table)
-
-
-def _table(head: list, rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(map(str, head)) + " |", "|" + "---|" * len(head)]
-    return lines + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-
-
-def _cell(value) -> str:
-    return ("-" if value is None else str(value)).replace("|", "\\|")
-
-
-def _n(value: float | None, sign: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+.4g}" if sign else f"{value:.4g}"
-
-
-def _ci(low: float | None, high: float | None) -> str:
-    return "-" if low is None else f"[{low:.4g}, {high:.4g}]"
-
-
-def _p(p: float | None) -> str:
-    return "-" if p is None else f"{p:.3g}"

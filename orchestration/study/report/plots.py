@@ -136,3 +136,30 @@ def _is_number(value) -> bool:
 def _wide(values: list[float]) -> bool:
     """Positive values spanning 20× or more read better on a log axis."""
     return min(values) > 0 and max(values) / min(values) >= 20
+
+
+def plot_forest(fig, rows: Sequence[dict]) -> None:
+    """The comparison itself: each arm's paired difference from the baseline (a dot) with
+    its adjusted interval (thick; the sequential one where the stage decided in rounds)
+    and its unadjusted 95% t interval (thin, just below), 0 and ±effect marked, the verdict
+    beside."""
+    ax = fig.subplots()
+    fig.set_size_inches(7, 1.2 + 0.55 * len(rows))
+    for i, row in enumerate(reversed(rows)):
+        if row["raw_low"] is not None:  # just below, so the adjusted bar does not hide it
+            ax.plot([row["raw_low"], row["raw_high"]], [i - 0.2, i - 0.2], color="0.45", lw=1.2)
+        if row["low"] is not None:
+            ax.plot([row["low"], row["high"]], [i, i], color="C0", lw=4, alpha=0.7)
+        if row["mean"] is not None:
+            ax.plot([row["mean"]], [i], "o", color="C3")
+            ax.annotate(row["decision"], (1.01, i), xycoords=("axes fraction", "data"))
+    ax.axvline(0, color="k", lw=0.8)
+    effect = rows[0].get("effect") if rows else None
+    if effect:
+        for x in (-effect, effect):
+            ax.axvline(x, color="k", lw=0.8, ls=":")
+    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)])
+    ax.set_xlabel(
+        "paired difference from the baseline (thick: adjusted interval; thin: unadjusted 95% t)"
+    )
+    ax.set_ylim(-0.7, len(rows) - 0.3)

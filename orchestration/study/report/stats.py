@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -52,6 +52,8 @@ class Paired:
     p: float | None
     boot_low: float | None = None
     boot_high: float | None = None
+    values: dict[int, float] = field(default_factory=dict)
+    """The quantity by seed."""
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -79,7 +81,7 @@ def one_sample(
     if summary.n >= 2 and summary.sd > 1e-12 * max(1.0, abs(summary.mean)):
         p = float(stats.ttest_1samp(values, 0.0).pvalue)
     if summary.n < BOOTSTRAP_MIN_N:
-        return Paired(seeds, summary, p)
+        return Paired(seeds, summary, p, values=dict(by_seed))
     boot = stats.bootstrap(
         (np.asarray(values),),
         np.mean,
@@ -89,7 +91,7 @@ def one_sample(
         rng=np.random.default_rng(rng_seed),  # seeded: the same rows give the same report
     )
     ci = boot.confidence_interval
-    return Paired(seeds, summary, p, float(ci.low), float(ci.high))
+    return Paired(seeds, summary, p, float(ci.low), float(ci.high), dict(by_seed))
 
 
 def paired_difference(arm: Mapping[int, float], base: Mapping[int, float]) -> Paired:
@@ -290,6 +292,11 @@ def arm_costs(
     for mine in out.values():
         mine["ratio"] = mine[COSTS[0]] / base if mine[COSTS[0]] is not None and base else None
     return out
+
+
+def cell_id(arm: str, levels: Mapping[str, object]) -> str:
+    """A stable id of an arm at factor levels, e.g. `inpainting|data.label_fraction=0.2`."""
+    return "|".join([arm, *(f"{k}={v}" for k, v in levels.items())])
 
 
 def _key(value) -> str:

@@ -55,48 +55,83 @@ def _runs(client: MlflowClient, role: str):
     return client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = '{role}'")
 
 
-def test_grid_study_rows_tags_nesting_and_report(local_ray, tmp_path):
+# Seeds in rounds: 2 seeds, then a third while the comparison is undecided (at 2 pairs the
+# first look's boundary is t = 12.7, so with a margin this small a third round is all but
+# certain; the test holds either way).
+SEQUENTIAL = {"min": 2, "max": 3, "step": 1, "decide": {"effect": 0.001}}
+
+
+def test_grid_study_rows_tags_nesting_report_and_rounds(local_ray, tmp_path):
     storage = tmp_path / "runs"
     tracking = default_tracking_uri(str(storage))
-    spec = load_study(_study_file(tmp_path, [GRID]))
-    result = run_study(spec, str(storage), tracking, echo=lambda line: None)
+    spec = load_study(_study_file(tmp_path, [{**GRID, "repeats": SEQUENTIAL}]))
+    lines = []
+    result = run_study(spec, str(storage), tracking, echo=lines.append)
 
-    assert result.stopped_at is None and result.outputs["grid"]["trials"] == 4
     study_path = storage / "studies" / "it-study"
+    manifest = json.loads((study_path / STUDY_MANIFEST).read_text())
+    looks = manifest["rounds"]["grid"]
+    rounds = len(looks)
+    seeds = list(range(1 + rounds))  # 2 seeds, then one more per later round
+    assert result.stopped_at is None and result.outputs["grid"]["trials"] == 2 * len(seeds)
+    assert result.outputs["grid"]["saved_trials"] == 6 - 2 * len(seeds)
+    assert [look["round"] for look in looks] == list(range(1, rounds + 1))
+    decision = looks[-1]["decisions"]["inpainting"]["decision"]
+    assert decision in ("above", "below", "equivalent") or rounds == 2
+    assert any("saved" in line for line in lines)
     rows = grid_rows(spec, study_path.joinpath("sweeps", "grid").as_posix(), [])
     assert sorted((r["arm"], r["seed"]) for r in rows) == [
-        ("baseline", 0),
-        ("baseline", 1),
-        ("inpainting", 0),
-        ("inpainting", 1),
+        (arm, s) for arm in ("baseline", "inpainting") for s in seeds
     ]
+    assert {r["round"] for r in rows} == set(range(1, rounds + 1))
     assert all(0.0 <= r["value"] <= 1.0 and r["wall_s"] > 0 for r in rows)
 
     client = MlflowClient(tracking)
     (study_run,) = _runs(client, "study")
-    (stage_run,) = _runs(client, "sweep")
+    stage_runs = _runs(client, "sweep")  # one per round, each under the study run
     trials = _runs(client, "trial")
-    assert stage_run.data.tags[PARENT_TAG] == study_run.info.run_id
-    assert stage_run.info.run_id == result.outputs["grid"]["run_id"]
-    assert {t.data.tags[PARENT_TAG] for t in trials} == {stage_run.info.run_id}
+    assert len(stage_runs) == rounds
+    assert {r.data.tags[PARENT_TAG] for r in stage_runs} == {study_run.info.run_id}
+    assert result.outputs["grid"]["run_id"] in {r.info.run_id for r in stage_runs}
+    assert {t.data.tags[PARENT_TAG] for t in trials} <= {r.info.run_id for r in stage_runs}
     tagged = sorted(
         (t.data.tags["hmtl.arm"], t.data.tags["hmtl.seed"], t.data.tags["hmtl.cell"])
         for t in trials
     )
-    assert tagged == [(a, s, a) for a in ("baseline", "inpainting") for s in ("0", "1")]
+    assert tagged == [(a, str(s), a) for a in ("baseline", "inpainting") for s in seeds]
     assert {t.data.tags["hmtl.study"] for t in trials} == {"it-study"}
-    assert {t.data.params["runtime.seed"] for t in trials} == {"0", "1"}
+    assert {t.data.params["runtime.seed"] for t in trials} == set(map(str, seeds))
     assert {t.data.params["data.split_seed"] for t in trials} == {"0"}  # paired: one split
     logged = [a.path for a in client.list_artifacts(study_run.info.run_id, "report/grid")]
     assert "report/grid/report.md" in logged and study_run.info.status == "FINISHED"
-    assert "inpainting" in result.markdown and "baseline" in result.markdown
+    assert "report/grid/differences.png" in logged
+    assert "inpainting" in result.markdown and "## Sequential decisions" in result.markdown
+    assert "Holm" in result.markdown
+    # The answer on the study's run: description, Δ, interval, adjusted p, the decision.
+    answer = client.get_run(study_run.info.run_id).data
+    verdict = {"above": "better", "below": "worse"}.get(decision, decision)
+    assert answer.tags["hmtl.decision.grid.inpainting"] == verdict
+    assert {"grid/inpainting/delta", "grid/inpainting/p_adjusted"} <= set(answer.metrics)
+    assert answer.metrics["grid/saved_trials"] == 6 - 2 * len(seeds)
+    assert "inpainting" in answer.tags["mlflow.note.content"]
 
     # The report is rebuilt from storage; a finished study resumes without running a trial.
     report = CliRunner().invoke(main, ["report", str(study_path)])
     assert report.exit_code == 0, report.output
-    assert "| inpainting | 2 | 0 | 2 |" in report.output  # arm, trials, failed, n
+    n = len(seeds)
+    assert f"| inpainting | {n} | 0 | {n} |" in report.output  # arm, trials, failed, n
     again = resume_study(str(study_path), echo=lambda line: None)
-    assert again.outputs == result.outputs and len(_runs(client, "trial")) == 4
+    assert again.outputs == result.outputs and len(_runs(client, "trial")) == 2 * n
+
+    # Killed after its last round but before the look was recorded: resumed, the round's
+    # stored trials give the same look, and no trial runs again.
+    manifest["rounds"]["grid"] = looks[:-1]
+    del manifest["outputs"]["grid"]
+    (study_path / STUDY_MANIFEST).write_text(json.dumps(manifest))
+    again = resume_study(str(study_path), echo=lambda line: None)
+    resumed = json.loads((study_path / STUDY_MANIFEST).read_text())["rounds"]["grid"]
+    assert resumed == looks and again.outputs["grid"]["trials"] == 2 * n
+    assert len(_runs(client, "trial")) == 2 * n
 
 
 @pytest.mark.slow
@@ -161,6 +196,14 @@ def test_every_shipped_study_runs_in_smoke_mode(local_ray, smoke_storage, tmp_pa
     result = run_study(spec, str(storage), tracking, echo=print)
     assert result.stopped_at is None and result.outputs
     assert "## Stage" in result.markdown
+    # A stage whose seeds decide takes its look (smoke: one round of 2 seeds) and its
+    # decisions reach the report and the study's run.
+    manifest = json.loads(Path(result.path, STUDY_MANIFEST).read_text())
+    for stage, looks in manifest.get("rounds", {}).items():
+        assert [look["round"] for look in looks] == [1] and looks[0]["decisions"]
+        assert "## Sequential decisions" in result.markdown
+        tags = MlflowClient(tracking).get_run(result.run_id).data.tags
+        assert any(key.startswith(f"hmtl.decision.{stage}.") for key in tags)
     # A grid over label fractions leaves the labelled rows of each on the study's run.
     for stage in spec.stage_list:
         fractions = (stage.raw.get("factors") or {}).get("data.label_fraction")

@@ -36,6 +36,7 @@ def test_factorial_report_writes_every_file_and_lists_the_failed_trial(tmp_path)
         "cells.csv",
         "differences.csv",
         "effects.csv",
+        "differences.png",
         f"metric-vs-{LF}.png",
         "metric-vs-cost.png",
         "report.md",
@@ -110,7 +111,12 @@ def test_two_categorical_and_numeric_factors_get_one_figure_each(tmp_path):
     )
     report = build_report(rows, design, tmp_path)
     pngs = [f.name for f in report.files if f.suffix == ".png"]
-    assert pngs == ["metric-vs-augmentation.level.png", f"metric-vs-{LF}.png", "metric-vs-cost.png"]
+    assert pngs == [
+        "differences.png",
+        "metric-vs-augmentation.level.png",
+        f"metric-vs-{LF}.png",
+        "metric-vs-cost.png",
+    ]
     assert all(f.read_bytes()[:8] == PNG for f in report.files if f.suffix == ".png")
     levels = [(c["augmentation.level"], c[LF]) for c in read_csv(tmp_path / "cells.csv")][::2]
     assert levels == [(a, lf) for a in ("weak", "none") for lf in ("0.01", "1.0")]
