@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hmtl.orchestration.platform.progress import bar, enabled
 from hmtl.trainables.data.prepared import EXPRESSIONS, DatasetError, PreparedWriter, read_prepared
 from hmtl.trainables.data.storage import is_remote, redact
 from hmtl.trainables.distill import distill
@@ -50,7 +51,8 @@ def distill_source(uri: str, per_class: int) -> tuple[np.ndarray, np.ndarray, di
 def distil_and_publish(uri, images, labels, card, settings, out, name, log: Callable = print):
     """Distil `images`/`labels` (the rows `distill_source` read from `uri`, whose card is
     `card`) with `settings` and publish the result under `out/name/`; the Published dataset
-    and the matching loss per iteration. `log` gets the progress lines."""
+    and the matching loss per iteration. `log` gets the progress lines (a bar replaces
+    the per-iteration ones on a terminal)."""
 
     present = sorted(set(labels.tolist()))
     log(
@@ -59,12 +61,19 @@ def distil_and_publish(uri, images, labels, card, settings, out, name, log: Call
         f"{settings.network()}"
     )
     start = time.perf_counter()
-    result = distill(
-        images,
-        labels,
-        settings,
-        log=lambda it, loss: log(f"  iteration {it:>6}  loss {loss:.3f}"),
-    )
+    # On a terminal a bar of iterations with the latest loss; elsewhere (logs) a loss line
+    # each time distill() reports one (every 50 iterations, and the last).
+    drawn = enabled()
+    with bar(settings.iterations, "distill", " iterations") as progress:
+
+        def step(it: int, loss: float) -> None:
+            if not drawn:
+                log(f"  iteration {it:>6}  loss {loss:.3f}")
+                return
+            progress.set_postfix_str(f"loss {loss:.3f}", refresh=False)
+            progress.update(it + 1 - progress.n)
+
+        result = distill(images, labels, settings, log=step)
     seconds = time.perf_counter() - start
     provenance = {
         "method": "distribution matching (Zhao & Bilen, WACV 2023)",

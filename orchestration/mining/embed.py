@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from hmtl.orchestration.platform.progress import counted
 from hmtl.trainables.data.storage import filesystem_for, redact
 from hmtl.trainables.mining.primitive import build_primitive
 
@@ -101,10 +102,13 @@ def embedded(
         batches = _ray_batches(uri, card, spec, shape, actors, batch_size, use_gpu)
     else:
         batches = _local_batches(uri, card, spec, shape, batch_size)
+    # A bar (on a terminal) advanced block by block, by the block's rows: images/s.
+    total, what = card["num_rows"], f"embed {card.get('name', 'dataset')}"
+    batches = counted(batches, lambda b: len(b[0]), total, what, " images")
     staging = folder.with_name(f".tmp-{uuid.uuid4().hex}")
     staging.mkdir(parents=True)
     try:
-        rows = _write(staging, batches, card["num_rows"])
+        rows = _write(staging, batches, total)
         meta = {
             "dataset": redact(uri),
             "fingerprint": card["fingerprint"],
@@ -177,7 +181,8 @@ def _mining_context() -> Iterator[None]:
     )
     # Pool order is row identity: the cache and the selection index rows by position.
     context.execution_options.preserve_order = True
-    # The command prints its own progress; Ray Data's per-operator log is for debugging.
+    # The command draws its own bar (embedded()); Ray Data's per-operator bars are for
+    # debugging.
     context.enable_progress_bars = False
     context.target_max_block_size = BLOCK_BYTES
     try:

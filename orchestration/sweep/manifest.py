@@ -7,20 +7,28 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.sweep.space import SearchSpace, SpaceError
 from hmtl.orchestration.tracking.tags import redact_uri
 
+if TYPE_CHECKING:  # the type only: reading a manifest loads no Optuna
+    from hmtl.orchestration.sweep.optuna_store import StudyMirror
+
 MANIFEST = "hmtl-sweep.json"
 
 
 def write_manifest(
-    store: Store, space: SearchSpace, tracking_uri: str, origin: str | None = None
+    store: Store,
+    space: SearchSpace,
+    tracking_uri: str,
+    origin: str | None = None,
+    optuna: StudyMirror | None = None,
 ) -> None:
     """What `hmtl resume` needs beside Tune's own state: the resolved search space, where
-    relative paths were read from, and (credential-free) where storage and tracking are."""
+    relative paths were read from, and (credential-free) where storage and tracking are;
+    `optuna`, where the Optuna study is kept."""
     raw = space.model_dump(mode="json")
     raw["base"] = space.base_tree()
     manifest = {
@@ -29,6 +37,8 @@ def write_manifest(
         "storage": store.uri,
         "tracking_uri": redact_uri(tracking_uri),
     }
+    if optuna is not None:
+        manifest["optuna"] = {"storage": optuna.where, "study": optuna.name}
     store.write_text(f"sweeps/{space.name}/{MANIFEST}", json.dumps(manifest, indent=2))
 
 

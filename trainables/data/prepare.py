@@ -16,12 +16,11 @@ line naming the file and row, unless `skip_bad`, which counts them in the card. 
 
 from __future__ import annotations
 
-import sys
-import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -46,6 +45,16 @@ class PrepareResult:
     bad_rows: int
 
 
+class ProgressBar(Protocol):
+    """What `prepare` advances while it reads (a tqdm bar is one); closed twice at most."""
+
+    def update(self, n: int = 1) -> object: ...
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def prepare(
     fmt: str,
     source: str | Path,
@@ -56,14 +65,15 @@ def prepare(
     name: str | None = None,
     skip_bad: bool = False,
     options: ReaderOptions = ReaderOptions(),  # noqa: B008 - frozen dataclass
-    progress: bool | None = None,
+    progress: Callable[[int | None], ProgressBar] | None = None,
     rows_per_shard: int = 4096,
 ) -> PrepareResult:
     """Read `source` with the `fmt` reader and publish it under `<out>/<name>/<fingerprint>/`.
 
     Raises SourceError (the source as a whole), BadRow (the first bad row, without
     `skip_bad`), DatasetError or StorageError; on any failure nothing is published.
-    `progress`: a status line on stderr, rewritten in place (the CLI asks for it on a TTY).
+    `progress(total)` makes the bar advanced once per row read (the CLI passes one on a
+    terminal); the source is counted for its total first, so only when it is given.
     """
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -73,8 +83,7 @@ def prepare(
     path = Path(source)
     if not path.exists():
         raise SourceError(f"{source}: no such file or folder")
-    show = bool(progress)
-    bar = _Progress(f"prepare {fmt}", reader.count(path, options) if show else None, show)
+    bar = progress(reader.count(path, options)) if progress else None
     state = _State(size, channels, skip_bad, unlabelled=options.unlabelled)
     try:
         with PreparedWriter(out, name or fmt) as writer:
@@ -90,9 +99,12 @@ def prepare(
                 state.take(record, shard)
                 if len(shard) >= state.shard_rows(rows_per_shard):
                     writer.write_shard(*shard.drain())
-                bar.update(state.read, state.bad)
+                if bar is not None:
+                    _advance(bar, state)
             if len(shard):
                 writer.write_shard(*shard.drain())
+            if bar is not None:
+                bar.close()  # before publishing: the rate it ends on is the reading rate
             if writer.num_rows == 0:
                 raise SourceError(f"{source}: no usable rows ({state.read} read, {state.bad} bad)")
             published = writer.publish(
@@ -107,8 +119,16 @@ def prepare(
                 split_groups="identity" if "identity" in writer.labels_seen else None,
             )
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()  # again on failure; closing twice is harmless
     return PrepareResult(published.uri, published.card, published.reused, state.bad)
+
+
+def _advance(bar: ProgressBar, state: _State) -> None:
+    """One more row read; the bad rows so far beside the count, once there are any."""
+    bar.update(1)
+    if state.bad:
+        bar.set_postfix_str(f"{state.bad:,} bad", refresh=False)
 
 
 def _reader(fmt: str) -> Reader:
@@ -267,35 +287,3 @@ class _Shard:
         out = (np.stack(self.images), labels, split, soft)
         self.__init__()
         return out
-
-
-class _Progress:
-    """One status line on stderr, rewritten in place with `\\r` at most 5 times a second."""
-
-    def __init__(self, label: str, total: int | None, enabled: bool, stream: TextIO | None = None):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.stream = stream or sys.stderr
-        self.start = self.last = time.monotonic()
-        self.shown = False
-        self.state = (0, 0)
-
-    def update(self, read: int, bad: int, force: bool = False) -> None:
-        self.state = (read, bad)
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.2 and not force):
-            return
-        self.last = now
-        done = f"{read:,}"
-        if self.total:
-            done += f"/{self.total:,} ({100 * read / self.total:.0f}%)"
-        rate = read / max(now - self.start, 1e-9)
-        extra = f", {bad:,} bad" if bad else ""
-        self.stream.write(f"\r{self.label}: {done} rows{extra}, {rate:,.0f} rows/s ")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.enabled:
-            self.update(*self.state, force=True)
-            self.stream.write("\n")
-            self.stream.flush()

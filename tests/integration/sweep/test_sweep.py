@@ -119,6 +119,17 @@ def test_asha_stop_is_recorded_as_pruned(local_ray, tmp_path):
     assert pruned.params == {"tasks.loss_weights.jigsaw": 50}
     assert list(pruned.intermediate_values) == [1]
 
+    # The same study in the Optuna database optuna-dashboard opens (beside mlflow.db), one
+    # trial per Tune trial, with the same states, values and per-epoch values.
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert result.optuna_storage == storage and result.optuna_study == "it-asha"
+    stored = optuna.load_study(study_name="it-asha", storage=storage)
+    assert stored.metric_names == ["train/loss"]
+    assert sorted(t.user_attrs["hmtl.trial_id"] for t in stored.trials) == sorted(seen.last)
+    for kept, own in zip(stored.trials, searcher._ot_study.trials, strict=True):
+        assert (kept.state, kept.values, kept.params) == (own.state, own.values, own.params)
+        assert kept.intermediate_values == own.intermediate_values
+
 
 def test_infeasible_request_is_refused_before_anything_starts(local_ray, tmp_path):
     path = tmp_path / "gpu.yaml"

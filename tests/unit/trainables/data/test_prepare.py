@@ -1,6 +1,5 @@
 """prepare → published shards → read_prepared, with a fake reader standing in for a format."""
 
-import io
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from hmtl.trainables.config import DataConfig
 from hmtl.trainables.data import readers
 from hmtl.trainables.data.dataset import assign_splits
 from hmtl.trainables.data.faces import FaceData, shard
-from hmtl.trainables.data.prepare import _Progress, conform_image, prepare
+from hmtl.trainables.data.prepare import conform_image, prepare
 from hmtl.trainables.data.prepared import DatasetError, Prepared, read_prepared
 from hmtl.trainables.data.readers.base import BadRow, Record, SourceError
 from hmtl.trainables.data.storage import StorageError, filesystem_for, join, redact
@@ -232,13 +231,34 @@ def test_unwritable_out_and_missing_source(use_reader, tmp_path):
     assert published(tmp_path) == []
 
 
-def test_progress_line_is_rewritten_in_place():
-    stream = io.StringIO()
-    bar = _Progress("prepare x", 10, True, stream)
-    bar.update(5, 1, force=True)
-    bar.close()
-    assert stream.getvalue().startswith("\rprepare x: 5/10 (50%) rows, 1 bad")
-    assert stream.getvalue().endswith("\n") and stream.getvalue().count("\n") == 1
+class RecordingBar:
+    """A progress bar that remembers what `prepare` told it."""
+
+    def __init__(self, total):
+        self.total, self.n, self.postfix, self.closed = total, 0, "", False
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix_str(self, s="", refresh=True):
+        self.postfix = s
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_counts_the_source_and_advances_once_per_row(use_reader, tmp_path):
+    records = faces(6)
+    records[2] = Record(None, None, bad=BadRow("train.csv line 4", "non-numeric pixels"))
+    bars = []
+
+    def make(total):
+        bars.append(RecordingBar(total))
+        return bars[-1]
+
+    prepare("fer2013", use_reader(records), tmp_path, skip_bad=True, progress=make)
+    (bar,) = bars
+    assert (bar.total, bar.n, bar.postfix, bar.closed) == (6, 6, "1 bad", True)
 
 
 def test_storage_uris():
