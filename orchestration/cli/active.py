@@ -1,7 +1,7 @@
 """`hmtl active`: one active-learning run without Ray, every input checked before anything is made.
 
 The run folder holds one `checkpoint_<cycle>` per completed cycle (the labelled map, RNG
-state and weights) and `metrics.jsonl`; `--resume` continues a killed run from its last
+state and weights) and `metrics.jsonl`; `--resume RUN_DIR` continues a killed run from its last
 completed cycle and ends as an uninterrupted run would.
 """
 
@@ -14,45 +14,55 @@ from pathlib import Path
 
 import click
 
-from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.cli.common import fail, tracking_problem, user_errors
+from hmtl.orchestration.cli.completion import complete_config
 from hmtl.orchestration.cli.options import (
-    LOG_RUN_HELP,
+    RESUME_IN_OUT,
+    from_env,
     out_option,
+    resume_option,
     set_option,
     tracking_uri_option,
 )
 from hmtl.orchestration.cli.train import resolve_config
-from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
-from hmtl.orchestration.tracking.pretrained import resolved
 
 
 @click.command("active")
-@click.argument("config")
+@click.argument("config", shell_complete=complete_config)
 @click.option("--strategy", default=None, help="Query strategy (overrides the config's).")
-@set_option("Override a value, e.g. --set cycles=3 or --set train.optim.lr=3e-4 (repeatable).")
-@out_option("Run folder (default: hmtl-runs/active/<config>-<strategy>-<time>).")
-@click.option(
-    "--resume", is_flag=True, help="Continue the run in --out from its last completed cycle."
+@set_option("train.optim.lr=3e-4 (or a loop key: cycles=3)")
+@out_option("default: hmtl-runs/active/<config>-<strategy>-<time>")
+@resume_option(
+    "RUN_DIR",
+    "Continue the run in RUN_DIR (alone: in --out) from its last completed cycle.",
+    optional=True,
 )
-@tracking_uri_option(LOG_RUN_HELP)
+@tracking_uri_option("not logged to MLflow")
 def active_command(
     config: str,
     strategy: str | None,
     overrides: tuple[str, ...],
     out: str | None,
-    resume: bool,
+    resume: str | None,
     tracking_uri: str | None,
 ) -> None:
-    """Run one active-learning loop without Ray: one line per cycle, then a summary."""
-    problem = tracking_problem(tracking_uri)
+    """Run one active-learning loop without Ray: one line per cycle, then a summary.
+
+    CONFIG is a YAML file or a shipped config's name."""
+    problem = tracking_problem(tracking_uri, from_env("tracking_uri"))
     if problem:
         fail(problem)
-    if resume and out is None:
-        fail("--resume needs --out, the run folder to continue")
+    if resume == RESUME_IN_OUT and out is None:
+        fail("--resume needs --out RUN_DIR, or the folder itself: --resume RUN_DIR")
+    if resume not in (None, RESUME_IN_OUT):
+        if out is not None and Path(out) != Path(resume):
+            fail(f"--resume {resume} and --out {out}: give the run folder once")
+        out = resume
     try:
         with ExitStack() as scratch:  # fetched pre-trained weights live until the loop ends
-            _active(config, strategy, list(overrides), out, resume, tracking_uri, scratch)
-    except USER_ERRORS as err:
+            args = (config, strategy, list(overrides), out, resume is not None, tracking_uri)
+            _active(*args, scratch)
+    except user_errors() as err:
         fail(str(err))
 
 
@@ -67,6 +77,8 @@ def _active(
 ) -> None:
     """`hmtl active` proper; raises USER_ERRORS before the run folder exists."""
     # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
+    from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
+    from hmtl.orchestration.tracking.pretrained import resolved
     from hmtl.orchestration.tracking.single_run import check_inputs
     from hmtl.trainables.active.config import load_active_config
     from hmtl.trainables.active.loop import run_active
@@ -87,7 +99,7 @@ def _active(
         fail(f"--out {run_dir}: {blocked} is a file, not a folder")
     done = run_dir.exists() and any(run_dir.glob("checkpoint_*"))
     if done and not resume:
-        fail(f"{run_dir} already holds cycles; pass --resume to continue it, or another --out")
+        fail(f"{run_dir} already holds cycles; pass --resume {run_dir}, or another --out")
     if resume and not done:
         fail(f"--resume: {run_dir} holds no completed cycle to continue from")
     click.echo(f"hmtl active: {config} ({cfg.strategy}, reset {cfg.reset}) -> {run_dir}")
@@ -98,7 +110,7 @@ def _active(
             session = LocalSession(run_dir, log=None)
         try:
             result = run_active(cfg, session, log=click.echo, pretrained=weights)
-        except USER_ERRORS:
+        except user_errors():
             if tracking_uri:
                 session.finish("FAILED")
             raise

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
 from hmtl.orchestration.cli.common import OneLineGroup, fail
-from hmtl.orchestration.cli.options import out_option
+from hmtl.orchestration.cli.options import PUBLISHED, json_option, out_option
 from hmtl.orchestration.platform.folders import removed_on_failure
+from hmtl.orchestration.platform.progress import maker
 from hmtl.trainables.data.prepare import prepare
 from hmtl.trainables.data.prepared import DatasetError, read_prepared
 from hmtl.trainables.data.readers import FORMATS
@@ -34,9 +34,7 @@ def _data_errors() -> tuple[type[Exception], ...]:
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(FORMATS))
 @click.argument("source")
 @out_option(
-    "Local folder or s3://bucket/prefix (S3-compatible: add ?endpoint_override=URL "
-    "or set HMTL_S3_ENDPOINT). Published as OUT/NAME/<fingerprint>/.",
-    required=True,
+    f"{PUBLISHED}; S3-compatible stores: ?endpoint_override=URL or HMTL_S3_ENDPOINT", required=True
 )
 @click.option(
     "--size", type=click.IntRange(8, 1024), default=None, help="Side in pixels (default: source's)."
@@ -95,7 +93,7 @@ def data_prepare_command(
                 name=name,
                 skip_bad=skip_bad,
                 options=options,
-                progress=sys.stderr.isatty(),
+                progress=maker(f"prepare {fmt}", " rows"),
             )
     except _data_errors() as err:
         fail(str(err))
@@ -121,11 +119,8 @@ def data_prepare_command(
 
 @data_group.command("inspect")
 @click.argument("uri")
-@out_option(
-    "Folder for the PNGs (default: hmtl-runs/inspect/<name>-<fingerprint>).",
-    path=click.Path(file_okay=False),
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
+@out_option("default: hmtl-runs/inspect/<name>-<fingerprint>", path=click.Path(file_okay=False))
+@json_option()
 def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
     """Print a prepared dataset's card; write a contact sheet and a class histogram (PNG)."""
 
@@ -138,7 +133,7 @@ def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
     except NotADirectoryError:
         fail(f"{uri}: a file, not a prepared dataset folder (card.json + Parquet shards)")
     card = prepared.card
-    click.echo(json.dumps(card, indent=2) if as_json else card_text(card))
+    click.echo(json.dumps(card, indent=2) if as_json else card_text(card))  # the card as is
     name = f"{card.get('name', 'dataset')}-{card['fingerprint'][:12]}"
     folder = Path(out) if out else Path("hmtl-runs") / "inspect" / name
     try:
@@ -147,7 +142,7 @@ def data_inspect_command(uri: str, out: str | None, as_json: bool) -> None:
         histogram = class_histogram(card, folder / "class_histogram.png")
     except OSError as err:
         fail(f"{folder}: cannot write the pictures ({err.strerror or err})")
-    click.echo(f"\ncontact sheet    {sheet}\nclass histogram  {histogram}")
+    click.echo(f"\ncontact sheet    {sheet}\nclass histogram  {histogram}", err=as_json)
 
 
 def _by_split(card: dict) -> list[tuple[str, dict[str, int]]]:

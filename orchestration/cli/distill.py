@@ -14,18 +14,17 @@ from pathlib import Path
 
 import click
 
-from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.cli.common import fail, tracking_problem, user_errors
 from hmtl.orchestration.cli.options import (
+    PUBLISHED,
+    from_env,
     out_option,
     setting_default,
     setting_option,
     tracking_uri_option,
 )
 from hmtl.orchestration.distill.options import DistillOptions
-from hmtl.orchestration.distill.publish import distil_and_publish, distill_source
-from hmtl.orchestration.platform.folders import removed_on_failure
-from hmtl.trainables.data.storage import is_remote
-from hmtl.trainables.distill.augment import AUGMENT_OPS
+from hmtl.trainables.distill.settings import AUGMENT_OPS
 
 
 @click.command("distill")
@@ -35,7 +34,7 @@ from hmtl.trainables.distill.augment import AUGMENT_OPS
     "images_per_class",
     help="Synthetic images per class (at most the smallest class's training rows).",
 )
-@out_option(required=True)
+@out_option(PUBLISHED, required=True)
 @click.option("--name", default="distilled", show_default=True, help="Dataset name under --out.")
 @setting_option(DistillOptions, "iterations", show_default=True)
 @setting_option(
@@ -63,17 +62,19 @@ from hmtl.trainables.distill.augment import AUGMENT_OPS
     help="Siamese augmentation ops, comma-separated, or 'none'.",
 )
 @setting_option(DistillOptions, "seed", show_default=True)
-@tracking_uri_option("Also log the run (settings, loss, card) to MLflow here.")
+@tracking_uri_option("not logged to MLflow")
 def distill_command(
     dataset, images_per_class, out, name, iterations, lr, momentum, real_batch, width, depth,
     augment, seed, tracking_uri,
 ) -> None:  # fmt: skip
-    """Distil DATASET into --images-per-class synthetic images per class (distribution
-    matching) and publish them as a prepared dataset."""
+    """Distil a dataset into a few synthetic images per class (distribution matching).
+
+    DATASET's training rows become --images-per-class synthetic images per class, published
+    as a prepared dataset."""
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
-    problem = tracking_problem(tracking_uri)
+    problem = tracking_problem(tracking_uri, from_env("tracking_uri"))
     if problem:
         fail(problem)
     ops = () if augment == "none" else tuple(op for op in augment.split(",") if op)
@@ -92,6 +93,11 @@ def distill_command(
         augment=list(ops),
         seed=seed,
     ).settings()
+    # Lazy: keeps torch out of `hmtl --help` and the input checks.
+    from hmtl.orchestration.distill.publish import distil_and_publish, distill_source
+    from hmtl.orchestration.platform.folders import removed_on_failure
+    from hmtl.trainables.data.storage import is_remote
+
     cleanup = (
         removed_on_failure(Path(out) / name) if not is_remote(out) else contextlib.nullcontext()
     )
@@ -101,7 +107,7 @@ def distill_command(
             published, losses = distil_and_publish(
                 dataset, images, labels, card, settings, out, name, log=click.echo
             )
-        except USER_ERRORS as err:
+        except user_errors() as err:
             fail(str(err))
     click.echo(f"\n{'reused' if published.reused else 'published'} {published.uri}")
     click.echo(

@@ -8,24 +8,18 @@ from pathlib import Path
 
 import click
 
-from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.cli.address import parse_address, ray_address
+from hmtl.orchestration.cli.checks import ray_line
+from hmtl.orchestration.cli.common import fail, tracking_problem, user_errors
 from hmtl.orchestration.cli.options import (
+    PUBLISHED,
     address_option,
+    from_env,
     out_option,
     setting_option,
     tracking_uri_option,
 )
 from hmtl.orchestration.mining.options import MineOptions
-from hmtl.orchestration.mining.run import (
-    MiningError,
-    default_cache,
-    mine,
-    prepare_inputs,
-    ray_actors,
-)
-from hmtl.orchestration.platform.cluster import address_problem
-from hmtl.orchestration.platform.folders import removed_on_failure
-from hmtl.trainables.data.storage import is_remote
 
 
 @click.command("mine")
@@ -46,7 +40,7 @@ from hmtl.trainables.data.storage import is_remote
     help="Prepared labelled dataset whose training split gives the prototypes "
     "(synthetic: the model's own synthetic data).",
 )
-@out_option(required=True)
+@out_option(PUBLISHED, required=True)
 @click.option("--name", default="mined", show_default=True, help="Dataset name under --out.")
 @setting_option(MineOptions, "per_class", help="At most K faces per class.")
 @setting_option(
@@ -99,7 +93,7 @@ from hmtl.trainables.data.storage import is_remote
     "CPU but one, left for the reads).",
 )
 @address_option()
-@tracking_uri_option("MLflow that tracked a runs:/ model.")
+@tracking_uri_option("none; needed for a runs:/ --model")
 @click.option(
     "--cache", default=None, help="Embedding cache folder (default: hmtl-runs/embeddings)."
 )
@@ -122,14 +116,22 @@ def mine_command(
     tracking_uri,
     cache,
 ) -> None:
-    """Embed the --pool and --labelled sets with the primitive model, select confident faces by
-    prototype similarity, and publish them as a pseudo-labelled prepared dataset."""
+    """Pseudo-label confident faces of an unlabelled pool and publish them as a dataset.
+
+    Embeds the --pool and --labelled sets with the primitive model, selects confident faces
+    by prototype similarity, and publishes them as a pseudo-labelled prepared dataset."""
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         fail(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
-    for problem in (address_problem(address), tracking_problem(tracking_uri)):
-        if problem:
-            fail(problem)
+    joined = ray_address(parse_address(address, from_env("address")), "mine")
+    problem = tracking_problem(tracking_uri, from_env("tracking_uri"))
+    if problem:
+        fail(problem)
+    # Lazy: keeps torch, ray, mlflow out of `hmtl --help` and the input checks.
+    from hmtl.orchestration.mining.run import MiningError, default_cache, prepare_inputs
+    from hmtl.orchestration.platform.folders import removed_on_failure
+    from hmtl.trainables.data.storage import is_remote
+
     settings = MineOptions(
         model=model,
         pool=pool,
@@ -152,15 +154,17 @@ def mine_command(
         try:
             inputs = prepare_inputs(model, pool, labelled, list(exclude), tracking_uri, scratch)
             published = _run(
-                inputs, settings, out, name, cache or default_cache(), engine, actors, address
+                inputs, settings, out, name, cache or default_cache(), engine, actors, joined
             )
-        except (*USER_ERRORS, MiningError) as err:
+        except (*user_errors(), MiningError) as err:
             fail(str(err))
     _summary(published)
 
 
 def _run(inputs, settings, out, name, cache, engine, actors, address):
     """Start (or join) Ray for the Ray Data engine, then mine."""
+    # Lazy: keeps torch, ray, mlflow out of `hmtl --help` and the input checks.
+    from hmtl.orchestration.mining.run import mine, ray_actors
 
     use_gpu = False
     if engine == "ray":
@@ -169,6 +173,7 @@ def _run(inputs, settings, out, name, cache, engine, actors, address):
         f"hmtl mine: pool {inputs.pool_card['num_rows']} faces, model sha256 "
         f"{inputs.model_sha[:12]}, engine {engine}"
         + (f" ({actors} {'GPU' if use_gpu else 'CPU'} actors)" if engine == "ray" else "")
+        + (f", ray {ray_line(address)}" if engine == "ray" else "")
     )
     return mine(inputs, settings, out, name, cache, engine, actors or 1, use_gpu, log=click.echo)
 

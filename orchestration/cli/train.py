@@ -9,19 +9,17 @@ from pathlib import Path
 
 import click
 
-from hmtl.orchestration.cli.common import USER_ERRORS, fail, tracking_problem
+from hmtl.orchestration.cli.common import fail, tracking_problem, user_errors, warn
+from hmtl.orchestration.cli.completion import complete_config
 from hmtl.orchestration.cli.options import (
-    LOG_RUN_HELP,
+    TRACKING_ENV,
+    from_env,
     out_option,
+    resume_option,
     set_option,
+    source,
     tracking_uri_option,
 )
-from hmtl.orchestration.platform.cost import local_rate, price_problem
-from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
-from hmtl.orchestration.tracking.extra_sources import extra_source_tags
-from hmtl.orchestration.tracking.pretrained import resolved
-from hmtl.trainables.config import load_config
-from hmtl.trainables.data.storage import redact
 
 
 def shipped_config(name: str) -> Path | None:
@@ -42,38 +40,45 @@ def resolve_config(config: str) -> Path:
 
 
 @click.command("train")
-@click.argument("config", required=False)
-@set_option("Override a config value, e.g. --set optim.lr=3e-4 (repeatable).")
-@out_option("Run folder for checkpoints and metrics (default: hmtl-runs/train/<name>-<time>).")
-@click.option(
-    "--resume-from",
-    default=None,
-    help="Checkpoint folder or s3:// URI to continue from (e.g. RUN/checkpoint_000003); "
+@click.argument("config", required=False, shell_complete=complete_config)
+@set_option()
+@out_option("default: hmtl-runs/train/<config>-<time>")
+@resume_option(
+    "CHECKPOINT",
+    "Continue from a checkpoint folder or s3:// URI (e.g. RUN/checkpoint_000003); "
     "without CONFIG, the checkpoint's own config is used.",
 )
-@tracking_uri_option(LOG_RUN_HELP)
+@click.option("--resume-from", "resume_from", default=None, hidden=True)  # the old spelling
+@tracking_uri_option("not logged to MLflow")
 def train_command(
     config: str | None,
     overrides: tuple[str, ...],
     out: str | None,
+    resume: str | None,
     resume_from: str | None,
     tracking_uri: str | None,
 ) -> None:
-    """Train one model without Ray: one progress line per epoch, then a summary."""
+    """Train one model without Ray: one progress line per epoch, then a summary.
+
+    CONFIG is a YAML file or a shipped config's name."""
+    if resume_from is not None:
+        warn("--resume-from is now spelled --resume")
+        resume = resume or resume_from
+    if config is None and resume is None:
+        fail("give a CONFIG, or --resume a checkpoint to continue with its own config")
+    problem = tracking_problem(tracking_uri, from_env("tracking_uri"))
+    if problem:
+        fail(problem)
     # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.tracking.single_run import local_checkpoint
 
-    if config is None and resume_from is None:
-        fail("give a CONFIG, or --resume-from a checkpoint to continue with its own config")
-    for problem in (tracking_problem(tracking_uri), price_problem()):
-        if problem:
-            fail(problem)
+    note = source("tracking_uri", TRACKING_ENV) if tracking_uri else ""
     try:
         # A remote checkpoint is fetched to scratch that goes away when training ends.
-        with local_checkpoint(resume_from) as checkpoint, ExitStack() as scratch:
-            args = (config, list(overrides), out, resume_from, checkpoint, tracking_uri)
+        with local_checkpoint(resume) as checkpoint, ExitStack() as scratch:
+            args = (config, list(overrides), out, resume, checkpoint, tracking_uri, note)
             _train(*args, scratch)
-    except USER_ERRORS as err:
+    except user_errors() as err:
         fail(str(err))
 
 
@@ -84,21 +89,27 @@ def _train(
     resume_from: str | None,
     checkpoint: str | None,
     tracking_uri: str | None,
+    tracking_note: str,
     scratch: ExitStack,
 ) -> None:
     """`hmtl train` once the checkpoint (if any) is local: every input is checked before
     the run folder, the header line or an MLflow run exists; raises USER_ERRORS. Fetched
     pre-trained weights live until `scratch` closes."""
     # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
+    from hmtl.orchestration.platform.cost import local_rate
+    from hmtl.orchestration.platform.folders import blocking_file, removed_on_failure
+    from hmtl.orchestration.tracking.extra_sources import extra_source_tags
+    from hmtl.orchestration.tracking.pretrained import resolved
     from hmtl.orchestration.tracking.single_run import TrackedSession, check_inputs
     from hmtl.orchestration.tracking.tags import FROM_TAG
     from hmtl.trainables.checkpoint import load_checkpoint
-    from hmtl.trainables.config import build_config
+    from hmtl.trainables.config import build_config, load_config
+    from hmtl.trainables.data.storage import redact
     from hmtl.trainables.session import LocalSession
     from hmtl.trainables.train import train
 
     if checkpoint is not None and not Path(checkpoint).exists():
-        fail(f"--resume-from {resume_from}: no such checkpoint")
+        fail(f"--resume {resume_from}: no such checkpoint")
     # Read now so a damaged checkpoint is refused before anything is made or printed.
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     if config is not None:
@@ -109,6 +120,8 @@ def _train(
         source = f"{resume_from} (its config)"
         cfg = build_config(state["config"], overrides, source=source)
         name = "resumed"
+    if state is not None:
+        check_fit(cfg, state, checkpoint)
     weights, lineage = None, {}
     if cfg.model.pretrained and state is None:
         source, weights = scratch.enter_context(resolved(cfg.model.pretrained, tracking_uri))
@@ -124,10 +137,11 @@ def _train(
         fail(f"--out {run_dir}: {blocked} is a file, not a folder")
     if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and resume_from is None:
         fail(
-            f"{run_dir} already holds checkpoints; pass --resume-from "
+            f"{run_dir} already holds checkpoints; pass --resume "
             f"{run_dir}/checkpoint_... to continue, or choose another --out"
         )
-    click.echo(f"hmtl train: {config or resume_from} -> {run_dir}")
+    logged = f", tracking {tracking_uri}{tracking_note}" if tracking_uri else ""
+    click.echo(f"hmtl train: {config or resume_from} -> {run_dir}{logged}")
     # A run that fails before its first checkpoint (bad data rows, say) leaves no folder.
     with removed_on_failure(run_dir, keep=lambda: any(run_dir.glob("checkpoint_*"))):
         if tracking_uri:
@@ -145,7 +159,7 @@ def _train(
         session.cost_rate = local_rate(cfg)  # cost/device_seconds and cost/usd per epoch
         try:
             result = train(cfg, session, pretrained=weights)
-        except USER_ERRORS:
+        except user_errors():
             if tracking_uri:
                 session.finish("FAILED")
             raise
@@ -178,3 +192,28 @@ def summary(metrics: dict, checkpoint: str | None) -> str:
         )
     lines.append(f"  checkpoint               {checkpoint}")
     return "\n".join(lines)
+
+
+def check_fit(cfg, state: dict, checkpoint: str) -> None:
+    """Refuse, before the header line, a checkpoint whose backbone is not the config's (what
+    `train` would find only once the data is loaded): parameter names and shapes compared."""
+    # Lazy: keeps torch out of `hmtl --help` and the input checks.
+    from hmtl.trainables.checkpoint import CheckpointError
+    from hmtl.trainables.models import build_backbone
+
+    m = cfg.model
+    wanted = build_backbone(m.backbone, cfg.data.channels, m.width, m.stem).state_dict()
+    saved = {
+        k.removeprefix("backbone."): v
+        for k, v in state["model"].items()
+        if k.startswith("backbone.")
+    }
+    for key in sorted(set(wanted) | set(saved)):
+        if key not in saved or key not in wanted or saved[key].shape != wanted[key].shape:
+            have = tuple(saved[key].shape) if key in saved else "absent"
+            need = tuple(wanted[key].shape) if key in wanted else "absent"
+            raise CheckpointError(
+                f"{checkpoint}: does not fit this config's model (backbone.{key}: "
+                f"checkpoint {have}, config {need}; model.backbone {m.backbone}, model.width "
+                f"{m.width}, data.channels {cfg.data.channels})"
+            )

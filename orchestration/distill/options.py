@@ -1,7 +1,7 @@
 """`DistillOptions`: what `hmtl distill` and a study's `distill` stage take, declared once.
 
 The distillation settings' defaults and bounds are `DistillSettings`'
-(trainables/distill/matching.py); this model adds the source and is what a study file's
+(trainables/distill/settings.py); this model adds the source and is what a study file's
 `distill` stage is validated against (orchestration/study/kinds/distill.py). `hmtl distill`
 builds its options from these fields (orchestration/cli/distill.py), so the two cannot drift.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hmtl.trainables.distill import DistillSettings
-from hmtl.trainables.distill.augment import AUGMENT_OPS
+from hmtl.trainables.distill.settings import AUGMENT_OPS, DistillSettings
 
 SETTINGS = DistillSettings.__pydantic_fields__
 """The settings' fields (default and bounds), reused below rather than declared again."""

@@ -39,6 +39,7 @@ from hmtl.trainables.mining import MiningSettings, class_prototypes, near_duplic
 from hmtl.trainables.mining.primitive import primitive_spec
 from hmtl.trainables.mining.scoring import concat
 from hmtl.trainables.models import PretrainedError
+from hmtl.trainables.settings import settings
 
 EXCLUDED_SPLITS = ("val", "test")
 """Rows of the labelled set that are always excluded: mined faces must not copy them."""
@@ -258,4 +259,4 @@ def ray_actors(
 
 def default_cache() -> str:
     """Where embeddings are cached: `HMTL_MINING_CACHE`, else `hmtl-runs/embeddings`."""
-    return os.environ.get("HMTL_MINING_CACHE") or os.path.join("hmtl-runs", "embeddings")
+    return settings().mining_cache or os.path.join("hmtl-runs", "embeddings")

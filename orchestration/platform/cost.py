@@ -22,9 +22,10 @@ import torch
 
 from hmtl.trainables.accounting import CostRate
 from hmtl.trainables.config import ConfigError, TrainConfig
+from hmtl.trainables.settings import SettingsError, settings, variable
 
 PRICE_LABEL = "hmtl-usd-per-hour"
-PRICE_ENV = "HMTL_USD_PER_HOUR"
+PRICE_ENV = variable("usd_per_hour")  # HMTL_USD_PER_HOUR
 
 
 def parse_price(text: str | None, where: str) -> float | None:
@@ -41,8 +42,11 @@ def parse_price(text: str | None, where: str) -> float | None:
 
 
 def env_price() -> float | None:
-    """The price per hour set in HMTL_USD_PER_HOUR, if any."""
-    return parse_price(os.environ.get(PRICE_ENV), PRICE_ENV)
+    """The price per hour set in HMTL_USD_PER_HOUR, if any (ConfigError for a bad value)."""
+    try:
+        return settings().usd_per_hour
+    except SettingsError as err:
+        raise ConfigError(str(err)) from None
 
 
 def price_problem() -> str | None:

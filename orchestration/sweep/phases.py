@@ -16,7 +16,9 @@ import os
 import time
 from pathlib import Path
 
-PHASES_ENV = "HMTL_PHASES_DIR"
+from hmtl.trainables.settings import settings, variable
+
+PHASES_ENV = variable("phases_dir")  # HMTL_PHASES_DIR
 IMPORTED = time.time()  # the trial function's module is imported: torch, Ray, the project
 _trials_here = 0  # trials this process has run (0: a fresh process)
 
@@ -26,7 +28,7 @@ class TrialPhases:
 
     def __init__(self, trial_id: str) -> None:
         global _trials_here
-        self.folder = os.environ.get(PHASES_ENV)
+        self.folder = settings().phases_dir
         self.trial_id = trial_id
         self.stamps: dict = {"entry": time.time(), "reports": [], "earlier_trials": _trials_here}
         self._cpu = time.thread_time()  # the trial's thread: what it computed, not waited

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from hmtl.trainables.settings import variable
+
 # Process-wide torch settings a trial may change: (read, write) pairs.
 _SETTINGS = {
     "num_threads": (torch.get_num_threads, torch.set_num_threads),
@@ -49,7 +51,7 @@ def seed_globals(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-FREEZE_ENV = "HMTL_GC_FREEZE"
+FREEZE_ENV = variable("gc_freeze")  # HMTL_GC_FREEZE
 _frozen = False
 
 

@@ -32,6 +32,12 @@ from hmtl.orchestration.platform.cluster import (
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.sweep.best import best_trial, frame_rows, trial_peak
 from hmtl.orchestration.sweep.manifest import read_manifest, write_manifest
+from hmtl.orchestration.sweep.optuna_store import (
+    StudyMirror,
+    check_url,
+    storage_url,
+    study_name,
+)
 from hmtl.orchestration.sweep.search import make_scheduler, make_searcher
 from hmtl.orchestration.sweep.space import TRIAL_KEY, SearchSpace, SpaceError, validate_space
 from hmtl.orchestration.sweep.trial import make_trial, trial_dirname
@@ -44,6 +50,7 @@ from hmtl.trainables.config import ConfigError
 from hmtl.trainables.data.dataset import refuse_unlabelled
 from hmtl.trainables.data.prepared import DatasetError
 from hmtl.trainables.data.storage import StorageError
+from hmtl.trainables.settings import settings, variable
 
 
 @dataclass
@@ -63,6 +70,9 @@ class SweepResult:
     undelivered: int = 0
     """MLflow operations still waiting in the tracking spool (replayed by `hmtl resume`)."""
     spool: str | None = None
+    optuna_storage: str | None = None
+    """The Optuna database holding the sweep's study (credential-free), for optuna-dashboard."""
+    optuna_study: str | None = None
 
 
 def sweep_path(storage: str, name: str) -> str:
@@ -90,6 +100,11 @@ def preflight(
                 hint = " (prepare it with `hmtl data prepare`)" if key == "data.source" else ""
                 raise SpaceError(
                     f"{space.source or space.name}: {key}: {value}: no such file or folder{hint}"
+                )
+            if key == "data.source" and not Path(value, "card.json").is_file():
+                raise SpaceError(
+                    f"{space.source or space.name}: {key}: {value}: no dataset card "
+                    "(card.json); is it a prepared dataset? (hmtl data prepare)"
                 )
     try:
         refuse_unlabelled(base.data, base.tasks.main.enabled())
@@ -124,7 +139,7 @@ TRIAL_RETRIES = 3
 # sweep killed inside that window comes back without its newest trials, which then start
 # over as new trials. The state is small, so it is written every second.
 STATE_PERIOD_S = "1"
-REUSE_ENV = "HMTL_REUSE_ACTORS"
+REUSE_ENV = variable("reuse_actors")  # HMTL_REUSE_ACTORS
 
 
 def run_sweep(
@@ -149,8 +164,11 @@ def run_sweep(
     the folder relative paths are read against (default: the current one).
     """
     check_local(space, address, num_cpus, force_train)  # first: preflight makes the storage
+    optuna = _optuna_study(space, storage, tracking_uri, tracking)  # a local check only
     sources = preflight(space, storage, tracking_uri)
     store = Store.open(storage)
+    if optuna is not None:
+        optuna.start()
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_PERIOD_S)
     if announce is not None:
         announce()
@@ -159,16 +177,16 @@ def run_sweep(
     start_tracking_store(tracking_uri)  # beside the first trials' start; tracking waits
     plan = _plan(space, force_train)
     origin = origin or os.getcwd()
-    write_manifest(store, space, tracking_uri, origin)
+    write_manifest(store, space, tracking_uri, origin, optuna)
     tuner = ray.tune.Tuner(  # (2) one Tune trial per sampled configuration
         _trainable(space, plan, store, origin, quiet=verbose < 2, sources=sources),
         param_space=_param_space(space),
-        tune_config=_tune_config(space, plan),
+        tune_config=_tune_config(space, plan, optuna),
         run_config=_run_config(
             space, store, tracking_uri, verbose, callbacks or [], sources, tracking
         ),
     )
-    return summarize(space, tuner.fit(), store)
+    return summarize(space, tuner.fit(), store, optuna)
 
 
 def resume_sweep(
@@ -196,7 +214,25 @@ def resume_sweep(
         resume_errored=True,
         storage_filesystem=sweep.filesystem,
     )
-    return summarize(space, tuner.fit(), store)
+    result = summarize(space, tuner.fit(), store)
+    # The restored searcher copies into the database its mirror was saved with.
+    known = manifest.get("optuna") or {}
+    result.optuna_storage, result.optuna_study = known.get("storage"), known.get("study")
+    return result
+
+
+def _optuna_study(
+    space: SearchSpace, storage: str | Store, tracking_uri: str, tracking: dict | None
+) -> StudyMirror | None:
+    """Where the sweep's Optuna study is also kept (sweep/optuna_store.py), its URL checked
+    locally; None for explicit trials (no searcher) or where no database is set."""
+    url = None if space.trials else storage_url(storage, tracking_uri)
+    if url is None:
+        return None
+    check_url(url)
+    name = study_name(space.name, (tracking or {}).get("experiment"))
+    directions = ["minimize" if mode == "min" else "maximize" for mode in space.modes]
+    return StudyMirror(url, name, directions, list(space.metrics))
 
 
 def _resume_sources(space: SearchSpace, manifest: dict[str, Any]) -> dict[str, Source]:
@@ -257,10 +293,12 @@ def _param_space(space: SearchSpace) -> dict[str, Any] | None:
     return {TRIAL_KEY: ray.tune.grid_search(list(range(len(space.trials))))}
 
 
-def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
+def _tune_config(
+    space: SearchSpace, plan: Plan, mirror: StudyMirror | None = None
+) -> ray.tune.TuneConfig:
     multi = len(space.metrics) > 1
     return ray.tune.TuneConfig(
-        search_alg=None if space.trials else make_searcher(space),
+        search_alg=None if space.trials else make_searcher(space, mirror),
         scheduler=make_scheduler(space),
         metric=None if multi else space.metrics[0],
         mode=None if multi else space.modes[0],
@@ -271,7 +309,7 @@ def _tune_config(space: SearchSpace, plan: Plan) -> ray.tune.TuneConfig:
         # A finished trial's process trains the next one: no new process, imports or data
         # decoding per trial (orchestration/sweep/reuse.py resets what a trial leaves behind).
         # HMTL_REUSE_ACTORS=0 gives every trial a fresh process (benchmarks, diagnosis).
-        reuse_actors=os.environ.get(REUSE_ENV, "1") != "0",
+        reuse_actors=settings().reuse_actors,
     )
 
 
@@ -319,13 +357,17 @@ def _run_config(
     )
 
 
-def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
+def summarize(
+    space: SearchSpace, results, store: Store, optuna: StudyMirror | None = None
+) -> SweepResult:
     """The sweep's answer: its best trial by the one definition of best (orchestration/
     best.py), with that trial's best epoch, the metrics reported then and its checkpoint."""
     path = store.display("sweeps", space.name)
-    undelivered = {
+    common = {
         "undelivered": spooled(store, space.name),
         "spool": Spool(store, space.name).where,
+        "optuna_storage": optuna.where if optuna else None,
+        "optuna_study": optuna.name if optuna else None,
     }
     errors = sum(1 for r in results if r.error is not None)
     epochs = sum(int((r.metrics or {}).get("epoch", 0)) for r in results)
@@ -342,7 +384,7 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
     found = best_trial(peaks, mode)
     if found is None:
         return SweepResult(
-            space.name, path, None, {}, {}, None, len(results), errors, epochs, **undelivered
+            space.name, path, None, {}, {}, None, len(results), errors, epochs, **common
         )
     trial_id, peak = found
     best, rows = reported[trial_id]
@@ -359,7 +401,7 @@ def summarize(space: SearchSpace, results, store: Store) -> SweepResult:
         errors=errors,
         epochs_run=epochs,
         best_epoch=peak.epoch,
-        **undelivered,
+        **common,
     )
 
 

@@ -32,12 +32,13 @@ from hmtl.orchestration.platform.cluster import Plan
 from hmtl.orchestration.platform.cost import ray_rate
 from hmtl.orchestration.sweep.active_trial import run_active_trial
 from hmtl.orchestration.sweep.phases import TrialPhases
-from hmtl.orchestration.sweep.reuse import FREEZE_ENV, trial_scope
+from hmtl.orchestration.sweep.reuse import trial_scope
 from hmtl.orchestration.sweep.space import SearchSpace
 from hmtl.orchestration.sweep.tune_session import TuneSession
 from hmtl.orchestration.sweep.worker import train_loop_per_worker
 from hmtl.orchestration.tracking.pretrained import Source, is_run_reference, weights_of
 from hmtl.trainables.config import TrainConfig
+from hmtl.trainables.settings import settings
 from hmtl.trainables.train import train
 
 TRAIN_RUN_NAME = "train"
@@ -66,7 +67,7 @@ def make_trial(
     origin = origin or os.getcwd()
     # HMTL_GC_FREEZE=0 leaves every object to the collector (benchmarks, diagnosis); read
     # here, in the driver, because Ray's workers keep the environment Ray started with.
-    freeze = os.environ.get(FREEZE_ENV, "1") != "0"
+    freeze = settings().gc_freeze  # FREEZE_ENV
 
     def run_trial(params: dict[str, Any]) -> None:
         phases = TrialPhases(ray.tune.get_context().get_trial_id())

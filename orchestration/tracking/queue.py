@@ -31,9 +31,9 @@ from typing import Any
 from hmtl.orchestration.platform.store import StorageError, Store
 from hmtl.orchestration.tracking.ops import OPS, ROW_OPS, Delivery, log_rows
 from hmtl.orchestration.tracking.probe import cause, transient
+from hmtl.trainables.settings import settings, variable
 
-BUDGET_ENV = "HMTL_TRACKING_BUDGET_S"
-DEFAULT_BUDGET_S = 300.0
+BUDGET_ENV = variable("tracking_budget_s")  # HMTL_TRACKING_BUDGET_S, 300 s by default
 SPOOL = "hmtl-tracking-spool.jsonl"
 FAST_FAIL = {  # per request: no client-side retries, a short timeout
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
@@ -45,10 +45,7 @@ _STOP = object()
 
 def budget_s() -> float:
     """How long an outage may last before queued operations go to the spool."""
-    try:
-        return max(0.0, float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_S)))
-    except ValueError:
-        return DEFAULT_BUDGET_S
+    return settings().tracking_budget_s
 
 
 def _is_row(op: dict[str, Any]) -> bool:

@@ -1,6 +1,6 @@
 """`hmtl train` with tracking: one MLflow run for one training, optionally continuing a trial.
 
-`--resume-from` may point at a checkpoint on object storage (it is fetched to a local
+`hmtl train --resume` may point at a checkpoint on object storage (it is fetched to a local
 folder first). A run that continues a sweep's trial is a new run, in the sweep's
 experiment, tagged with the run it came from (found by the sweep name and trial id in
 the checkpoint's path: `.../sweeps/<sweep>/trial-<id>/...`).
@@ -41,6 +41,7 @@ from hmtl.trainables.data.dataset import refuse_unlabelled
 from hmtl.trainables.data.prepared import DatasetError
 from hmtl.trainables.data.storage import redact, storage_error
 from hmtl.trainables.models import check_pretrained
+from hmtl.trainables.runtime.device import check_device
 from hmtl.trainables.session import LocalSession
 
 TRIAL_PATH = re.compile(r"/sweeps/([^/]+)/trial-([^/]+)/")
@@ -60,7 +61,7 @@ def local_checkpoint(uri: str | None) -> Iterator[str | None]:
         try:
             local = fetch(uri, scratch / "resume-from")
         except FileNotFoundError:
-            raise CheckpointError(f"--resume-from {redact(uri)}: no such checkpoint") from None
+            raise CheckpointError(f"--resume {redact(uri)}: no such checkpoint") from None
         except OSError as err:  # pyarrow's errors for a missing bucket or endpoint
             raise storage_error(uri, err, "reading") from None
         yield str(local)
@@ -70,11 +71,18 @@ def local_checkpoint(uri: str | None) -> Iterator[str | None]:
 
 def check_inputs(cfg: TrainConfig, weights: str | None = None, resuming: bool = False) -> None:
     """Refuse, before a run folder or an MLflow run exists, what `train` would refuse only
-    later: a missing local dataset folder, or `model.pretrained` weights it cannot load
-    (`weights`: their local copy; a resumed run loads none, its checkpoint has them)."""
+    later: a missing local dataset folder, `runtime.device: cuda` without CUDA, or
+    `model.pretrained` weights it cannot load (`weights`: their local copy; a resumed run
+    loads none, its checkpoint has them)."""
+    check_device(cfg.runtime)
     source = cfg.data.source
     if source != "synthetic" and "://" not in source and not Path(source).exists():
         raise DatasetError(f"data.source: {source}: no such dataset folder")
+    if source != "synthetic" and "://" not in source and not Path(source, "card.json").is_file():
+        raise DatasetError(
+            f"data.source: {source}: no dataset card (card.json); is it a prepared dataset? "
+            "(hmtl data prepare)"
+        )
     refuse_unlabelled(cfg.data, cfg.tasks.main.enabled())
     if not resuming:
         check_pretrained(cfg.model, cfg.data.channels, weights)

@@ -25,20 +25,25 @@ from pathlib import Path
 
 from hmtl.trainables.data.prepared import Prepared, fetch_to_cache, read_prepared
 from hmtl.trainables.data.storage import is_remote
-
-SIZE_ENV = "HMTL_DATASET_CACHE_MB"
-DEFAULT_MB = 4096
+from hmtl.trainables.settings import settings
 
 
 class DatasetCache:
     """Decoded `Prepared` datasets by fingerprint, least recently used out first."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self._max_bytes = max_bytes
         self._entries: OrderedDict[str, Prepared] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    @property
+    def max_bytes(self) -> int:
+        """The bound given, else `HMTL_DATASET_CACHE_MB` as the environment holds it now."""
+        if self._max_bytes is not None:
+            return self._max_bytes
+        return int(settings().dataset_cache_mb * 2**20)
 
     def read(self, source: str | os.PathLike) -> Prepared:
         """The dataset at `source` (a prepared folder or S3 URI), decoded at most once.
@@ -116,13 +121,5 @@ def _views(prepared: Prepared) -> Prepared:
     )
 
 
-def _max_bytes() -> int:
-    try:
-        megabytes = float(os.environ.get(SIZE_ENV, DEFAULT_MB))
-    except ValueError:
-        megabytes = DEFAULT_MB
-    return int(max(megabytes, 0) * 2**20)
-
-
-DATASETS = DatasetCache(_max_bytes())
+DATASETS = DatasetCache()
 """This process's cache; `load_splits` reads through it."""

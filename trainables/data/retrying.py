@@ -20,7 +20,6 @@ stored is left as it was. Reads retry the open; a read cut mid-stream is not rep
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import tempfile
@@ -31,8 +30,9 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-BUDGET_ENV = "HMTL_STORAGE_RETRY_S"
-DEFAULT_BUDGET_S = 180.0
+from hmtl.trainables.settings import settings, variable
+
+BUDGET_ENV = variable("storage_retry_s")  # HMTL_STORAGE_RETRY_S, 180 s by default
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 5.0
 _SPOOL_IN_MEMORY = 16 * 1024 * 1024
@@ -48,11 +48,7 @@ log = logging.getLogger(__name__)
 
 def retry_budget() -> float:
     """Seconds a storage call keeps retrying a transient failure (`HMTL_STORAGE_RETRY_S`)."""
-    text = os.environ.get(BUDGET_ENV, "")
-    try:
-        return max(0.0, float(text)) if text else DEFAULT_BUDGET_S
-    except ValueError:
-        raise ValueError(f"{BUDGET_ENV}={text!r}: not a number of seconds") from None
+    return settings().storage_retry_s  # a SettingsError (a ValueError) for a bad value
 
 
 def is_transient(err: BaseException) -> bool:

@@ -27,9 +27,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pyarrow.fs as pafs
 
 from hmtl.trainables.data.retrying import RetryingS3, retry_budget
+from hmtl.trainables.settings import settings
 
-ENDPOINT_ENV = "HMTL_S3_ENDPOINT"
-CACHE_ENV = "HMTL_CACHE_DIR"
 _ALLOWED_QUERY = {"endpoint_override", "region", "scheme"}
 _SECRET_QUERY = {"access_key", "secret_key", "session_token"}
 
@@ -77,13 +76,13 @@ def filesystem_for(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
             f"(valid: {', '.join(sorted(_ALLOWED_QUERY))})"
         )
     path = f"{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
-    endpoint = query.get("endpoint_override") or os.environ.get(ENDPOINT_ENV) or None
+    endpoint = query.get("endpoint_override") or settings().s3_endpoint
     region = (
         query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     )
     try:
         budget = retry_budget()
-    except ValueError as err:
+    except ValueError as err:  # HMTL_STORAGE_RETRY_S
         raise StorageError(str(err)) from None
     options: dict = {"connect_timeout": 5.0, "request_timeout": 60.0}
     if endpoint:
@@ -124,7 +123,7 @@ def cache_root() -> Path:
 
     `HMTL_CACHE_DIR` if set, else `~/.cache/hmtl/datasets`; shared by every worker on a node.
     """
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "hmtl" / "datasets")
+    return Path(settings().cache_dir or Path.home() / ".cache" / "hmtl" / "datasets")
 
 
 def storage_error(uri: str | os.PathLike, err: BaseException, doing: str) -> StorageError:

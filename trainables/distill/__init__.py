@@ -6,18 +6,24 @@ set of images (the distilled ones, or as many random real ones) and scores it on
 No ray, no mlflow: `orchestration/cli/distill.py` reads, publishes and reports.
 """
 
-from hmtl.trainables.distill.augment import AUGMENT_OPS, siamese_augment
-from hmtl.trainables.distill.convnet import DMConvNet
-from hmtl.trainables.distill.evaluate import train_and_test
-from hmtl.trainables.distill.matching import Distilled, DistillSettings, distill, random_real
+from importlib import import_module
 
-__all__ = [
-    "AUGMENT_OPS",
-    "DMConvNet",
-    "DistillSettings",
-    "Distilled",
-    "distill",
-    "random_real",
-    "siamese_augment",
-    "train_and_test",
-]
+# Each name and the module that defines it, imported on first use: the settings alone (what
+# `hmtl distill --help` and a study's validation read) import no torch.
+_HOMES = {
+    "AUGMENT_OPS": "settings",
+    "DistillSettings": "settings",
+    "siamese_augment": "augment",
+    "DMConvNet": "convnet",
+    "train_and_test": "evaluate",
+    "Distilled": "matching",
+    "distill": "matching",
+    "random_real": "matching",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)

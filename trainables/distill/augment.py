@@ -18,8 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-AUGMENT_OPS = ("scale", "rotate", "crop", "brightness", "contrast", "cutout")
-
 
 def siamese_augment(images: list[Tensor], ops: tuple[str, ...], generator: torch.Generator):
     """Apply one random draw of `ops` (a subset of AUGMENT_OPS, in that order) to each tensor

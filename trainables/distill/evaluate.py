@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hmtl.trainables.distill.augment import AUGMENT_OPS, siamese_augment
+from hmtl.trainables.distill.augment import siamese_augment
+from hmtl.trainables.distill.settings import AUGMENT_OPS
 from hmtl.trainables.models import build_backbone
 
 

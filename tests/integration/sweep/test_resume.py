@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import kill
+import optuna
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
@@ -126,6 +127,16 @@ def test_sigkill_then_resume_finishes_every_trial_once(local_ray, tmp_path):
             alone.metrics[key], rel=0, abs=1e-12
         )
 
+    # The Optuna database holds each trial once: the killed one was continued, not added.
+    study = optuna.load_study(study_name="it-resume", storage=result.optuna_storage)
+    kept = {t.user_attrs["hmtl.trial_id"]: t for t in study.trials}
+    assert len(study.trials) == 3 and sorted(f"trial-{t}" for t in kept) == sorted(after)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    assert sorted(kept[interrupted.removeprefix("trial-")].intermediate_values) == [1, 2, 3, 4]
+
     status = CliRunner().invoke(main, ["status", str(sweep)])
     assert status.exit_code == 0
     assert "3 trials (3 TERMINATED)" in status.output and "best so far" in status.output
+    listed = json.loads(CliRunner().invoke(main, ["status", str(sweep), "--json"]).stdout)
+    assert listed["schema"] == "hmtl.sweep-status/1" and listed["states"] == {"TERMINATED": 3}
+    assert listed["best"]["trial"] in {t["trial"] for t in listed["trials"]}

@@ -125,7 +125,7 @@ def test_fine_tune_from_a_tracked_hmtl_train_run(config, tmp_path, private_tmp):
     assert list(private_tmp.glob("hmtl-*")) == []
 
     # Resuming needs no source (the checkpoint holds the backbone), so no tracking URI either.
-    resume = ["--resume-from", str(tuned_out / "checkpoint_000001"), "--out", str(tuned_out)]
+    resume = ["--resume", str(tuned_out / "checkpoint_000001"), "--out", str(tuned_out)]
     hmtl("train", *resume, "--set", "schedule.epochs=2")
     resumed = load_checkpoint(tuned_out / "checkpoint_000002")
     assert_same_backbone(backbone_of(resumed), backbone_of(source_state))

@@ -15,7 +15,7 @@ from helpers import tiny_space
 from mlflow.tracking import MlflowClient
 from mlflow_server import MlflowServer, OutageAtFirstResult, epochs_lasting
 
-from hmtl.orchestration.cli.main import sweep_summary
+from hmtl.orchestration.cli.sweep import sweep_summary
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.sweep.run import resume_sweep, run_sweep
 from hmtl.orchestration.tracking.queue import BUDGET_ENV, Spool

@@ -2,7 +2,7 @@
 
 moto_server is the S3 endpoint; `mlflow server` keeps runs in SQLite and artifacts in the
 same bucket. Covers: checkpoints in the bucket and one child run per trial with
-contiguous epochs; status and resume of an S3 sweep; `hmtl train --resume-from s3://`;
+contiguous epochs; status and resume of an S3 sweep; `hmtl train --resume s3://`;
 a wrong bucket and wrong credentials failing fast; no credential anywhere.
 """
 
@@ -156,7 +156,7 @@ def test_train_resumes_a_trial_checkpoint_from_s3(s3_sweep, s3_server, mlflow_se
             main,
             [
                 "train",
-                "--resume-from",
+                "--resume",
                 first,
                 "--set",
                 "schedule.epochs=3",

@@ -127,6 +127,6 @@ def test_price_parsing_and_local_rate(tiny_config, monkeypatch) -> None:
 def test_a_bad_price_variable_is_refused_in_one_line(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(PRICE_ENV, "lots")
     line = refused(["train", "demo", "--out", str(tmp_path / "run")], PRICE_ENV)
-    assert line.endswith(f"{PRICE_ENV}: 'lots' is not a price per hour in USD (e.g. 1.21)")
+    assert line.endswith(f"{PRICE_ENV}='lots': not a price per hour in USD (e.g. 1.21)")
     assert not (tmp_path / "run").exists()
-    refused(["sweep", "quickstart", "--storage", str(tmp_path)], "'lots' is not a price")
+    refused(["sweep", "quickstart", "--storage", str(tmp_path)], "='lots': not a price")

@@ -111,7 +111,7 @@ def test_sweep_and_resume_refuse_a_bad_address_or_tracking_uri(args, needle):
 )
 def test_jobs_commands_reject_a_non_url_before_any_token_warning(args, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_TOKEN", "a-token-that-would-be-warned-about")
-    line = refused(args, f"--address {args[-1]}: give the Ray dashboard's URL")
+    line = refused(args, f"--address {args[-1]}: give auto, HOST:PORT or ray://HOST:PORT")
     assert "warning" not in line
 
 

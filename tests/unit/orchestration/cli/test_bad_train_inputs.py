@@ -95,7 +95,7 @@ def test_missing_dataset_folder_is_refused_before_the_header(tmp_path, write_con
 def test_resume_from_a_missing_remote_checkpoint_leaves_no_scratch(tmp_path, private_tmp):
     # file:// goes through the same fetch-to-scratch path as s3://.
     refused(
-        ["train", "--resume-from", f"file://{tmp_path}/no-such-checkpoint"],
+        ["train", "--resume", f"file://{tmp_path}/no-such-checkpoint"],
         "no-such-checkpoint",
     )
     assert list(private_tmp.glob("hmtl-train-*")) == []
@@ -141,7 +141,7 @@ def test_damaged_checkpoint_is_refused_before_the_header(tmp_path, write_config)
     (damaged / "checkpoint.pt").write_bytes(b"not a checkpoint")
     config = write_config({"schedule": {"epochs": 1, "warmup_epochs": 0}})
     out = tmp_path / "run"
-    args = ["train", str(config), "--resume-from", str(damaged), "--out", str(out)]
+    args = ["train", str(config), "--resume", str(damaged), "--out", str(out)]
     refused(args, "corrupt or unreadable checkpoint")
     assert not out.exists()
 
@@ -152,3 +152,36 @@ def test_tracking_uri_that_is_no_mlflow_store(tmp_path, write_config):
     args = ["train", str(config), "--tracking-uri", "bogus://x", "--out", str(out)]
     refused(args, "--tracking-uri bogus://x: not an MLflow tracking URI")
     assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_device_without_cuda_is_refused_before_the_header(tmp_path, write_config):
+    config = write_config({"runtime": {"device": "cuda"}})
+    line = refused(["train", str(config), "--out", str(tmp_path / "run")], "no CUDA device")
+    assert line.startswith("hmtl: error: runtime.device: cuda, but this machine has no CUDA")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_source_folder_without_a_card_is_one_line(tmp_path, write_config):
+    folder = tmp_path / "raw-images"
+    folder.mkdir()
+    config = write_config({"data": {"source": str(folder)}})
+    refused(["train", str(config), "--out", str(tmp_path / "run")], "no dataset card (card.json)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_of_another_model_is_one_line_and_leaves_no_scratch(
+    tmp_path, write_config, private_tmp
+):
+    checkpoint = tmp_path / "checkpoint_000001"
+    checkpoint.mkdir()
+    weights = build_backbone("small_cnn", 1, width=8).state_dict()
+    state = {"model": {f"backbone.{k}": v for k, v in weights.items()}, "epoch": 1}
+    state.update(optimizer={}, scheduler={}, rng={}, config={})
+    torch.save(state, checkpoint / "checkpoint.pt")
+    config = write_config({"model": {"backbone": "small_cnn", "width": 16}})
+    args = ["train", str(config), "--resume", str(checkpoint), "--out", str(tmp_path / "run")]
+    line = refused(args, "does not fit this config's model (backbone.")
+    assert "model.width 16" in line
+    assert not (tmp_path / "run").exists()
+    assert list(private_tmp.iterdir()) == []  # no torchinductor_* cache, no scratch

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hmtl.orchestration.cli.main import ERRORED_EXIT, NO_METRIC_EXIT, finish
+from hmtl.orchestration.cli.sweep import ERRORED_EXIT, NO_METRIC_EXIT, finish
 
 
 def ended(errors: int, best: str | None) -> SimpleNamespace:

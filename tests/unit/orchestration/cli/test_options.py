@@ -19,7 +19,16 @@ from hmtl.trainables.distill import DistillSettings
 from hmtl.trainables.mining import MiningSettings
 
 CLI = Path(options.__file__).parent
-SHARED = ("--storage", "--tracking-uri", "--address", "--set", "--out", "--verbose")
+SHARED = (
+    "--storage",
+    "--tracking-uri",
+    "--address",
+    "--set",
+    "--out",
+    "--verbose",
+    "--json",
+    "--resume",
+)
 
 
 def declarations(path: Path) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from ray.train import Checkpoint
 from ray.tune import Result
 
-from hmtl.orchestration.cli.main import sweep_summary
+from hmtl.orchestration.cli.sweep import sweep_summary
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.sweep.best import Peak, best_trial, trial_peak
 from hmtl.orchestration.sweep.run import summarize

@@ -48,8 +48,25 @@ def test_resume_probes_the_manifests_tracking_server(tmp_path, dead_uri):
 
 
 def test_report_probes_an_explicit_tracking_uri(tmp_path, dead_uri):
-    args = ["report", str(tmp_path / "nowhere"), "--tracking-uri", dead_uri]
+    from hmtl.orchestration.platform.store import Store
+    from hmtl.orchestration.sweep.manifest import write_manifest
+
+    # A real sweep folder: a missing one is refused first, by the local check.
+    write_manifest(Store.open(str(tmp_path / "runs")), tiny_space(tmp_path, name="s"), "sqlite:///unused.db")
+    sweep = tmp_path / "runs" / "sweeps" / "s"
+    args = ["report", str(sweep), "--tracking-uri", dead_uri]
     refused_in_one_line(CliRunner().invoke(main, args), dead_uri)
+
+
+def test_report_checks_its_folder_before_the_tracking_server(tmp_path, dead_uri):
+    args = ["report", str(tmp_path / "nowhere"), "--tracking-uri", dead_uri]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        .splitlines()[-1]
+        .endswith("not a sweep or study folder (no hmtl-sweep.json or hmtl-study.json)")
+    )
 
 
 def test_a_tracking_database_that_cannot_be_made_is_one_line(tmp_path):
