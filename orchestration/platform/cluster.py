@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from hmtl.orchestration.platform.credentials import keep_credentials_out_of_runtime_envs
+from hmtl.trainables.settings import settings
 
 if TYPE_CHECKING:
     from hmtl.orchestration.sweep.space import SearchSpace
@@ -252,6 +253,12 @@ def _loopback_only():
             os.environ[LOOPBACK_ENV] = saved_env
 
 
+def joining(address: str):
+    """The context to join the Ray at `address` in: loopback-only for a Ray on this
+    machine's loopback interface (as `init_ray` joins it), else nothing."""
+    return _loopback_only() if _is_loopback(address) else contextlib.nullcontext()
+
+
 def cluster_nodes() -> list[NodeShape]:
     """Node shapes the sweep may use: alive nodes, plus launchable autoscaler node types."""
     # Lazy: keeps ray out of the checks that run before Ray starts.
@@ -283,9 +290,7 @@ def autoscaler_node_types(path: str | None = None) -> list[NodeShape]:
     what it can start. Local Ray has no such file: only alive nodes count.
     """
 
-    path = path or os.environ.get(
-        "HMTL_BOOTSTRAP_CONFIG", os.path.expanduser("~/ray_bootstrap_config.yaml")
-    )
+    path = path or os.path.expanduser(settings().bootstrap_config)  # HMTL_BOOTSTRAP_CONFIG
     try:
         with open(path) as f:
             config = yaml.safe_load(f) or {}

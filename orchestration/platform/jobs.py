@@ -1,6 +1,6 @@
-"""Sweeps as Ray jobs: `hmtl submit`, `hmtl logs`, `hmtl stop` through the jobs API.
+"""Sweeps and studies as Ray jobs: `hmtl submit`, `hmtl logs`, `hmtl stop` through the jobs API.
 
-A job is `python -m hmtl sweep ...` (or `resume ...`) run on the cluster's head
+A job is `python -m hmtl sweep ...`, `study ...` (or `resume ...`) run on the cluster's head
 node, with the project folder uploaded as its working directory (data, run folders and the
 virtual environment left out). The sweep's driver joins the cluster with `--address auto`.
 
@@ -30,10 +30,12 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+import yaml
 from ray.exceptions import AuthenticationError
 from ray.job_submission import JobSubmissionClient
 from ray.util.state import StateApiClient
@@ -289,6 +291,23 @@ def project_root() -> Path:
     return root
 
 
+def _in_project(given: str, path: Path, root: Path) -> str:
+    """`path` relative to the project folder (what the job gets), or JobError."""
+    try:
+        relative = path.resolve().relative_to(root)
+    except ValueError:
+        raise JobError(
+            f"{given}: outside the project folder {root}, which is what the job gets; "
+            "copy the file into the project (e.g. search_spaces/) and submit that path"
+        ) from None
+    if relative.parts[0] in NOT_UPLOADED or "__pycache__" in relative.parts:
+        raise JobError(
+            f"{given}: inside {relative.parts[0]}/, which is not uploaded with the job; "
+            "move it elsewhere in the project (e.g. search_spaces/)"
+        )
+    return relative.as_posix()
+
+
 def space_argument(space: str, root: Path) -> str:
     """SPACE as the job will see it: a shipped name, or a path relative to the project.
 
@@ -296,27 +315,70 @@ def space_argument(space: str, root: Path) -> str:
     anything is submitted."""
 
     path = Path(space).expanduser()
-    if path.is_file():
-        try:
-            relative = path.resolve().relative_to(root)
-        except ValueError:
-            raise JobError(
-                f"{space}: outside the project folder {root}, which is what the job gets; "
-                "copy the file into the project (e.g. search_spaces/) and submit that path"
-            ) from None
-        if relative.parts[0] in NOT_UPLOADED or "__pycache__" in relative.parts:
-            raise JobError(
-                f"{space}: inside {relative.parts[0]}/, which is not uploaded with the job; "
-                "move it elsewhere in the project (e.g. search_spaces/)"
-            )
-        argument = relative.as_posix()
-    else:
-        argument = space  # a shipped name (load_space lists them when it is not one)
+    # A shipped name is passed as it is (load_space lists the names when it is not one).
+    argument = _in_project(space, path, root) if path.is_file() else space
     try:
         load_space(str(path) if path.is_file() else space)
     except SpaceError as err:
         raise JobError(str(err)) from None
     return argument
+
+
+def is_study(name: str) -> bool:
+    """Whether WORK names a study (a shipped study, or a file with `stages`), not a space."""
+    path = Path(name).expanduser()
+    if not path.is_file():  # shipped studies: search_spaces/studies/<name>.yaml
+        return (resources.files("hmtl.search_spaces") / "studies" / f"{name}.yaml").is_file()
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # load_space says what is wrong with it
+    return isinstance(raw, dict) and "stages" in raw
+
+
+def study_argument(study: str, root: Path) -> str:
+    """STUDY as the job will see it (as `space_argument`), validated here first."""
+    # Lazy: keeps matplotlib (the study package) out of sweep submissions.
+    from hmtl.orchestration.study.checks import StudyError
+    from hmtl.orchestration.study.spec import load_study
+
+    path = Path(study).expanduser()
+    argument = _in_project(study, path, root) if path.is_file() else study
+    try:
+        load_study(str(path) if path.is_file() else study)
+    except StudyError as err:
+        raise JobError(str(err)) from None
+    return argument
+
+
+def study_command(
+    study: str, storage: str | None, tracking_uri: str | None, smoke: bool = False
+) -> list[str]:
+    """The `hmtl study` arguments the job runs (after `python -m hmtl`)."""
+    _check_tracking(storage, tracking_uri)
+    args = ["study", study, "--address", "auto"]
+    if storage is not None:
+        args += ["--storage", storage]
+    if tracking_uri is not None:
+        args += ["--tracking-uri", tracking_uri]
+    if smoke:
+        args.append("--smoke")
+    return args
+
+
+def _check_tracking(storage: str | None, tracking_uri: str | None) -> None:
+    if storage is not None and "://" in storage and tracking_uri is None:
+        raise JobError(
+            f"--storage {storage.split('?', 1)[0]}: object storage needs --tracking-uri "
+            "(an MLflow server); the SQLite default lives in a local storage folder"
+        )
+    if tracking_uri is not None:
+        parts = urlsplit(tracking_uri)
+        if parts.username or parts.password:
+            raise JobError(
+                "--tracking-uri: credentials do not belong in the URI (it would be visible in "
+                "the job's command line); set MLFLOW_TRACKING_USERNAME/PASSWORD on the cluster"
+            )
 
 
 def sweep_command(
@@ -330,18 +392,7 @@ def sweep_command(
     """The `hmtl sweep` arguments the job runs (after `python -m hmtl`)."""
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise JobError(f"--name {name!r}: use letters, digits, '_', '.' and '-' only")
-    if storage is not None and "://" in storage and tracking_uri is None:
-        raise JobError(
-            f"--storage {storage.split('?', 1)[0]}: object storage needs --tracking-uri "
-            "(an MLflow server); the SQLite default lives in a local storage folder"
-        )
-    if tracking_uri is not None:
-        parts = urlsplit(tracking_uri)
-        if parts.username or parts.password:
-            raise JobError(
-                "--tracking-uri: credentials do not belong in the URI (it would be visible in "
-                "the job's command line); set MLFLOW_TRACKING_USERNAME/PASSWORD on the cluster"
-            )
+    _check_tracking(storage, tracking_uri)
     args = ["sweep", space, "--address", "auto"]
     if storage is not None:
         args += ["--storage", storage]
@@ -356,8 +407,9 @@ def sweep_command(
     return args
 
 
-def resume_command(sweep_uri: str) -> list[str]:
-    return ["resume", sweep_uri, "--address", "auto"]
+def resume_command(uri: str) -> list[str]:
+    """`hmtl resume` of a sweep or a study folder (it tells them apart itself)."""
+    return ["resume", uri, "--address", "auto"]
 
 
 def runtime_env(root: Path) -> dict:
