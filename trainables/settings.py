@@ -91,6 +91,12 @@ class HmtlSettings(BaseSettings):
         description="Folder where each trial writes its phase time stamps (benchmarks)",
         json_schema_extra={"expects": "a folder"},
     )
+    optuna_storage: str | None = Field(
+        None,
+        description="Where each sweep's Optuna study is kept for optuna-dashboard "
+        "(default optuna.db beside a SQLite MLflow database; none: not kept)",
+        json_schema_extra={"expects": "a database URL (e.g. sqlite:///optuna.db) or none"},
+    )
     mlflow_db: str | None = Field(
         None,
         description="The head node's MLflow database (read by cluster.yaml's start command)",

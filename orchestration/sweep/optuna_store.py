@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from hmtl.orchestration.platform.store import Store
 from hmtl.orchestration.tracking.tags import redact_uri
 from hmtl.trainables.data.storage import StorageError, is_remote
+from hmtl.trainables.settings import settings
 
 ENV = "HMTL_OPTUNA_STORAGE"
 TRIAL_ATTR = "hmtl.trial_id"
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 def storage_setting() -> str | None:
     """`HMTL_OPTUNA_STORAGE` as set (None when unset or empty)."""
-    return os.environ.get(ENV) or None
+    return settings().optuna_storage
 
 
 def storage_url(storage: str | Store, tracking_uri: str) -> str | None:

@@ -1,6 +1,21 @@
 """Real local services for the integration tier: Ray on 127.0.0.1 with its dashboard."""
 
+import os
+
 import pytest
+
+# Each sweep's Optuna mirror (optuna.db beside MLflow's) costs a second or so of database
+# set-up; the tier runs dozens of sweeps. It is off here, and on (`optuna_mirror`) in the
+# files that check it: test_sweep, test_exit_codes, test_resume.
+os.environ["HMTL_OPTUNA_STORAGE"] = "none"
+
+
+@pytest.fixture(scope="module")
+def optuna_mirror():
+    """The Optuna mirror at its default for one test file (see the note above)."""
+    os.environ.pop("HMTL_OPTUNA_STORAGE", None)
+    yield
+    os.environ["HMTL_OPTUNA_STORAGE"] = "none"
 
 
 @pytest.fixture(scope="session")

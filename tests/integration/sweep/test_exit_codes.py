@@ -10,6 +10,12 @@ from click.testing import CliRunner
 
 from hmtl.orchestration.cli.main import main
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _optuna_mirror_on(optuna_mirror):
+    """This file checks the sweep's Optuna database: the mirror is on for it."""
+
+
 pytestmark = pytest.mark.integration
 
 

@@ -17,6 +17,12 @@ from hmtl.trainables.config import build_config
 from hmtl.trainables.session import LocalSession
 from hmtl.trainables.train import train
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _optuna_mirror_on(optuna_mirror):
+    """This file checks the sweep's Optuna database: the mirror is on for it."""
+
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BASE = {

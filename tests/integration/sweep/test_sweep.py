@@ -16,6 +16,12 @@ from hmtl.orchestration.tracking.callback import default_tracking_uri
 from hmtl.orchestration.tracking.tags import ROLE_TAG
 from hmtl.search_spaces import shipped
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _optuna_mirror_on(optuna_mirror):
+    """This file checks the sweep's Optuna database: the mirror is on for it."""
+
+
 pytestmark = pytest.mark.integration
 
 
