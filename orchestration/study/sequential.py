@@ -23,6 +23,7 @@ from hmtl.orchestration.study.decide.look import look, settled, unit_differences
 from hmtl.orchestration.study.decide.options import SUBSET_KEY, RepeatsOptions
 from hmtl.orchestration.study.decide.rules import SequentialDesign, make_design
 from hmtl.orchestration.study.kinds import KINDS
+from hmtl.orchestration.study.report.adjusted import verdict
 from hmtl.orchestration.study.results import round_name, stage_space
 
 
@@ -136,12 +137,12 @@ def run_rounds(
         trials = space.num_samples
         looks.append({"round": number, "trials": trials, "decisions": decisions})
         save()
-        counts: dict[str, int] = {}
-        for d in decisions.values():
-            counts[d["decision"]] = counts.get(d["decision"], 0) + 1
         echo(
             f"stage {stage.name} look {number}: "
-            + ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+            + ", ".join(
+                f"{name} {verdict(d['decision'], study.mode)} (n {d.get('n', '?')})"
+                for name, d in sorted(decisions.items())
+            )
         )
 
 
