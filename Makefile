@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo study-demo test lint unit integration benchmarks clean browser
+.PHONY: demo study-demo test lint unit integration benchmarks clean browser ssh cluster-rehearsal
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,13 +30,31 @@ browser:
 	      || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
 	  || echo "chromium not installed: the MLflow UI browser test will be skipped"; }
 
-# The unit tier runs on both cores (pytest-xdist; its tests share nothing but a dataset
-# cache per process), then the integration tier in one process: its tests share one local
-# Ray, sized to the machine, and several watch wall-clock windows.
-test: $(STAMP) browser
+# The cluster rehearsal (docs/cluster.md) reaches its head over SSH and copies the project
+# with rsync: Debian's openssh-server and rsync, installed where root and apt allow (the
+# package's default sshd service is not started: the rehearsal starts its own). Otherwise
+# the cluster tests are skipped and say why.
+ssh:
+	@{ [ -x /usr/sbin/sshd ] && command -v rsync >/dev/null 2>&1; } || { [ "$$(id -u)" = 0 ] \
+	  && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get install -y -qq openssh-server rsync >/dev/null 2>&1 \
+	      || (apt-get update -qq >/dev/null 2>&1 \
+	          && apt-get install -y -qq openssh-server rsync >/dev/null 2>&1)) \
+	  || echo "openssh-server or rsync not installed: the cluster tests will be skipped"; }
+
+# Both tiers run on both cores (pytest-xdist). Unit tests share nothing but a dataset cache
+# per process. Integration tests, with the cluster rehearsal's lean core (tests/cluster,
+# its head in its own namespaces), go to the two processes a file at a time (--dist
+# loadfile: a file's module fixtures, such as one sweep several tests read, run once); each
+# process has its own local Ray and S3 server, and most of a trial's wall time is process
+# start-up and waiting. The few tests that time a fault against wall-clock windows
+# (`serial`) run alone afterwards, on a machine nothing else of the suite is loading.
+PYTEST_SERVICES := $(BIN)/python -m pytest tests/integration tests/cluster
+test: $(STAMP) browser ssh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests/unit -m "not gpu" -n 2
-	$(BIN)/python -m pytest tests/integration -m "not gpu"
+	$(PYTEST_SERVICES) -m "not gpu and not rehearsal and not serial" -n 2 --dist loadfile
+	$(PYTEST_SERVICES) -m "serial and not gpu and not rehearsal"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -48,10 +66,32 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -m "not gpu" -n 2
 
 integration: $(STAMP) browser
-	$(BIN)/python -m pytest tests/integration -m "not gpu"
+	$(BIN)/python -m pytest tests/integration -m "not gpu and not serial" -n 2 --dist loadfile
+	$(BIN)/python -m pytest tests/integration -m "serial and not gpu"
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py
+
+# The GPU check (BENCHMARKS.md, "The GPU path"): gpu tests and GPU benchmark rows in one
+# command; without CUDA it runs the CPU half. gpu-wheels fetches what trainables/ needs and
+# a machine with torch but without pydantic lacks (CPython 3.12, x86-64), at the versions in
+# constraints.txt, into .gpu-wheels/ (git-ignored), for a machine without a package index.
+.PHONY: gpu-wheels gpu-check
+gpu-wheels: $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -c constraints.txt -d .gpu-wheels \
+	  pydantic pydantic_core annotated-types typing-inspection typing_extensions \
+	  pydantic-settings python-dotenv
+
+gpu-check: $(STAMP)
+	benchmarks/gpu_check.sh gpu-check
+
+# cluster.yaml run by Ray's own launcher and autoscaler on this machine: `ray up` of the
+# head, a submitted sweep, a sweep resumed after `ray up --restart-only`, a study stopped
+# and resumed, autoscaling from zero; prints a timeline at the end (docs/cluster.md).
+cluster-rehearsal: $(STAMP) ssh
+	$(BIN)/python -m pytest tests/cluster -m cluster -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) hmtl-runs .pytest_cache .ruff_cache *.egg-info

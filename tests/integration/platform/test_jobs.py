@@ -280,7 +280,12 @@ def test_unknown_job_and_unreachable_address(with_token):
     result = _invoke("logs", "raysubmit_nosuchjob", "--address", with_token.address)
     assert result.exit_code == 2
     assert result.output == f"hmtl: error: no job raysubmit_nosuchjob on {with_token.address}\n"
-    result = _invoke("stop", "raysubmit_nosuchjob", "--address", f"127.0.0.1:{_free_port()}")
+    # A bare HOST:PORT is a Ray address, as for `ray job`; nothing listening is one line.
+    port = _free_port()
+    result = _invoke("stop", "raysubmit_nosuchjob", "--address", f"127.0.0.1:{port}")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"hmtl: error: --address 127.0.0.1:{port}: nothing answers")
+    result = _invoke("stop", "raysubmit_nosuchjob", "--address", f"http://127.0.0.1:{port}")
     assert result.exit_code == 2 and "cannot reach the Ray jobs API" in result.output
 
 

@@ -16,7 +16,7 @@ from hmtl.orchestration.platform.store import Store
 from hmtl.trainables.data.retrying import BUDGET_ENV
 from hmtl.trainables.data.storage import StorageError
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 @pytest.fixture
@@ -145,8 +145,9 @@ def test_resume_of_an_unreachable_sweep_is_one_line_within_seconds(s3_server, pr
     start = time.monotonic()
     result = CliRunner().invoke(main, ["resume", sweep])
     assert result.exit_code == 2, result.output
+    folder = f"s3://{s3_server.bucket}/runs/sweeps/any"
     assert result.output.strip().splitlines() == [
-        f"hmtl: error: s3://{s3_server.bucket}/runs/sweeps/any/hmtl-sweep.json: reading failed: "
-        "cannot reach the storage endpoint"
+        f"hmtl: error: {folder}: cannot be read ({folder}/hmtl-study.json: reading failed: "
+        "cannot reach the storage endpoint)"
     ]
     assert time.monotonic() - start < 10
