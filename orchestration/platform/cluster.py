@@ -55,6 +55,11 @@ class Plan:
     """True: TorchTrainer per trial. False: one worker runs inside the Tune function."""
     driver_resource: bool = False
     """The cluster offers DRIVER_RESOURCE (the head of cluster.yaml): drivers ask for it."""
+    placement: str = "PACK"
+    """How a multi-worker trial's workers are placed (Ray's placement strategy): STRICT_PACK,
+    on one node, where one node type holds them all (DDP without the network between
+    nodes; the autoscaler launches a node that big, e.g. gpu_4x, rather than several small
+    ones); PACK otherwise."""
 
     def trial_resources(self) -> dict[str, float]:
         if self.use_train and self.driver_resource:
@@ -89,9 +94,13 @@ def plan_resources(
             f"resources cannot be placed: {workers} workers x ({cpus:g} CPU, {gpus:g} GPU) "
             f"per trial, but the cluster holds {slots} such workers"
         )
+    placement = "PACK"
+    whole = sum(_per_node(n, cpus, gpus) // workers * n.max_count for n in fits)
+    if use_train and whole >= 1:
+        placement, concurrent = "STRICT_PACK", min(concurrent, whole)
     if cap is not None:
         concurrent = min(concurrent, cap)
-    return Plan(workers, cpus, gpus, concurrent, use_train, driver_resource)
+    return Plan(workers, cpus, gpus, concurrent, use_train, driver_resource, placement)
 
 
 def _per_node(node: NodeShape, cpus: float, gpus: float) -> int:

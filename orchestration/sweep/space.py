@@ -467,11 +467,9 @@ class SearchSpace(_Strict):
                 "resources.gpus_per_worker: 0, but base runtime.device is cuda; give each "
                 "worker a GPU or set runtime.device: auto"
             )
-        if device == "cpu" and gpus > 0:
-            raise ValueError(
-                f"resources.gpus_per_worker: {gpus}, but base runtime.device is cpu, so the "
-                "GPUs would sit reserved and idle"
-            )
+        # device cpu with GPUs held is allowed: it is written out (the default is auto), so
+        # training on the CPUs of a GPU node is asked for, not a broken node gone unnoticed
+        # (trainables/runtime/device.py: held_gpu_refusal).
 
 
 # ---- loading -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 
 import ray.train  # (1) Train V2: TorchTrainer, RunConfig, Checkpoint
 import ray.tune  # (2) Tune function API: report, get_checkpoint, get_context
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from hmtl.orchestration.platform import console
@@ -35,7 +35,7 @@ from hmtl.orchestration.sweep.phases import TrialPhases
 from hmtl.orchestration.sweep.reuse import trial_scope
 from hmtl.orchestration.sweep.space import SearchSpace
 from hmtl.orchestration.sweep.tune_session import TuneSession
-from hmtl.orchestration.sweep.worker import train_loop_per_worker
+from hmtl.orchestration.sweep.worker import refuse_broken_gpu_node, train_loop_per_worker
 from hmtl.orchestration.tracking.pretrained import Source, is_run_reference, weights_of
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.settings import settings
@@ -88,6 +88,7 @@ def make_trial(
             if plan.use_train:
                 fit_trainer(cfg, source)
                 return
+            refuse_broken_gpu_node(cfg.runtime.device, plan.gpus_per_worker)
             rate = ray_rate(plan.cpus_per_worker, plan.gpus_per_worker)
             session = TuneSession(rate, phases)
             try:
@@ -109,10 +110,13 @@ def make_trial(
                 # (orchestration/platform/cost.py).
                 "resources": {"cpus": plan.cpus_per_worker, "gpus": plan.gpus_per_worker},
             },
+            # GPUs held with runtime.device: cpu train over gloo (Ray picks nccl for GPUs).
+            torch_config=TorchConfig(backend="gloo") if cfg.runtime.device == "cpu" else None,
             scaling_config=ray.train.ScalingConfig(
                 num_workers=plan.workers,
                 use_gpu=plan.gpus_per_worker > 0,
                 resources_per_worker={"CPU": plan.cpus_per_worker, "GPU": plan.gpus_per_worker},
+                placement_strategy=plan.placement,  # one node where one holds the trial
             ),
             run_config=ray.train.RunConfig(
                 name=TRAIN_RUN_NAME,

@@ -12,13 +12,15 @@ from typing import Any
 import pyarrow.fs as pafs
 import ray.train  # (1) Ray Train's worker-side API
 import ray.train.torch
+import torch
 from torch import nn
 
 from hmtl.orchestration.platform import console
 from hmtl.orchestration.platform.cost import ray_rate
 from hmtl.orchestration.tracking.pretrained import Source, weights_of
 from hmtl.trainables.accounting import CostRate, costs
-from hmtl.trainables.config import TrainConfig
+from hmtl.trainables.config import ConfigError, TrainConfig
+from hmtl.trainables.runtime.device import held_gpu_refusal
 from hmtl.trainables.train import train
 
 
@@ -67,7 +69,25 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if loop_config.get("quiet", True):
         console.quiet(console.TRIAL_LOGGERS)
     pretrained = loop_config.get("pretrained")
-    session = TrainSession(loop_config.get("resources"))
+    cfg = TrainConfig.model_validate(loop_config["cfg"])
+    resources = loop_config.get("resources")
+    refuse_broken_gpu_node(cfg.runtime.device, (resources or {}).get("gpus", 0.0))
+    session = TrainSession(resources)
+    if cfg.runtime.device == "cpu":
+        session.device = torch.device("cpu")  # GPUs held on purpose: train on the CPUs
     # Each worker fetches the pre-trained weights on its own node (a local path is read there).
     with weights_of(Source(**pretrained) if pretrained else None) as weights:
-        train(TrainConfig.model_validate(loop_config["cfg"]), session, pretrained=weights)
+        train(cfg, session, pretrained=weights)
+
+
+def refuse_broken_gpu_node(device: str, gpus_held: float) -> None:
+    """A one-line ConfigError, naming this node, when this worker holds GPUs but sees no CUDA
+    and the config did not ask for the CPU (trainables/runtime/device.py)."""
+    if gpus_held <= 0 or device == "cpu":
+        return
+    node_id = ray.get_runtime_context().get_node_id()
+    problem = held_gpu_refusal(
+        device, gpus_held, f"node {ray.util.get_node_ip_address()} ({node_id})"
+    )
+    if problem:
+        raise ConfigError(problem)

@@ -14,6 +14,7 @@ from any other Ray on this machine.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 FAKE_HEAD_NODE_TYPE = "ray.head.default"
@@ -90,3 +91,13 @@ def head_start_command(cluster: dict[str, Any], config_path: str) -> str:
         f"--dashboard-host=127.0.0.1 --num-cpus={cpus:g} --num-gpus={gpus:g} "
         f"--resources='{resources}' --autoscaling-config={config_path} --disable-usage-stats"
     )
+
+
+def project_on_head_python(head_venv: Path, project_venv: Path) -> None:
+    """Make the project importable by the head's Python (and so by every fake node, whose
+    workers run that Python) through the project's own editable install, as setup_commands'
+    `pip install -e` makes it on a `ray up` head (swaps.py says why it is not run here)."""
+    source = next((project_venv / "lib").glob("python3*/site-packages/__editable__.hmtl-*.pth"))
+    target = next((head_venv / "lib").glob("python3*/site-packages"))
+    # Read after image-packages.pth (alphabetical), which puts the finder on the path.
+    (target / "zz-hmtl-editable.pth").write_text(source.read_text())

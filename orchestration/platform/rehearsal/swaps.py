@@ -83,6 +83,20 @@ SWAPS: tuple[Swap, ...] = (
         "provider.use_node_id_as_ip (set in that file) tells the nodes on 127.0.0.1 apart",
     ),
     Swap(
+        "setup_commands' `pip install -e` of the project on the fake GPU nodes",
+        "the project's own editable install made visible to the fake cluster head's Python "
+        "(a .pth file, autoscaling.py), which every fake node's workers run",
+        "the fake nodes are started by the autoscaler inside the head, not over SSH, so no "
+        "setup command runs on them; the `ray up` part runs the real pip install",
+    ),
+    Swap(
+        "the trials' runtime.device (auto: CUDA where the node has it) on GPU nodes",
+        "runtime.device: cpu in the sweeps the fake autoscaler's nodes run",
+        "the fake nodes advertise GPUs they do not have; with auto (or cuda) a trial that "
+        "holds a GPU and finds no CUDA fails in one line naming its node, as it should on "
+        "a broken node of a real cluster",
+    ),
+    Swap(
         "idle_timeout_minutes: 10",
         "0.25 (15 s), in the fake autoscaler's config only",
         "scale-down is seen in seconds instead of minutes",

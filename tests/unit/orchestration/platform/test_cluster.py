@@ -43,7 +43,13 @@ def test_scaled_to_zero_cluster_is_judged_by_launchable_node_types(tmp_path):
     assert [(t.name, t.gpus, t.max_count) for t in types] == [("gpu1", 1, 3), ("gpu4", 4, 1)]
     head = [NodeShape("head", 4, 0)]
     plan = plan_resources(2, 8, 1, head + types)
-    assert plan.use_train and plan.max_concurrent == 3  # 3 x gpu1 + 4 workers on the gpu4
+    # Both workers of a trial on one node (STRICT_PACK): the gpu4 holds two such trials;
+    # the gpu1 nodes hold none.
+    assert plan.use_train and plan.placement == "STRICT_PACK" and plan.max_concurrent == 2
+    # A trial bigger than any node spreads over several (PACK): 3 x gpu1 + 4 on the gpu4.
+    assert plan_resources(5, 8, 1, head + types).placement == "PACK"
+    assert plan_resources(2, 8, 1, head + types[:1]).placement == "PACK"
+    assert plan_resources(2, 8, 1, head + types[:1]).max_concurrent == 1
     assert autoscaler_node_types(str(tmp_path / "missing.yaml")) == []
 
 

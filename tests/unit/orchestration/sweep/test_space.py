@@ -383,6 +383,12 @@ def test_resources(tmp_path):
     assert "resources.workers_per_trial" in message
     base = {"schedule": {"epochs": 4}, "runtime": {"device": "cuda"}}
     assert "runtime.device is cuda" in error(tmp_path, base=base)
+    # runtime.device: cpu written out with GPUs held is asked for (the cluster rehearsal's
+    # GPU-less fake GPU nodes); the default, auto, on a GPU node without CUDA is refused at
+    # the trial instead (trainables/runtime/device.py).
+    cpu = {"schedule": {"epochs": 4}, "runtime": {"device": "cpu"}}
+    held = space_with(tmp_path, base=cpu, resources={"gpus_per_worker": 1})
+    assert held.resources.gpus_per_worker == 1
 
 
 def test_wrong_types_name_the_key(tmp_path):

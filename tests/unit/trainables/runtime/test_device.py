@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from hmtl.trainables.config import ConfigError, RuntimeConfig
-from hmtl.trainables.runtime.device import check_device, cuda_refusal, pick_device
+from hmtl.trainables.runtime.device import (
+    check_device,
+    cuda_refusal,
+    held_gpu_refusal,
+    pick_device,
+)
 from hmtl.trainables.runtime.transfer import upload
 from hmtl.trainables.sampling import epoch_rows
 
@@ -30,6 +35,18 @@ def test_auto_and_cpu_are_never_refused():
         check_device(RuntimeConfig(device=name))
     assert pick_device("cpu") == torch.device("cpu")
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@no_cuda
+def test_a_worker_holding_a_gpu_without_cuda_is_refused_naming_its_node():
+    node = "node 10.0.3.7 (abc123)"
+    for name in ("auto", "cuda"):
+        message = held_gpu_refusal(name, 1, node)
+        assert message is not None and "\n" not in message
+        assert message.startswith(f"{node}: this worker holds 1 GPU(s)")
+        assert "set runtime.device: cpu" in message
+    assert held_gpu_refusal("cpu", 1, node) is None  # asked for: the GPUs idle on purpose
+    assert held_gpu_refusal("auto", 0, node) is None  # no GPU held: CPU is what it has
 
 
 def test_upload_to_the_cpu_is_the_tensor_itself():

@@ -83,3 +83,14 @@ def test_the_fake_autoscaler_gets_cluster_yamls_worker_types(cluster):
     assert config["upscaling_speed"] == cluster["upscaling_speed"]
     assert config["idle_timeout_minutes"] < cluster["idle_timeout_minutes"]
     validate_config(prepare_config(config))
+
+
+def test_the_fake_nodes_python_finds_the_project_through_its_editable_install(tmp_path):
+    ours = tmp_path / "ours" / "lib" / "python3.11" / "site-packages"
+    head = tmp_path / "head" / "lib" / "python3.11" / "site-packages"
+    ours.mkdir(parents=True), head.mkdir(parents=True)
+    line = "import __editable___hmtl_0_1_0_finder; __editable___hmtl_0_1_0_finder.install()\n"
+    (ours / "__editable__.hmtl-0.1.0.pth").write_text(line)
+    autoscaling.project_on_head_python(tmp_path / "head", tmp_path / "ours")
+    written = sorted(p.name for p in head.iterdir())
+    assert written == ["zz-hmtl-editable.pth"] and (head / written[0]).read_text() == line
