@@ -52,7 +52,9 @@ def test_report_probes_an_explicit_tracking_uri(tmp_path, dead_uri):
     from hmtl.orchestration.sweep.manifest import write_manifest
 
     # A real sweep folder: a missing one is refused first, by the local check.
-    write_manifest(Store.open(str(tmp_path / "runs")), tiny_space(tmp_path, name="s"), "sqlite:///unused.db")
+    write_manifest(
+        Store.open(str(tmp_path / "runs")), tiny_space(tmp_path, name="s"), "sqlite:///unused.db"
+    )
     sweep = tmp_path / "runs" / "sweeps" / "s"
     args = ["report", str(sweep), "--tracking-uri", dead_uri]
     refused_in_one_line(CliRunner().invoke(main, args), dead_uri)
