@@ -2,7 +2,8 @@
 
 Each simulated study is one comparison against the baseline whose paired differences (one per
 seed) are drawn N(delta, 1): delta is the true difference in sds of the differences. Seeds
-come in rounds (looks at 3, 6, 9 pairs: quickstart_study's design; and 3, 6, 9, 12) and after
+come in rounds (looks at 3, 6, 9 and 3, 6, 9, 12 pairs with O'Brien-Fleming spending, and
+5, 10 with Pocock's: quickstart_study's design) and after
 each round the same decision code a study uses (orchestration/study/decide/) decides better,
 worse, equivalent (within ±0.5 sd) or undecided; a decided study stops. Beside it, the naive
 procedure: re-test with a plain 95% t interval after every round.
@@ -24,7 +25,8 @@ from hmtl.orchestration.study.decide.power import seeds_needed
 from hmtl.orchestration.study.decide.rules import ABOVE, BELOW, EQUIVALENT, UNDECIDED, make_design
 from hmtl.orchestration.study.decide.simulate import false_codes, rate_ci, run
 
-DESIGNS = [(3, 6, 9), (3, 6, 9, 12)]
+DESIGNS = [((3, 6, 9), "obrien_fleming"), ((3, 6, 9, 12), "obrien_fleming"), ((5, 10), "pocock")]
+NAMES = {"obrien_fleming": "O'Brien-Fleming", "pocock": "Pocock"}
 EFFECTS = [0.0, 0.5, 1.0, 2.0]
 MARGIN = 0.5
 
@@ -43,8 +45,8 @@ def table(studies: int, seed: int) -> list[str]:
         "fixed design, same power",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for looks in DESIGNS:
-        design = make_design(looks, 0.05, MARGIN)
+    for looks, spending in DESIGNS:
+        design = make_design(looks, 0.05, MARGIN, spending)
         for delta in EFFECTS:
             for naive in (False, True):
                 outcome = run(design, delta, studies, seed, naive)
@@ -57,7 +59,7 @@ def table(studies: int, seed: int) -> list[str]:
                 cells = [
                     ", ".join(map(str, looks)),
                     f"{delta:g}",
-                    "naive: 95% t each round" if naive else "group-sequential (O'Brien-Fleming)",
+                    "naive: 95% t each round" if naive else f"group-sequential ({NAMES[spending]})",
                     f"{wrong:.4f} [{low:.4f}, {high:.4f}]",
                     *(f"{outcome.rate(c):.3f}" for c in (ABOVE, BELOW, EQUIVALENT, UNDECIDED)),
                     f"{outcome.seeds.mean():.2f}",
