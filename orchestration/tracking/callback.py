@@ -59,6 +59,7 @@ class MlflowCallback(Callback):
         self.store = store
         self._queue = None
         self._ended: set[str] = set()  # trials this driver saw end
+        self._started: set[str] = set()  # trials whose start this driver queued
         self.context = dict(context or {})
 
     def _uri(self, path: str) -> str:
@@ -66,11 +67,11 @@ class MlflowCallback(Callback):
 
     def __getstate__(self) -> dict:
         # Tune pickles callbacks into the experiment state; the worker thread stays behind,
-        # and a restored driver has seen no trial end yet.
-        return {**self.__dict__, "_queue": None, "_ended": set()}
+        # and a restored driver has seen no trial start or end yet.
+        return {**self.__dict__, "_queue": None, "_ended": set(), "_started": set()}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"_ended": set(), "context": {}, **state})
+        self.__dict__.update({"_ended": set(), "_started": set(), "context": {}, **state})
 
     @property
     def queue(self):
@@ -94,6 +95,12 @@ class MlflowCallback(Callback):
         self.queue.start()  # replays what an interrupted run left in the spool
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._queue_start(trial)
+        self._replay_stored_results(trial)
+
+    def _queue_start(self, trial) -> None:
+        """The trial's run with its params, lineage and study tags (found or created)."""
+        self._started.add(trial.trial_id)
         params = self.space.trial_config(trial.config).flat()
         loop = self.space.trial_loop(trial.config)  # an active-learning trial's own keys
         params.update({f"active.{k}": v for k, v in flatten(loop).items()})
@@ -106,7 +113,6 @@ class MlflowCallback(Callback):
         if self.space.trials and point is not None:  # a study's arm, cell and seed
             tags = self.space.trials[int(point)].tags
             self.queue.put("tag", trial_id=trial.trial_id, tags=tags)
-        self._replay_stored_results(trial)
 
     def _replay_stored_results(self, trial) -> None:
         """Queue again what Tune stored of a trial's earlier epochs (its `result.json`).
@@ -174,11 +180,16 @@ class MlflowCallback(Callback):
         self.queue.put("finish", trial_id=trial.trial_id, status="FAILED")
 
     def on_experiment_end(self, trials, **info) -> None:
-        # Trials that ended before a killed driver's queue delivered their last operations
-        # are not run again on resume: finish them here from what Tune stored (idempotent).
+        # Trials that ended before a killed driver's queue delivered their operations are
+        # not run again on resume, and Tune may end a restored trial without starting it: the
+        # whole trial (its run, params and tags, every stored epoch and checkpoint, its end)
+        # is queued again here from what Tune stored. Every operation is idempotent, so what
+        # MLflow has already stays as it is.
         for trial in trials:
             if trial.trial_id in self._ended or trial.status not in ("TERMINATED", "ERROR"):
                 continue
+            if trial.trial_id not in self._started:
+                self._queue_start(trial)
             self._replay_stored_results(trial)
             if trial.status == "TERMINATED":
                 self.on_trial_complete(None, trials, trial)
