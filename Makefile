@@ -42,19 +42,15 @@ ssh:
 	          && apt-get install -y -qq openssh-server rsync >/dev/null 2>&1)) \
 	  || echo "openssh-server or rsync not installed: the cluster tests will be skipped"; }
 
-# Both tiers run on both cores (pytest-xdist). Unit tests share nothing but a dataset cache
-# per process. Integration tests, with the cluster rehearsal's lean core (tests/cluster,
-# its head in its own namespaces), go to the two processes a file at a time (--dist
-# loadfile: a file's module fixtures, such as one sweep several tests read, run once); each
-# process has its own local Ray and S3 server, and most of a trial's wall time is process
-# start-up and waiting. The few tests that time a fault against wall-clock windows
-# (`serial`) run alone afterwards, on a machine nothing else of the suite is loading.
-PYTEST_SERVICES := $(BIN)/python -m pytest tests/integration tests/cluster
+# The unit tier runs on both cores (pytest-xdist; its tests share nothing but a dataset
+# cache per process), then the integration tier and the cluster rehearsal's lean core
+# (tests/cluster, its head in its own namespaces) in one process: the integration tests
+# share one local Ray, sized to the machine, and several watch wall-clock windows. Run on
+# both cores as well (xdist, a file at a time), they took as long: they are CPU-bound.
 test: $(STAMP) browser ssh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests/unit -m "not gpu" -n 2
-	$(PYTEST_SERVICES) -m "not gpu and not rehearsal and not serial" -n 2 --dist loadfile
-	$(PYTEST_SERVICES) -m "serial and not gpu and not rehearsal"
+	$(BIN)/python -m pytest tests/integration tests/cluster -m "not gpu and not rehearsal"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -66,8 +62,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -m "not gpu" -n 2
 
 integration: $(STAMP) browser
-	$(BIN)/python -m pytest tests/integration -m "not gpu and not serial" -n 2 --dist loadfile
-	$(BIN)/python -m pytest tests/integration -m "serial and not gpu"
+	$(BIN)/python -m pytest tests/integration -m "not gpu"
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py

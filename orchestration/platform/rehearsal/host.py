@@ -137,13 +137,19 @@ class Head:
     def start(self, timeout_s: float = 30) -> None:
         binds = [(self.fs / "home", "/home"), (self.user_home, str(self.home))]
         binds += [(self.fs / "tmp", "/tmp"), (self.fs / "run", "/run")]
-        # The Python the venvs are made from stays visible when it lives in the login home
-        # (pyenv): bound into the new home first, then carried along by --rbind.
-        base = Path(sys.base_prefix).resolve()
-        if base.is_relative_to(self.home):
-            inside = self.user_home / base.relative_to(self.home)
-            inside.mkdir(parents=True, exist_ok=True)
-            binds.insert(0, (base, str(inside)))
+        # The Python the venvs are made from (pyenv keeps it in the login home), the
+        # project's .venv and the checkout stay visible where they live under a folder the
+        # head replaces (a clone in /tmp, say): each is bound into the replacing folder
+        # first, then carried along by --rbind.
+        project = Path(__file__).resolve().parents[3]
+        keep = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), project}
+        for path in sorted(keep):
+            for src, dst in list(binds):
+                if path.is_relative_to(dst):
+                    inside = Path(src) / path.relative_to(dst)
+                    inside.mkdir(parents=True, exist_ok=True)
+                    binds.insert(0, (path, str(inside)))
+                    break
         mounts = " && ".join(
             f"mount --rbind {shlex.quote(str(src))} {shlex.quote(dst)}" for src, dst in binds
         )

@@ -16,7 +16,7 @@ from hmtl.orchestration.platform.store import Store
 from hmtl.trainables.data.retrying import BUDGET_ENV
 from hmtl.trainables.data.storage import StorageError
 
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from hmtl.orchestration.sweep.run import resume_sweep, run_sweep
 from hmtl.orchestration.tracking.queue import BUDGET_ENV, Spool
 from hmtl.orchestration.tracking.tags import ROLE_TAG
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
