@@ -155,5 +155,18 @@ def transient(err: Exception) -> bool:
     if isinstance(err, MlflowException):
         status = err.get_http_status_code()
         return status >= 500 or status in (401, 403, 408, 429)
-    # requests' and pyarrow's connection errors are OSErrors; the spool's store may be away too
-    return isinstance(err, OSError | StorageError)
+    if isinstance(err, StorageError):
+        return True  # the spool's store may be away too
+    # requests' and pyarrow's connection errors are OSErrors, and so are a missing or
+    # unreadable local file (a trial's deleted checkpoint): asking again cannot bring it back,
+    # and retried, it would hold every later operation behind it until the spool.
+    return isinstance(err, OSError) and not isinstance(err, LOCAL_FILE_ERRORS)
+
+
+LOCAL_FILE_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)

@@ -10,6 +10,10 @@ line. When the server answers again the spool is replayed first, then the backlo
 operation is idempotent, so a spool replayed twice (a crash mid-replay, `hmtl resume`)
 adds nothing. A worker starts by replaying what an earlier one left in the spool.
 
+An operation the server rejects (a 4xx answer, a checkpoint file that is gone) is reported
+in one line and skipped; when it came in a batch of metric rows, the batch is sent again a
+row at a time, so only the bad row is lost.
+
 MLflow's client retries a failing call for minutes; the worker sets it to fail fast
 (`MLFLOW_HTTP_REQUEST_*`) because this loop does the waiting.
 """
@@ -114,6 +118,8 @@ class TrackingQueue:
         self._backlog: deque[dict[str, Any]] = deque()
         self._replay: deque[dict[str, Any]] = deque()
         self._on_disk = False
+        self._one_by_one = 0  # after a rejected batch: its rows again, each on its own
+        self._batch = 0  # rows in the delivery being tried
         self._thread: threading.Thread | None = None
 
     def put(self, name: str, **args: Any) -> None:
@@ -156,6 +162,7 @@ class TrackingQueue:
                 if stopping:
                     return
                 continue
+            self._batch = 0
             try:
                 delivery = delivery or self.make_delivery()
                 if down_since is not None:
@@ -165,7 +172,10 @@ class TrackingQueue:
                 self._deliver_next(delivery)
             except Exception as err:  # classified below, never raised
                 if not transient(err):
-                    self._drop(err)
+                    if self._batch > 1:  # one row of the batch is bad: find it, keep the rest
+                        self._one_by_one = self._batch
+                    else:
+                        self._drop(err)
                     continue
                 if delivery is not None:
                     delivery.forget()
@@ -197,9 +207,11 @@ class TrackingQueue:
         if not (self._replay or self._backlog):
             return
         source = self._replay or self._backlog
-        rows = list(itertools.islice(itertools.takewhile(_is_row, source), 500))
+        most = 1 if self._one_by_one else 500
+        rows = list(itertools.islice(itertools.takewhile(_is_row, source), most))
+        self._batch = len(rows)
         if rows:
-            log_rows(delivery, rows)
+            log_rows(delivery, rows)  # idempotent: a batch tried again adds nothing twice
         else:
             delivery.apply(source[0]["op"], source[0]["args"])
         for _ in rows or [None]:
@@ -209,6 +221,7 @@ class TrackingQueue:
     def _advance(self) -> dict[str, Any]:
         """Take the head operation off (the spool's first); remove the spool once replayed."""
         op = (self._replay or self._backlog).popleft()
+        self._one_by_one = max(self._one_by_one - 1, 0)
         if self._on_disk and not self._replay:
             self.spool.save([])
             self._on_disk = False
@@ -260,7 +273,11 @@ class TrackingQueue:
         )
 
     def _drop(self, err: Exception) -> None:
-        """An operation the server rejected: retrying cannot help, so say so and go on."""
+        """An operation the server rejected, or one whose input is gone (a checkpoint file):
+        retrying cannot help, so say so and go on."""
         op = self._advance() if self._replay or self._backlog else {"op": "?"}
         self.dropped += 1
-        self.notify(f"hmtl: MLflow at {self.server} rejected {op['op']}: {cause(err)}")
+        if hasattr(err, "get_http_status_code"):  # an MlflowException: the server's answer
+            self.notify(f"hmtl: MLflow at {self.server} rejected {op['op']}: {cause(err)}")
+        else:
+            self.notify(f"hmtl: could not track {op['op']}, skipped: {cause(err)}")

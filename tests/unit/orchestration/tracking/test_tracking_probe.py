@@ -85,3 +85,18 @@ def test_a_tracking_database_that_cannot_be_made_is_one_line(tmp_path):
         wait_for_tracking_store(f"sqlite:///{blocker}/mlflow.db")
     assert str(err.value).startswith(f"--tracking-uri sqlite:///{blocker}/mlflow.db: ")
     assert "\n" not in str(err.value)
+
+
+def test_outages_are_transient_missing_files_and_rejections_are_not():
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
+
+    from hmtl.orchestration.tracking.probe import transient
+
+    assert transient(ConnectionRefusedError(111, "Connection refused"))
+    assert transient(OSError("AWS Error NETWORK_CONNECTION during GetObject"))
+    assert transient(MlflowException("busy", error_code=TEMPORARILY_UNAVAILABLE))
+    assert not transient(MlflowException("bad name", error_code=INVALID_PARAMETER_VALUE))
+    assert not transient(FileNotFoundError(2, "No such file or directory"))
+    assert not transient(PermissionError(13, "Permission denied"))
+    assert not transient(ValueError("not a connection problem"))

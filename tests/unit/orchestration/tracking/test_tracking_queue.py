@@ -156,3 +156,41 @@ def test_rows_of_a_replayed_and_resumed_trial_go_out_once(sqlite_uri):
     log_rows(Delivery(sqlite_uri, "q-rows"), rows)
     delivery.apply("finish", {"trial_id": "a"})
     assert_each_once(sqlite_uri, "q-rows", {"a": 4})
+
+
+def test_a_rejected_row_in_a_batch_loses_only_itself(sqlite_uri, tmp_path):
+    """Epoch 3 carries a metric name MLflow refuses; epochs 1, 2 and 4 of the same batch
+    are stored, the bad row is reported once."""
+    lines: list[str] = []
+    queue = queue_for(sqlite_uri, "q-bad-row", tmp_path, lines)
+    for name, args in sweep_ops("a", 4):
+        if name == "log_epoch" and args["step"] == 3:
+            args["metrics"]["bad?name"] = 1.0
+        queue.put(name, **args)
+    assert queue.close() == 0
+    assert queue.dropped == 1 and len(lines) == 1 and "rejected log_epoch" in lines[0]
+    client, runs = trial_runs(sqlite_uri, "q-bad-row")
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]
+    assert sorted(steps) == [1, 2, 4]
+    assert {f"hmtl.checkpoint.{e:04d}" for e in (1, 2, 3, 4)} <= set(runs[0].data.tags)
+    assert runs[0].info.status == "FINISHED"
+
+
+def test_a_missing_checkpoint_is_skipped_not_retried(sqlite_uri, tmp_path):
+    """A trial's checkpoint folder deleted before its artifacts were logged: a local file
+    error, not an outage, so the queue reports it and delivers what follows at once (it
+    used to retry it until the budget ran out, holding everything behind it)."""
+    lines: list[str] = []
+    queue = queue_for(sqlite_uri, "q-gone", tmp_path, lines, budget=600.0)
+    queue.put("trial_start", trial_id="a", params={"optim.lr": 0.01})
+    gone = str(tmp_path / "trial-a" / "checkpoint_000000")
+    queue.put("tag", trial_id="a", tags={"hmtl.checkpoint.0001": gone})
+    queue.put("trial_artifacts", trial_id="a", metric="val/accuracy", mode="max")
+    queue.put("finish", trial_id="a")
+    started = time.perf_counter()
+    assert queue.close() == 0
+    assert time.perf_counter() - started < 30
+    assert queue.dropped == 1 and len(lines) == 1
+    assert lines[0].startswith("hmtl: could not track trial_artifacts, skipped: ")
+    _, runs = trial_runs(sqlite_uri, "q-gone")
+    assert runs[0].info.status == "FINISHED"
