@@ -17,6 +17,7 @@ from ray.tune import ExperimentAnalysis
 from hmtl.orchestration.study.refs import REFERENCE
 from hmtl.orchestration.sweep.best import finite, frame_rows
 from hmtl.orchestration.sweep.status import best_row, trial_rows
+from hmtl.trainables.accounting import lost_work, paid
 
 ADDED = ("cost/device_seconds", "cost/images_seen")
 """The costs that add up across stages (`wall_s` stays the trial's own: it times a trial,
@@ -63,12 +64,15 @@ def with_fed_costs(
 
 
 def best_trial_costs(sweep) -> dict[str, float | None]:
-    """The `cost/*` the best trial of the stage stored at `sweep` reported last."""
+    """The `cost/*` the best trial of the stage stored at `sweep` reported last, with the
+    work it lost to restarts."""
 
     rows, _, mode = trial_rows(sweep)
     best = best_row(rows, mode)
     if best is None:
         return dict.fromkeys(ADDED)
     analysis = ExperimentAnalysis(sweep.root, storage_filesystem=sweep.filesystem)
-    last = (frame_rows(analysis.trial_dataframes.get(best.trial_id)) or [{}])[-1]
+    results = frame_rows(analysis.trial_dataframes.get(best.trial_id))
+    last = (results or [{}])[-1]
+    last = {**last, **paid(last, lost_work(results))}  # with the work lost to restarts
     return {key: finite(last.get(key)) for key in ADDED}

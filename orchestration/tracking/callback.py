@@ -7,10 +7,11 @@ had (MLflow cannot create a run with a chosen id), and epochs already logged are
 logged again: a resumed curve continues without gaps or repeats.
 
 Metrics arrive once per epoch from Tune (rank 0's report only) and go out in one batch
-with the epoch as step. Every checkpoint is recorded on its run as a tag
-`hmtl.checkpoint.<epoch>` = URI (the checkpoint index). When a trial ends, its best
-checkpoint is uploaded once, with the resolved config, the dataset card and the
-confusion-matrix image.
+with the epoch as step; `cost/*` include the work a trial lost to restarts, also logged on
+its own as `cost/lost_*` and `time/lost_seconds` (trainables/accounting.py). Every
+checkpoint is recorded on its run as a tag `hmtl.checkpoint.<epoch>` = URI (the
+checkpoint index). When a trial ends, its best checkpoint is uploaded once, with the
+resolved config, the dataset card and the confusion-matrix image.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hmtl.orchestration.tracking.ops import Delivery
 from hmtl.orchestration.tracking.probe import wait_for_tracking_store
 from hmtl.orchestration.tracking.queue import Spool, TrackingQueue
 from hmtl.orchestration.tracking.tags import CHECKPOINT_TAG, redact_uri
+from hmtl.trainables.accounting import LostWork, paid
 from hmtl.trainables.config import flatten
 
 
@@ -60,6 +62,7 @@ class MlflowCallback(Callback):
         self._queue = None
         self._ended: set[str] = set()  # trials this driver saw end
         self._started: set[str] = set()  # trials whose start this driver queued
+        self._lost: dict[str, LostWork] = {}  # work lost to restarts, by trial
         self.context = dict(context or {})
 
     def _uri(self, path: str) -> str:
@@ -67,11 +70,14 @@ class MlflowCallback(Callback):
 
     def __getstate__(self) -> dict:
         # Tune pickles callbacks into the experiment state; the worker thread stays behind,
-        # and a restored driver has seen no trial start or end yet.
-        return {**self.__dict__, "_queue": None, "_ended": set(), "_started": set()}
+        # and a restored driver has seen no trial start or end yet (nor any result: the
+        # stored ones are read again as trials start).
+        fresh = {"_queue": None, "_ended": set(), "_started": set(), "_lost": {}}
+        return {**self.__dict__, **fresh}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update({"_ended": set(), "_started": set(), "context": {}, **state})
+        fresh = {"_ended": set(), "_started": set(), "_lost": {}, "context": {}}
+        self.__dict__.update({**fresh, **state})
 
     @property
     def queue(self):
@@ -147,6 +153,9 @@ class MlflowCallback(Callback):
             for k, v in result.items()
             if ("/" in k or k == "lr") and isinstance(v, int | float) and not isinstance(v, bool)
         }
+        # Costs as paid: with the work lost to restarts (a killed worker, node or driver).
+        lost = self._lost.setdefault(trial.trial_id, LostWork()).add(result)
+        metrics.update(paid(metrics, lost))
         tags = {}
         if "data/fingerprint" in result:
             tags["hmtl.dataset_fingerprint"] = str(result["data/fingerprint"])

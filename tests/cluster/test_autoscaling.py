@@ -302,7 +302,9 @@ def test_a_trial_whose_node_is_lost_continues_from_s3_on_another(fake_cluster):
     runs = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     TIMELINE.mark(f"spot loss: MLflow runs {runs}")
     assert len(runs) == 1 and runs[0]["epochs"] == [1, 2, 3], runs
-    # One GPU held: GPU-seconds are the wall time counted, which resumes from the
-    # checkpoint's count (the work lost with the node is not in it: docs/cluster.md).
-    assert runs[0]["cost/device_seconds"] == pytest.approx(runs[0]["time/wall_seconds"])
+    # One GPU held: GPU-seconds are the wall time counted (which resumes from the
+    # checkpoint's count) plus the work lost with the node, also logged on its own.
+    lost = runs[0]["cost/lost_device_seconds"]
+    assert lost > 0 and runs[0]["time/lost_seconds"] == pytest.approx(lost)
+    assert runs[0]["cost/device_seconds"] == pytest.approx(runs[0]["time/wall_seconds"] + lost)
     assert events[-1]["event"] == "idle" and events[-1]["count"] == 1

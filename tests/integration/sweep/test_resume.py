@@ -13,6 +13,7 @@ from hmtl.orchestration.cli.main import main
 from hmtl.orchestration.sweep.run import resume_sweep, sweep_path
 from hmtl.orchestration.tracking.callback import default_tracking_uri
 from hmtl.orchestration.tracking.tags import ROLE_TAG
+from hmtl.trainables.accounting import DEVICE_SECONDS, WALL_SECONDS, lost_work
 from hmtl.trainables.config import build_config
 from hmtl.trainables.session import LocalSession
 from hmtl.trainables.train import train
@@ -118,6 +119,19 @@ def test_sigkill_then_resume_finishes_every_trial_once(local_ray, tmp_path):
     assert len(not_started) == 1
     assert _last_pid(sweep / not_started[0]) == _last_pid(sweep / interrupted)
     run = next(r for r in runs if f"trial-{r.data.tags['hmtl.trial_id']}" == interrupted)
+    # The killed attempt's epoch in flight is paid for: its run's cost counts it (at most an
+    # epoch; one more if Tune's state, snapshotted every second, missed the last checkpoint),
+    # as read from Tune's stored rows; the trials that were not cut short lost none.
+    rows = [json.loads(line) for line in (sweep / interrupted / "result.json").open()]
+    lost = lost_work(rows)
+    assert 0 < lost[WALL_SECONDS] <= 2 * max(r["time_this_iter_s"] for r in rows) + 1
+    logged = client.get_metric_history(run.info.run_id, "cost/lost_device_seconds")
+    assert logged and max(m.value for m in logged) == pytest.approx(lost[DEVICE_SECONDS])
+    final = max(client.get_metric_history(run.info.run_id, DEVICE_SECONDS), key=lambda m: m.step)
+    assert final.value == pytest.approx(rows[-1][DEVICE_SECONDS] + lost[DEVICE_SECONDS])
+    for other in runs:
+        if other.info.run_id != run.info.run_id:
+            assert "cost/lost_device_seconds" not in other.data.metrics
     lr = float(run.data.params["optim.lr"])
     cfg = build_config(
         {
