@@ -19,6 +19,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from hmtl.orchestration.tracking.probe import create_local_store
+
 
 class MlflowServer:
     def __init__(self, folder: Path) -> None:
@@ -37,10 +39,7 @@ class MlflowServer:
         """Start the server and wait until it answers its health check. The database schema
         is created first, in this process, so that every start takes about as long."""
         database = f"sqlite:///{self.folder / 'mlflow.db'}"
-        if not (self.folder / "mlflow.db").exists():
-            from mlflow.tracking import MlflowClient
-
-            MlflowClient(database).search_experiments(max_results=1)
+        create_local_store(database)  # a copy of the cached empty database, if any
         command = [
             str(Path(sys.executable).with_name("mlflow")),
             "server",

@@ -140,6 +140,7 @@ def tracked_session(run_dir: Path, cfg, tracking_uri: str, resume: bool):
 
     # Lazy: keeps matplotlib, mlflow, ray out of `hmtl --help` and the input checks.
     from hmtl.orchestration.tracking.native import training_experiment
+    from hmtl.orchestration.tracking.probe import create_local_store
     from hmtl.orchestration.tracking.single_run import TrackedSession
     from hmtl.orchestration.tracking.tags import MAX_PARAM_LENGTH, git_commit, redact_uri
     from hmtl.trainables.active.state import MAP_FILE
@@ -157,6 +158,7 @@ def tracked_session(run_dir: Path, cfg, tracking_uri: str, resume: bool):
                 where = f"active/cycle_{int(metrics['epoch']):03d}"
                 self.client.log_artifact(self.run_id, str(Path(checkpoint_dir, MAP_FILE)), where)
 
+    create_local_store(tracking_uri)  # a SQLite database whole or absent, made fast
     client = MlflowClient(redact_uri(tracking_uri))
     experiment_id = training_experiment(client, EXPERIMENT, tracking_uri)
     key = str(run_dir.resolve())

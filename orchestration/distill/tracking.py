@@ -16,6 +16,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.tracking.native import training_experiment
+from hmtl.orchestration.tracking.probe import create_local_store
 from hmtl.orchestration.tracking.tags import MAX_PARAM_LENGTH, git_commit, redact_uri
 from hmtl.trainables.config import flatten
 
@@ -28,6 +29,7 @@ def log_distillation(tracking_uri: str, published, losses: list[float]) -> str:
 
     card = published.card
     provenance = card["distill"]
+    create_local_store(tracking_uri)  # a SQLite database whole or absent, made fast
     client = MlflowClient(redact_uri(tracking_uri))
     experiment_id = training_experiment(client, EXPERIMENT, tracking_uri)
     tags = {

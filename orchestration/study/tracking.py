@@ -13,7 +13,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from hmtl.orchestration.tracking.native import tag_training_experiment
-from hmtl.orchestration.tracking.probe import sqlite_artifact_root
+from hmtl.orchestration.tracking.probe import create_local_store, sqlite_artifact_root
 from hmtl.orchestration.tracking.tags import (
     MAX_PARAM_LENGTH,
     PARENT_TAG,
@@ -27,6 +27,7 @@ from hmtl.orchestration.tracking.tags import (
 def study_run_id(tracking_uri: str, study: str) -> str:
     """The study's run in its experiment, found by tags (or created)."""
 
+    create_local_store(tracking_uri)  # a SQLite database whole or absent, made fast
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(study)
     if found is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -98,23 +100,71 @@ def create_local_store(tracking_uri: str) -> None:
     a sweep killed during those seconds (many on a loaded machine) left a half-migrated
     database that no later client opens (`table _alembic_tmp_... already exists`), so
     `hmtl resume` could not track. Migrated in a temporary file and linked into place, a
-    database is whole or absent. One that exists is MLflow's to open (and upgrade)."""
+    database is whole or absent. One that exists is MLflow's to open (and upgrade).
+
+    Migrating an empty database takes MLflow 1 to 2 s of CPU; the first one made with this
+    MLflow version is kept as a template (`empty_store`) and later ones are copies of it,
+    with MLflow's Default experiment pointed beside the new database."""
     if not tracking_uri.startswith("sqlite:///"):
         return
-    # Lazy: keeps mlflow out of the checks that run before Ray starts.
-    from mlflow.tracking import MlflowClient
-
     path = Path(tracking_uri[len("sqlite:///") :])
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        MlflowClient(f"sqlite:///{temp}").search_experiments(max_results=1)
+        if not _copy_template(temp):
+            _migrate(temp)
+            _keep_template(temp)
+        root = sqlite_artifact_root(tracking_uri)
+        with contextlib.closing(sqlite3.connect(temp)) as db, db:
+            db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                       (f"{root}/0",))  # fmt: skip
         with contextlib.suppress(FileExistsError):  # made meanwhile by another process
             os.link(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def empty_store() -> Path:
+    """The template of an empty, migrated tracking database for this MLflow version, in the
+    user's cache (`$XDG_CACHE_HOME/hmtl/mlflow`, else `~/.cache/hmtl/mlflow`)."""
+    import mlflow  # lazy, as above
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "hmtl" / "mlflow" / f"empty-{mlflow.__version__}.db"
+
+
+def _migrate(path: Path) -> None:
+    # Lazy: keeps mlflow out of the checks that run before Ray starts.
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+
+
+def _copy_template(temp: Path) -> bool:
+    """Copy the template to `temp` if there is one that opens as MLflow's; False if not."""
+    try:
+        shutil.copyfile(empty_store(), temp)
+        with contextlib.closing(sqlite3.connect(temp)) as db:
+            found = db.execute("SELECT COUNT(*) FROM experiments WHERE experiment_id = 0")
+            return found.fetchone()[0] == 1
+    except (OSError, sqlite3.Error):
+        temp.unlink(missing_ok=True)
+        return False
+
+
+def _keep_template(migrated: Path) -> None:
+    """Keep a copy of a freshly migrated database as the template (best effort: a cache
+    that cannot be written only costs the next database its migration)."""
+    template = empty_store()
+    scratch = template.with_name(f".{template.name}.{os.getpid()}-{threading.get_ident()}")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(migrated, scratch)
+        os.replace(scratch, template)
+    except OSError:
+        scratch.unlink(missing_ok=True)
 
 
 _creating: dict[str, tuple[threading.Thread, list[Exception]]] = {}

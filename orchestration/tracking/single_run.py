@@ -25,6 +25,7 @@ from hmtl.orchestration.tracking.artifacts import fetch
 from hmtl.orchestration.tracking.callback import CHECKPOINT_TAG
 from hmtl.orchestration.tracking.native import training_experiment
 from hmtl.orchestration.tracking.pretrained import best_checkpoint
+from hmtl.orchestration.tracking.probe import create_local_store
 from hmtl.orchestration.tracking.tags import (
     BEST_EPOCH_TAG,
     BEST_TAG,
@@ -122,6 +123,7 @@ class TrackedSession(LocalSession):
         """`resume_from` is the local checkpoint folder; `origin_uri` where it came from;
         `lineage` the tags of the pre-trained source (orchestration/tracking/pretrained.py)."""
         super().__init__(out_dir, resume_from=resume_from, log=log)
+        create_local_store(tracking_uri)  # a SQLite database whole or absent, made fast
         self.client = MlflowClient(redact_uri(tracking_uri))
         tags = {"hmtl.git_commit": git_commit(), "hmtl.host": socket.gethostname()}
         tags.update(lineage or {})
