@@ -140,3 +140,21 @@ def refused(args: list[str], needle: str) -> str:
     assert len(lines) == 1, result.output
     assert lines[0].startswith("hmtl: error: ") and needle in lines[0]
     return lines[0]
+
+
+def listening(root_pid: int) -> dict[tuple[int, str], set[str]]:
+    """(pid, process name) -> addresses it listens on, for this process and its descendants
+    (local Ray's gcs_server, raylet, dashboard, agents and workers all descend from it)."""
+    import psutil  # shipped inside Ray (ray/thirdparty_files), importable once ray is
+
+    root = psutil.Process(root_pid)
+    found: dict[tuple[int, str], set[str]] = {}
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            name = proc.name()
+            for conn in proc.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.setdefault((proc.pid, name), set()).add(conn.laddr.ip)
+        except psutil.Error:
+            continue  # a worker that exited while being looked at
+    return found

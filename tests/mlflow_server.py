@@ -23,7 +23,13 @@ from hmtl.orchestration.tracking.probe import create_local_store
 
 
 class MlflowServer:
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, artifacts: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        """Runs in SQLite under `folder`; artifacts in `artifacts` (default: the folder's
+        artifacts/); `env` adds to the server's environment."""
+        self.artifacts = artifacts or (Path(folder) / "artifacts").as_uri()
+        self.env = dict(env or {})
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         with socket.socket() as probe:
@@ -46,7 +52,7 @@ class MlflowServer:
             "--backend-store-uri",
             database,
             "--artifacts-destination",
-            (self.folder / "artifacts").as_uri(),
+            self.artifacts,
             "--host",
             "127.0.0.1",
             "--port",
@@ -59,7 +65,7 @@ class MlflowServer:
             # Its own process group: the CLI runs uvicorn and a job runner as children.
             # Without the job runner (GenAI jobs, not needed here): its executors start
             # their own sessions, which a stop of the group would not reach.
-            env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+            env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
             self.proc = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )

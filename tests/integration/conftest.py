@@ -107,3 +107,76 @@ def s3_server(tmp_path_factory):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def mlflow_s3(s3_server, tmp_path_factory):
+    """`mlflow server` on 127.0.0.1 (tests/mlflow_server.py): SQLite runs in its `folder`,
+    artifacts in the moto bucket. Yields the server (`url`, `folder`)."""
+    from mlflow_server import MlflowServer
+
+    server = MlflowServer(
+        tmp_path_factory.mktemp("mlflow-server"),
+        artifacts=f"s3://{s3_server.bucket}/mlflow",
+        env={"MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint},
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_sweep(local_ray, s3_server, mlflow_s3, tmp_path_factory):
+    """One two-trial sweep on S3 through `hmtl sweep --json`, tracked by the MLflow server,
+    shared by tracking/test_tracking_s3.py (what it stored) and platform/test_security.py
+    (no credential in any of it; Ray listening on loopback only). The listening sockets of
+    this process and its descendants are sampled every 0.5 s while it runs.
+
+    Yields `summary` (the JSON), `output` (all it printed), `storage`, `sweep` (the sweep's
+    URI) and `sockets` ((pid, name) -> addresses)."""
+    import json
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import yaml
+    from click.testing import CliRunner
+    from helpers import listening, tiny_space
+
+    from hmtl.orchestration.cli.main import main
+
+    tmp_path = tmp_path_factory.mktemp("s3-sweep")
+    space = tiny_space(
+        tmp_path, name="it-s3", num_samples=2, space={"optim.lr": "loguniform(1e-4, 1e-2)"}
+    )
+    space_file = tmp_path / "space.yaml"
+    raw = space.model_dump(mode="json")
+    raw["base"] = space.base_tree()
+    space_file.write_text(yaml.safe_dump(raw))
+    storage = s3_server.uri("runs")
+    sockets: dict[tuple[int, str], set[str]] = {}
+    running = threading.Event()
+    running.set()
+
+    def sample() -> None:
+        while running.is_set():
+            for key, addresses in listening(os.getpid()).items():
+                sockets.setdefault(key, set()).update(addresses)
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        args = ["sweep", str(space_file), "--storage", storage, "--tracking-uri", mlflow_s3.url]
+        result = CliRunner().invoke(main, [*args, "--json"])
+    finally:
+        running.clear()
+        sampler.join()
+    assert result.exit_code == 0, result.output
+    return SimpleNamespace(
+        summary=json.loads(result.stdout),
+        output=result.output,
+        storage=storage,
+        sweep=storage.replace("/runs?", "/runs/sweeps/it-s3?"),
+        sockets=sockets,
+    )
