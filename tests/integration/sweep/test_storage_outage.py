@@ -87,7 +87,7 @@ def test_a_budget_that_is_not_a_number_is_one_line(s3_server, monkeypatch):
 
 @pytest.mark.slow
 def test_a_sweep_rides_out_a_storage_outage(local_ray, s3_server, proxy, tmp_path):
-    """Storage refused for 12 s once the first checkpoint is stored (a refused connection
+    """Storage refused for 6 s once the first checkpoint is stored (a refused connection
     fails in milliseconds, so any outage past a client's own few retries proves the budget
     works): every trial still finishes, every epoch is reported once, and nobody has to run
     `hmtl resume`."""
@@ -108,7 +108,7 @@ def test_a_sweep_rides_out_a_storage_outage(local_ray, s3_server, proxy, tmp_pat
                 proxy.close()
                 outage["start"] = time.monotonic()
             time.sleep(0.2)
-        time.sleep(12)
+        time.sleep(6)
         proxy.open()
         outage["end"] = time.monotonic()
 

@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from hmtl.orchestration.sweep.run import run_sweep
 from hmtl.orchestration.tracking.callback import default_tracking_uri
 from hmtl.orchestration.tracking.native import training_view_path
+from hmtl.orchestration.tracking.probe import create_local_store
 from hmtl.orchestration.tracking.tags import ROLE_TAG
 
 pytestmark = pytest.mark.integration
@@ -62,10 +63,11 @@ def _render(url: str, profile, expect: list[str], tries: int = 3) -> str:
 
 @pytest.fixture
 def mlflow_ui(tmp_path):
-    """Start `mlflow ui` on a SQLite store in tmp_path; yields a function of the store URI."""
+    """Start `mlflow ui` on a SQLite store in tmp_path: yields a function of the store URI
+    that launches it and returns a function waiting until it answers (its URL)."""
     procs = []
 
-    def start(tracking_uri: str) -> str:
+    def start(tracking_uri: str):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -74,15 +76,19 @@ def mlflow_ui(tmp_path):
         cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180  # slow to import on a loaded 2-core machine
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                return url
-            except OSError:
-                if procs[-1].poll() is not None or time.monotonic() > deadline:
-                    pytest.fail((tmp_path / "mlflow-ui.log").read_text()[-2000:])
-                time.sleep(0.5)
+
+        def ready() -> str:
+            deadline = time.monotonic() + 180  # slow to import on a loaded 2-core machine
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                    return url
+                except OSError:
+                    if procs[-1].poll() is not None or time.monotonic() > deadline:
+                        pytest.fail((tmp_path / "mlflow-ui.log").read_text()[-2000:])
+                    time.sleep(0.5)
+
+        return ready
 
     yield start
     for proc in procs:
@@ -97,13 +103,15 @@ def mlflow_ui(tmp_path):
 def test_the_ui_shows_training_runs_with_dataset_and_model(local_ray, tmp_path, mlflow_ui):
     space = tiny_space(tmp_path, name="it-ui", epochs=1, num_samples=2, max_concurrent_trials=1)
     tracking = default_tracking_uri(str(tmp_path))
+    create_local_store(tracking)
+    ready = mlflow_ui(tracking)  # the server starts (imports, seconds) while the sweep runs
     result = run_sweep(space, str(tmp_path), tracking, verbose=0)
     client = MlflowClient(tracking)
     experiment = client.get_experiment_by_name("it-ui").experiment_id
     runs = client.search_runs([experiment], f"tags.`{ROLE_TAG}` = 'trial'")
     best = next(r for r in runs if r.data.tags["hmtl.trial_id"] == result.best_trial)
     dataset = best.inputs.dataset_inputs[0].dataset.name
-    url = mlflow_ui(tracking)
+    url = ready()
     profile = tmp_path / "chromium-profile"
 
     page = training_view_path(tracking, "it-ui")
