@@ -211,13 +211,14 @@ def _keys(head, prefix: str) -> dict[str, str]:
 
 @pytest.mark.rehearsal
 def test_a_study_stopped_in_its_second_stage_resumes_from_s3(head):
-    """A two-stage study (tests/cluster/two_stage_study.yaml) submitted as a job, stopped
-    while its second stage trains, resubmitted with --resume: the first stage is not run
-    again, no trial twice, and the report lands in the bucket and in MLflow."""
-    study, storage = "rehearsal_two_stages-smoke", f"s3://{BUCKET}/hmtl"  # --smoke's name
+    """The shipped two-stage study hmtl_vs_pretraining (SimCLR pre-training, then 4 arms x
+    augmentation levels; `--smoke`: 1 + 16 trials) submitted as a job, stopped while its
+    second stage trains, resubmitted with --resume: the first stage is not run again, no
+    trial twice, and the report lands in the bucket and in MLflow."""
+    study, storage = "hmtl_vs_pretraining-smoke", f"s3://{BUCKET}/hmtl"  # --smoke's name
     prefix = f"hmtl/studies/{study}/"
     submit = [
-        "submit", "tests/cluster/two_stage_study.yaml", "--smoke", "--address", head.address,
+        "submit", "hmtl_vs_pretraining", "--smoke", "--address", head.address,
         "--storage", storage, "--tracking-uri", "http://127.0.0.1:5000",
     ]  # fmt: skip
     job = _submitted(_hmtl(head, *submit))
