@@ -10,8 +10,9 @@ resumed run continues them instead of starting again from zero:
   masked images, both contrastive views), counted at the backbone's first conv.
 
 Whoever runs `train` knows what it holds (GPUs, or CPU cores when it has none) and what
-that costs; its session turns the wall time into ``cost/device_seconds`` and, when a
-price is known, ``cost/usd`` with :func:`costs`.
+that costs, and gives it as its session's `cost_rate`; `train` turns the wall time into
+``cost/device_seconds`` and, when a price is known, ``cost/usd`` with :func:`costs`, each
+process's part at its own rate, and checkpoints them with the rest.
 
 A run restarted from its last checkpoint (a killed worker, node or driver) resumes these
 counts from the checkpoint, so the work it paid for and then lost is not in them. Its
@@ -62,19 +63,35 @@ class CostRate:
     """The run's share of its nodes' price per hour; None when no price is known."""
 
 
-def costs(metrics: dict[str, Any], rate: CostRate | None) -> dict[str, float]:
+def costs(
+    metrics: dict[str, Any], rate: CostRate | None, before: dict[str, float] | None = None
+) -> dict[str, float]:
     """``cost/device_seconds`` (and ``cost/usd``) for a report that carries the wall time.
 
-    Empty when the report has no wall time or the rate is unknown. A run keeps its
-    resources across a resume, so the cumulative wall time times today's rate is the
-    cumulative count."""
+    Empty when the report has no wall time or the rate is unknown. `before` holds the counts
+    of the checkpoint this process resumed from (`time/wall_seconds`, `cost/device_seconds`,
+    `cost/usd`): they keep the price they were counted at, and only the wall time since is
+    priced at today's rate, so a run restarted on another node type pays each node for its
+    own part. Without them (a fresh run, or a checkpoint that carries no cost) the whole
+    wall time is priced at today's rate."""
     wall = metrics.get(WALL_SECONDS)
     if rate is None or not isinstance(wall, int | float):
         return {}
-    out = {DEVICE_SECONDS: rate.devices * wall}
+    before = before or {}
+    since = max(wall - before.get(WALL_SECONDS, 0.0), 0.0)
+    counted = before.get(DEVICE_SECONDS)
+    if counted is None:  # nothing priced before: all of it at today's rate
+        counted, since = 0.0, wall
+    out = {DEVICE_SECONDS: counted + rate.devices * since}
     if rate.usd_per_hour is not None:
-        out[USD] = rate.usd_per_hour * wall / 3600.0
+        paid = before.get(USD, 0.0) if DEVICE_SECONDS in before else 0.0
+        out[USD] = paid + rate.usd_per_hour * since / 3600.0
     return out
+
+
+def counts_before(last: dict[str, Any]) -> dict[str, float]:
+    """The counts a checkpoint's metrics carry, for `costs(..., before=...)`."""
+    return {k: float(last[k]) for k in (WALL_SECONDS, DEVICE_SECONDS, USD) if k in last}
 
 
 LOST = {

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from hmtl.trainables.accounting import CostRate, costs
+from hmtl.trainables.accounting import CostRate
 
 CHECKPOINT_PREFIX = "checkpoint_"
 
@@ -48,9 +48,8 @@ class LocalSession:
     so a crash never leaves a folder that looks complete. Metrics are appended to
     `out_dir/metrics.jsonl`, and a one-line summary per epoch goes to `log`.
 
-    With a `cost_rate` (what the process holds; `hmtl train` sets it), each report gains
-    ``cost/device_seconds`` and ``cost/usd``, added to the caller's dict in place so that a
-    subclass logging after `super().report` logs them too.
+    With a `cost_rate` (what the process holds; `hmtl train` sets it), `train`'s reports
+    carry ``cost/device_seconds`` and ``cost/usd`` (trainables/accounting.py).
     """
 
     cost_rate: CostRate | None = None
@@ -87,7 +86,6 @@ class LocalSession:
         return model
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        metrics.update(costs(metrics, self.cost_rate))
         self.history.append(metrics)
         with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hmtl.trainables.accounting import IMAGES_SEEN, WALL_SECONDS, InputCounter
+from hmtl.trainables.accounting import IMAGES_SEEN, WALL_SECONDS, InputCounter, counts_before
 from hmtl.trainables.checkpoint import CheckpointError, load_checkpoint, set_rng_state
 from hmtl.trainables.config import TrainConfig
 from hmtl.trainables.data.dataset import DatasetInfo, Splits, load_splits, refuse_unlabelled
@@ -99,6 +99,8 @@ class Progress:
     images_seen: int = 0
     wall_before: float = 0.0
     """Wall seconds earlier processes spent in `train` on this run (trainables/accounting.py)."""
+    counts_before: dict[str, float] = field(default_factory=dict)
+    """The checkpoint's wall time and costs, which keep the price they were counted at."""
 
 
 def set_up_data(
@@ -195,6 +197,7 @@ def resume_from(checkpoint: str | None, model: nn.Module, opt: Optimisation) -> 
         last=last,
         images_seen=last.get(IMAGES_SEEN, 0),
         wall_before=last.get(WALL_SECONDS, 0.0),
+        counts_before=counts_before(last),
     )
 
 

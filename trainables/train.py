@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hmtl.trainables.accounting import IMAGES_SEEN, WALL_SECONDS
+from hmtl.trainables.accounting import IMAGES_SEEN, WALL_SECONDS, costs
 from hmtl.trainables.augment import augment
 from hmtl.trainables.checkpoint import rng_state, save_checkpoint
 from hmtl.trainables.config import TrainConfig
@@ -231,6 +231,9 @@ def epoch_report(
     metrics["time/train_s"] = time.perf_counter() - run.began  # in this process, so far
     metrics[IMAGES_SEEN] = progress.images_seen
     metrics[WALL_SECONDS] = progress.wall_before + time.perf_counter() - run.began
+    # What the run has cost: this process's part at its session's rate (trainables/accounting.py).
+    rate = getattr(run.session, "cost_rate", None)
+    metrics.update(costs(metrics, rate, progress.counts_before))
     metrics["data/fingerprint"] = run.data.splits.info.fingerprint
     return metrics
 

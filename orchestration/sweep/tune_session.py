@@ -12,7 +12,7 @@ import ray.tune  # (2) Tune function API: report, get_checkpoint
 
 from hmtl.orchestration.sweep.phases import TrialPhases
 from hmtl.orchestration.sweep.worker import scalar_metrics
-from hmtl.trainables.accounting import CostRate, costs
+from hmtl.trainables.accounting import CostRate
 
 
 class TuneSession:
@@ -32,7 +32,6 @@ class TuneSession:
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         entered = time.time()
         checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        metrics = {**metrics, **costs(metrics, self.cost_rate)}  # cost/device_seconds, cost/usd
         ray.tune.report(scalar_metrics(metrics), checkpoint=checkpoint)  # (3) persisted by Tune
         if self.phases is not None:
             self.phases.report(entered, metrics)

@@ -18,7 +18,7 @@ from torch import nn
 from hmtl.orchestration.platform import console
 from hmtl.orchestration.platform.cost import ray_rate
 from hmtl.orchestration.tracking.pretrained import Source, weights_of
-from hmtl.trainables.accounting import CostRate, costs
+from hmtl.trainables.accounting import CostRate
 from hmtl.trainables.config import ConfigError, TrainConfig
 from hmtl.trainables.runtime.device import held_gpu_refusal
 from hmtl.trainables.train import train
@@ -48,7 +48,6 @@ class TrainSession:
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        metrics = {**metrics, **costs(metrics, self.cost_rate)}  # cost/device_seconds, cost/usd
         ray.train.report(scalar_metrics(metrics), checkpoint=checkpoint)  # (4) barrier + upload
 
     def latest_checkpoint(self) -> str | None:

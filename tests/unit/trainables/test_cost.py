@@ -130,3 +130,30 @@ def test_a_bad_price_variable_is_refused_in_one_line(monkeypatch, tmp_path) -> N
     assert line.endswith(f"{PRICE_ENV}='lots': not a price per hour in USD (e.g. 1.21)")
     assert not (tmp_path / "run").exists()
     refused(["sweep", "quickstart", "--storage", str(tmp_path)], "='lots': not a price")
+
+
+def test_a_resume_on_another_rate_pays_each_its_own_part(tiny_config, tmp_path):
+    """Killed after epoch 1 at RATE, resumed where 4 devices cost 7.2 USD/h: what epoch 1
+    cost keeps its price, the time since is priced at the new rate."""
+    cfg = tiny_config("schedule.epochs=2")
+    with pytest.raises(Interrupted):
+        train(cfg, StopAfter(tmp_path, k=1, rate=RATE))
+    first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    resumed = LocalSession(tmp_path, log=None)
+    resumed.cost_rate = CostRate(devices=4.0, usd_per_hour=7.2)
+    train(cfg, resumed)
+    (last,) = resumed.history
+    since = last[WALL_SECONDS] - first[WALL_SECONDS]
+    assert since > 0
+    assert last[DEVICE_SECONDS] == pytest.approx(first[DEVICE_SECONDS] + 4.0 * since)
+    assert last[USD] == pytest.approx(first[USD] + 0.002 * since)
+
+
+def test_costs_before_keep_their_price():
+    before = {WALL_SECONDS: 10.0, DEVICE_SECONDS: 20.0, USD: 0.01}
+    now = {WALL_SECONDS: 15.0}
+    assert costs(now, CostRate(4.0, 7.2), before) == pytest.approx(
+        {DEVICE_SECONDS: 40.0, USD: 0.02}
+    )
+    # A checkpoint that carries no cost: everything at today's rate, as before.
+    assert costs(now, CostRate(4.0), {WALL_SECONDS: 10.0}) == {DEVICE_SECONDS: 60.0}
