@@ -78,14 +78,12 @@ def costs(
     if rate is None or not isinstance(wall, int | float):
         return {}
     before = before or {}
+    if DEVICE_SECONDS not in before:  # nothing priced before: all of it at today's rate
+        before = {}
     since = max(wall - before.get(WALL_SECONDS, 0.0), 0.0)
-    counted = before.get(DEVICE_SECONDS)
-    if counted is None:  # nothing priced before: all of it at today's rate
-        counted, since = 0.0, wall
-    out = {DEVICE_SECONDS: counted + rate.devices * since}
+    out = {DEVICE_SECONDS: before.get(DEVICE_SECONDS, 0.0) + rate.devices * since}
     if rate.usd_per_hour is not None:
-        paid = before.get(USD, 0.0) if DEVICE_SECONDS in before else 0.0
-        out[USD] = paid + rate.usd_per_hour * since / 3600.0
+        out[USD] = before.get(USD, 0.0) + rate.usd_per_hour * since / 3600.0
     return out
 
 
@@ -113,10 +111,10 @@ class LostWork:
     minus those at the checkpoint's epoch), and (2) the epoch in flight when the run died,
     which reported nothing: counted as the time from the last report to the start of the
     next attempt (its row's timestamp less Tune's `time_since_restore`, or less its own wall
-    time since the checkpoint), at most
-    one epoch (the last one's duration). (2) is an upper bound: it includes the time the
-    loss took to be noticed, up to an epoch. Costs scale with wall time at the run's rate
-    (counts per wall second at the last row before the restart).
+    time since the checkpoint), at most one epoch (the last one's duration). (2) is an upper
+    bound: it includes the time the loss took to be noticed, up to an epoch. Costs scale
+    with wall time at the run's rate (counts per wall second at the last row before the
+    restart).
 
     Rows seen before (a stored history replayed) change nothing.
     """
@@ -186,6 +184,13 @@ def lost_work(rows: list[dict[str, Any]]) -> dict[str, float]:
     for row in rows:
         tracker.add(row)
     return dict(tracker.lost)
+
+
+def last_paid(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run's last reported row (empty: none) with its costs as paid: the work it lost to
+    restarts added, and the lost parts under their own names."""
+    last = rows[-1] if rows else {}
+    return {**last, **paid(last, lost_work(rows))}
 
 
 def _number(value: Any) -> float | None:

@@ -17,7 +17,7 @@ from ray.tune import ExperimentAnalysis
 from hmtl.orchestration.study.refs import REFERENCE
 from hmtl.orchestration.sweep.best import finite, frame_rows
 from hmtl.orchestration.sweep.status import best_row, trial_rows
-from hmtl.trainables.accounting import lost_work, paid
+from hmtl.trainables.accounting import last_paid
 
 ADDED = ("cost/device_seconds", "cost/images_seen")
 """The costs that add up across stages (`wall_s` stays the trial's own: it times a trial,
@@ -72,7 +72,6 @@ def best_trial_costs(sweep) -> dict[str, float | None]:
     if best is None:
         return dict.fromkeys(ADDED)
     analysis = ExperimentAnalysis(sweep.root, storage_filesystem=sweep.filesystem)
-    results = frame_rows(analysis.trial_dataframes.get(best.trial_id))
-    last = (results or [{}])[-1]
-    last = {**last, **paid(last, lost_work(results))}  # with the work lost to restarts
+    # With the work lost to restarts.
+    last = last_paid(frame_rows(analysis.trial_dataframes.get(best.trial_id)))
     return {key: finite(last.get(key)) for key in ADDED}

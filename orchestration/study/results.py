@@ -15,7 +15,7 @@ from hmtl.orchestration.sweep.manifest import MANIFEST, read_manifest
 from hmtl.orchestration.sweep.space import TRIAL_KEY, SearchSpace, check_key, validate_space
 from hmtl.orchestration.sweep.status import trial_rows
 from hmtl.orchestration.tracking.tags import TRIAL_TAG
-from hmtl.trainables.accounting import lost_work, paid
+from hmtl.trainables.accounting import last_paid
 from hmtl.trainables.config import TrainConfig
 
 COSTS = ("cost/device_seconds", "cost/images_seen")
@@ -90,8 +90,7 @@ def _round_rows(study, sweep: Store, factors, runs, number: int) -> list[dict[st
         value = None
         if trial.status == "TERMINATED":
             value = _value(rows, checkpoints, study)
-        last = rows[-1] if rows else {}
-        last = {**last, **paid(last, lost_work(rows))}  # costs with the work lost to restarts
+        last = last_paid(rows)  # costs with the work lost to restarts
         out.append(
             {
                 "arm": point.tags.get("hmtl.arm", ""),
